@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Serves the gateway locally with wrangler dev on http://127.0.0.1:8787 (installing first what is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if [ ! -f .dev.vars ]; then
+  echo "[dev] no .dev.vars yet: copy .dev.vars.example to .dev.vars and set ADMIN_TOKEN and provider keys" >&2
+fi
+export CLOUDFLARE_CF_FETCH_ENABLED="${CLOUDFLARE_CF_FETCH_ENABLED:-false}"
+export WRANGLER_SEND_METRICS="${WRANGLER_SEND_METRICS:-false}"
+exec node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "${PORT:-8787}" "$@"

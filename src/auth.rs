@@ -1,0 +1,166 @@
+//! Gateway keys and the admin token.
+//!
+//! A gateway key is `sk-sy-` followed by 48 hex digits (192 random bits). The gateway stores only
+//! its SHA-256 digest; the secret is shown once, when the key is made. Lookups by digest are
+//! cached in the isolate for a short TTL ([`KeyCache`]), so steady-state requests touch no storage.
+
+use crate::ids::hex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// Prefix of every gateway key.
+pub const KEY_PREFIX: &str = "sk-sy-";
+
+/// What the gateway keeps about a key (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 of the secret, hex.
+    pub hash: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// The secret's last four characters, to tell keys apart in listings.
+    pub last4: String,
+}
+
+/// A new secret key from 24 random bytes.
+pub fn new_secret(random: [u8; 24]) -> String {
+    format!("{KEY_PREFIX}{}", hex(&random))
+}
+
+/// SHA-256 of a secret, hex.
+pub fn hash_secret(secret: &str) -> String {
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(header: Option<&str>) -> Option<&str> {
+    let h = header?.trim();
+    let (scheme, token) = h.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Whether `presented` equals the admin token, in time independent of where they differ.
+pub fn admin_token_matches(expected: &str, presented: &str) -> bool {
+    let a = Sha256::digest(expected.as_bytes());
+    let b = Sha256::digest(presented.as_bytes());
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// Isolate-local cache of key lookups by digest, positive and negative, with a TTL.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    entries: HashMap<String, (Option<KeyRecord>, u64)>,
+}
+
+/// Most entries the cache holds; past it, expired entries go, then everything (bounded memory
+/// even when a client floods the gateway with random keys).
+const KEY_CACHE_CAPACITY: usize = 4096;
+
+/// What the cache knows about a digest.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cached<'a> {
+    Valid(&'a KeyRecord),
+    Invalid,
+    Unknown,
+}
+
+impl KeyCache {
+    pub fn get(&self, hash: &str, now_ms: u64, ttl_ms: u64) -> Cached<'_> {
+        match self.entries.get(hash) {
+            Some((rec, at)) if now_ms.saturating_sub(*at) < ttl_ms => match rec {
+                Some(r) => Cached::Valid(r),
+                None => Cached::Invalid,
+            },
+            _ => Cached::Unknown,
+        }
+    }
+
+    pub fn put(&mut self, hash: String, record: Option<KeyRecord>, now_ms: u64, ttl_ms: u64) {
+        if self.entries.len() >= KEY_CACHE_CAPACITY {
+            self.entries
+                .retain(|_, (_, at)| now_ms.saturating_sub(*at) < ttl_ms);
+            if self.entries.len() >= KEY_CACHE_CAPACITY {
+                self.entries.clear();
+            }
+        }
+        self.entries.insert(hash, (record, now_ms));
+    }
+
+    /// Forgets a key at once (revocation in this isolate).
+    pub fn forget(&mut self, hash: &str) {
+        self.entries.remove(hash);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_have_the_prefix_and_hash_to_sha256_hex() {
+        let s = new_secret([7; 24]);
+        assert!(s.starts_with(KEY_PREFIX));
+        assert_eq!(s.len(), KEY_PREFIX.len() + 48);
+        // SHA-256("abc"), the FIPS 180-2 test vector.
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_are_parsed_strictly() {
+        assert_eq!(bearer(Some("Bearer sk-sy-1")), Some("sk-sy-1"));
+        assert_eq!(bearer(Some("bearer   sk-sy-1 ")), Some("sk-sy-1"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(Some("sk-sy-1")), None);
+        assert_eq!(bearer(None), None);
+    }
+
+    #[test]
+    fn admin_token_comparison() {
+        assert!(admin_token_matches("t0ken", "t0ken"));
+        assert!(!admin_token_matches("t0ken", "t0ke"));
+        assert!(!admin_token_matches("t0ken", ""));
+    }
+
+    fn rec(id: &str) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            name: "n".into(),
+            hash: "h".into(),
+            created_at: 1,
+            last4: "abcd".into(),
+        }
+    }
+
+    #[test]
+    fn cache_expires_after_the_ttl_and_forgets_on_revocation() {
+        let mut c = KeyCache::default();
+        c.put("h1".into(), Some(rec("k1")), 1000, 100);
+        c.put("h2".into(), None, 1000, 100);
+        assert_eq!(c.get("h1", 1099, 100), Cached::Valid(&rec("k1")));
+        assert_eq!(c.get("h2", 1050, 100), Cached::Invalid);
+        assert_eq!(c.get("h1", 1100, 100), Cached::Unknown, "expired");
+        assert_eq!(c.get("h3", 1000, 100), Cached::Unknown);
+        c.forget("h1");
+        assert_eq!(c.get("h1", 1001, 100), Cached::Unknown);
+    }
+
+    #[test]
+    fn cache_stays_bounded() {
+        let mut c = KeyCache::default();
+        for i in 0..(KEY_CACHE_CAPACITY * 2) {
+            c.put(format!("h{i}"), None, 0, 1_000_000);
+        }
+        assert!(c.entries.len() <= KEY_CACHE_CAPACITY);
+    }
+}

@@ -1,0 +1,757 @@
+//! The canonical chat types: OpenAI Chat Completions, typed.
+//!
+//! Clients speak OpenAI chat, so a request is parsed once into [`ChatRequest`] and each provider
+//! translator builds its native body from it. Responses come back the other way: translators
+//! produce a [`ChatResponse`] (non-streaming) or a sequence of [`StreamPart`]s (streaming), and
+//! the one OpenAI encoder (`crate::formats::openai`) writes them out.
+//!
+//! Parsing is strict where silence would mislead: an unknown top-level field is kept in
+//! [`ChatRequest::extra`] so a translator can refuse it, and the reasoning options refuse unknown
+//! keys.
+//!
+//! ## Reasoning options accepted
+//!
+//! * `reasoning_effort`: `none`, `minimal`, `low`, `medium`, `high` (OpenAI).
+//! * `reasoning: {"max_tokens": N}` (OpenRouter style), optionally `"effort"` or
+//!   `"enabled": false`.
+//! * `thinking: {"type": "enabled", "budget_tokens": N}` or `{"type": "disabled"}` (Anthropic
+//!   style, as LiteLLM and others forward it).
+//!
+//! [`ChatRequest::reasoning`] folds them into one [`Reasoning`]; an explicit token budget wins
+//! over an effort level.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::GatewayError;
+
+/// An OpenAI chat completion request.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    #[serde(default)]
+    pub tools: Option<Vec<Tool>>,
+    #[serde(default)]
+    pub tool_choice: Option<ToolChoice>,
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    pub stop: Option<Stop>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    pub reasoning_effort: Option<ReasoningEffort>,
+    /// OpenRouter-style reasoning options.
+    #[serde(default)]
+    pub reasoning: Option<ReasoningOptions>,
+    /// Anthropic-style thinking options.
+    #[serde(default)]
+    pub thinking: Option<ThinkingOptions>,
+    #[serde(default)]
+    pub response_format: Option<ResponseFormat>,
+    #[serde(default)]
+    pub seed: Option<i64>,
+    #[serde(default)]
+    pub n: Option<u32>,
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    #[serde(default)]
+    pub top_logprobs: Option<u32>,
+    #[serde(default)]
+    pub presence_penalty: Option<f64>,
+    #[serde(default)]
+    pub frequency_penalty: Option<f64>,
+    #[serde(default)]
+    pub logit_bias: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+    /// Every other top-level field, for translators to refuse.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One chat message, tagged by `role`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum Message {
+    System {
+        content: Content,
+    },
+    Developer {
+        content: Content,
+    },
+    User {
+        content: Content,
+    },
+    Assistant {
+        #[serde(default)]
+        content: Option<Content>,
+        #[serde(default)]
+        tool_calls: Option<Vec<ToolCall>>,
+    },
+    Tool {
+        content: Content,
+        tool_call_id: String,
+    },
+}
+
+/// Message content: a plain string or a list of parts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+impl Content {
+    /// All text of the content joined, or an error naming the first non-text part.
+    pub fn text_only(&self, param: &str) -> Result<String, GatewayError> {
+        match self {
+            Content::Text(t) => Ok(t.clone()),
+            Content::Parts(parts) => {
+                let mut out = String::new();
+                for p in parts {
+                    match p {
+                        ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
+                            out.push_str(text)
+                        }
+                        other => {
+                            return Err(GatewayError::invalid_param(
+                                param,
+                                format!(
+                                    "Only text content is allowed here, not `{}`.",
+                                    other.kind()
+                                ),
+                            ))
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// One part of a message's content.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentPart {
+    Text { text: String },
+    ImageUrl { image_url: ImageUrl },
+    File { file: FileRef },
+    InputAudio { input_audio: InputAudio },
+    Refusal { refusal: String },
+}
+
+impl ContentPart {
+    /// The part's OpenAI `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ContentPart::Text { .. } => "text",
+            ContentPart::ImageUrl { .. } => "image_url",
+            ContentPart::File { .. } => "file",
+            ContentPart::InputAudio { .. } => "input_audio",
+            ContentPart::Refusal { .. } => "refusal",
+        }
+    }
+}
+
+/// An image: an `http(s)` URL or a `data:` URL.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImageUrl {
+    pub url: String,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// A file part: inline as a data URL, or an uploaded file's id.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FileRef {
+    #[serde(default)]
+    pub file_data: Option<String>,
+    #[serde(default)]
+    pub file_id: Option<String>,
+    #[serde(default)]
+    pub filename: Option<String>,
+}
+
+/// Base64 audio with its format (`wav`, `mp3`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct InputAudio {
+    pub data: String,
+    pub format: String,
+}
+
+/// A tool call made by the assistant.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+fn function_type() -> String {
+    "function".to_owned()
+}
+
+/// The function a tool call names, with its arguments as a JSON string.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: String,
+}
+
+/// A tool the model may call. Only `function` tools exist in chat completions.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tool {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionDef,
+}
+
+/// A function declaration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FunctionDef {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+    #[serde(default)]
+    pub strict: Option<bool>,
+}
+
+/// `tool_choice`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    None,
+    Auto,
+    Required,
+    /// Force this function.
+    Function(String),
+}
+
+impl<'de> Deserialize<'de> for ToolChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Named {
+            function: NamedFn,
+        }
+        #[derive(Deserialize)]
+        struct NamedFn {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Mode(String),
+            Named(Named),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Mode(m) => match m.as_str() {
+                "none" => Ok(ToolChoice::None),
+                "auto" => Ok(ToolChoice::Auto),
+                "required" => Ok(ToolChoice::Required),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown tool_choice `{other}` (expected none, auto, required or a function)"
+                ))),
+            },
+            Raw::Named(n) => Ok(ToolChoice::Function(n.function.name)),
+        }
+    }
+}
+
+/// `stop`: one sequence or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Stop {
+    /// The stop sequences as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Stop::One(s) => vec![s.clone()],
+            Stop::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `stream_options`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// OpenAI's `reasoning_effort` levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReasoningEffort {
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+}
+
+impl ReasoningEffort {
+    /// The level's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasoningEffort::None => "none",
+            ReasoningEffort::Minimal => "minimal",
+            ReasoningEffort::Low => "low",
+            ReasoningEffort::Medium => "medium",
+            ReasoningEffort::High => "high",
+        }
+    }
+
+    /// The thinking-token budget the gateway uses for this level on budget-based providers.
+    pub fn budget_tokens(self) -> u64 {
+        match self {
+            ReasoningEffort::None => 0,
+            ReasoningEffort::Minimal => 1024,
+            ReasoningEffort::Low => 2048,
+            ReasoningEffort::Medium => 8192,
+            ReasoningEffort::High => 16384,
+        }
+    }
+}
+
+/// `reasoning: {...}` (OpenRouter style).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasoningOptions {
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    #[serde(default)]
+    pub effort: Option<ReasoningEffort>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// `thinking: {...}` (Anthropic style).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThinkingOptions {
+    #[serde(rename = "type")]
+    pub kind: ThinkingKind,
+    #[serde(default)]
+    pub budget_tokens: Option<u64>,
+}
+
+/// `thinking.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThinkingKind {
+    Enabled,
+    Disabled,
+}
+
+/// What the request asks of the model's reasoning, all options folded together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reasoning {
+    /// Nothing asked: the provider's default.
+    Default,
+    /// Reasoning explicitly off.
+    Off,
+    /// An effort level.
+    Effort(ReasoningEffort),
+    /// An explicit token budget.
+    Budget(u64),
+}
+
+/// `response_format`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: JsonSchemaFormat },
+}
+
+/// `response_format.json_schema`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JsonSchemaFormat {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub schema: Option<Value>,
+    #[serde(default)]
+    pub strict: Option<bool>,
+}
+
+impl ChatRequest {
+    /// Parses a request body, mapping JSON errors to a 400.
+    pub fn from_json(body: &[u8]) -> Result<Self, GatewayError> {
+        serde_json::from_slice(body)
+            .map_err(|e| GatewayError::invalid_request(format!("Invalid chat request: {e}")))
+    }
+
+    /// The output-token limit: `max_completion_tokens`, else `max_tokens`.
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// True when the client asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    /// The reasoning options folded into one; an explicit budget wins over an effort level.
+    pub fn reasoning(&self) -> Reasoning {
+        if let Some(t) = &self.thinking {
+            return match (t.kind, t.budget_tokens) {
+                (ThinkingKind::Disabled, _) => Reasoning::Off,
+                (ThinkingKind::Enabled, Some(b)) => Reasoning::Budget(b),
+                (ThinkingKind::Enabled, None) => Reasoning::Effort(ReasoningEffort::Medium),
+            };
+        }
+        if let Some(r) = &self.reasoning {
+            if r.enabled == Some(false) {
+                return Reasoning::Off;
+            }
+            if let Some(b) = r.max_tokens {
+                return Reasoning::Budget(b);
+            }
+            if let Some(e) = r.effort.or(self.reasoning_effort) {
+                return effort(e);
+            }
+            if r.enabled == Some(true) {
+                return Reasoning::Effort(ReasoningEffort::Medium);
+            }
+        }
+        match self.reasoning_effort {
+            Some(e) => effort(e),
+            None => Reasoning::Default,
+        }
+    }
+
+    /// The first top-level field the gateway does not know, ignoring explicit nulls.
+    pub fn first_unknown_field(&self) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(_, v)| !v.is_null())
+            .map(|(k, _)| k.as_str())
+    }
+}
+
+fn effort(e: ReasoningEffort) -> Reasoning {
+    if e == ReasoningEffort::None {
+        Reasoning::Off
+    } else {
+        Reasoning::Effort(e)
+    }
+}
+
+/// Splits a `data:<mime>;base64,<data>` URL into its media type and base64 payload.
+pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let mime = meta.strip_suffix(";base64")?;
+    Some((if mime.is_empty() { "text/plain" } else { mime }, data))
+}
+
+/// Why the model stopped, in OpenAI's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+}
+
+impl FinishReason {
+    /// The OpenAI `finish_reason` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+        }
+    }
+
+    /// Maps an Anthropic `stop_reason`.
+    pub fn from_anthropic(stop_reason: &str) -> Self {
+        match stop_reason {
+            "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
+            "tool_use" => FinishReason::ToolCalls,
+            "refusal" => FinishReason::ContentFilter,
+            // end_turn, stop_sequence, pause_turn
+            _ => FinishReason::Stop,
+        }
+    }
+
+    /// Maps a Gemini `finishReason`; `STOP` after function calls is `tool_calls`.
+    pub fn from_gemini(reason: &str, saw_tool_calls: bool) -> Self {
+        match reason {
+            "MAX_TOKENS" => FinishReason::Length,
+            "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII"
+            | "IMAGE_SAFETY" | "LANGUAGE" => FinishReason::ContentFilter,
+            _ if saw_tool_calls => FinishReason::ToolCalls,
+            _ => FinishReason::Stop,
+        }
+    }
+}
+
+/// Token usage in OpenAI's terms: cached tokens are counted inside `prompt_tokens`, reasoning
+/// tokens inside `completion_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    /// Prompt tokens read from a cache.
+    pub cached_tokens: Option<u64>,
+    /// Prompt tokens written to a cache (Anthropic).
+    pub cache_write_tokens: Option<u64>,
+    /// Completion tokens spent thinking.
+    pub reasoning_tokens: Option<u64>,
+}
+
+/// One piece of a translated stream, in the order the client should see it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamPart {
+    /// The provider's message id and model.
+    Start {
+        id: String,
+        model: String,
+    },
+    TextDelta(String),
+    ReasoningDelta(String),
+    /// A tool call begins; `index` is its position among the response's tool calls.
+    ToolCallStart {
+        index: u32,
+        id: String,
+        name: String,
+    },
+    /// More of a tool call's JSON arguments.
+    ToolCallArgs {
+        index: u32,
+        delta: String,
+    },
+    Finish(FinishReason),
+    /// The usage so far; a later one replaces an earlier one.
+    Usage(Usage),
+    /// The stream failed; nothing after it counts.
+    Error(GatewayError),
+}
+
+/// A non-streaming response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+    pub id: String,
+    /// The provider's model until the caller sets the gateway model id.
+    pub model: String,
+    /// Unix seconds; translators leave 0 for the caller to set.
+    pub created: u64,
+    pub choices: Vec<Choice>,
+    pub usage: Option<Usage>,
+}
+
+/// One choice of a response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub index: u32,
+    pub message: AssistantMessage,
+    pub finish_reason: Option<FinishReason>,
+}
+
+/// The assistant's message in a response.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AssistantMessage {
+    pub content: Option<String>,
+    /// Thinking text, if the provider returned any.
+    pub reasoning: Option<String>,
+    pub tool_calls: Vec<ResponseToolCall>,
+}
+
+/// A tool call in a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseToolCall {
+    pub id: String,
+    pub name: String,
+    /// JSON arguments as a string.
+    pub arguments: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<ChatRequest, GatewayError> {
+        ChatRequest::from_json(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn parses_every_message_shape() {
+        let req = parse(json!({
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "developer", "content": [{"type": "text", "text": "dev"}]},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "look"},
+                    {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "high"}},
+                    {"type": "file", "file": {"file_data": "data:application/pdf;base64,QUJD", "filename": "a.pdf"}},
+                    {"type": "input_audio", "input_audio": {"data": "AAA", "format": "wav"}}
+                ]},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "c1", "content": "42"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(req.messages.len(), 5);
+        match &req.messages[2] {
+            Message::User {
+                content: Content::Parts(p),
+            } => {
+                let kinds: Vec<_> = p.iter().map(|p| p.kind()).collect();
+                assert_eq!(kinds, ["text", "image_url", "file", "input_audio"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &req.messages[3] {
+            Message::Assistant {
+                content: None,
+                tool_calls: Some(tc),
+            } => {
+                assert_eq!(tc[0].function.arguments, "{\"a\":1}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tool_choice_stop_and_unknown_fields() {
+        let req = parse(json!({
+            "model": "m", "messages": [],
+            "tool_choice": {"type": "function", "function": {"name": "f"}},
+            "stop": "END", "frobnicate": 1, "store": null
+        }))
+        .unwrap();
+        assert_eq!(req.tool_choice, Some(ToolChoice::Function("f".into())));
+        assert_eq!(req.stop.as_ref().unwrap().to_vec(), vec!["END".to_string()]);
+        assert_eq!(req.first_unknown_field(), Some("frobnicate"));
+        let req = parse(
+            json!({"model": "m", "messages": [], "tool_choice": "required", "stop": ["a", "b"]}),
+        )
+        .unwrap();
+        assert_eq!(req.tool_choice, Some(ToolChoice::Required));
+        assert_eq!(req.stop.unwrap().to_vec().len(), 2);
+        assert!(parse(json!({"model": "m", "messages": [], "tool_choice": "sometimes"})).is_err());
+    }
+
+    #[test]
+    fn reasoning_options_fold_with_budget_first() {
+        let r = |v: Value| parse(v).unwrap().reasoning();
+        assert_eq!(r(json!({"model": "m", "messages": []})), Reasoning::Default);
+        assert_eq!(
+            r(json!({"model": "m", "messages": [], "reasoning_effort": "high"})),
+            Reasoning::Effort(ReasoningEffort::High)
+        );
+        assert_eq!(
+            r(json!({"model": "m", "messages": [], "reasoning_effort": "none"})),
+            Reasoning::Off
+        );
+        assert_eq!(
+            r(
+                json!({"model": "m", "messages": [], "reasoning_effort": "low", "reasoning": {"max_tokens": 3000}})
+            ),
+            Reasoning::Budget(3000)
+        );
+        assert_eq!(
+            r(
+                json!({"model": "m", "messages": [], "thinking": {"type": "enabled", "budget_tokens": 2000}})
+            ),
+            Reasoning::Budget(2000)
+        );
+        assert_eq!(
+            r(json!({"model": "m", "messages": [], "thinking": {"type": "disabled"}})),
+            Reasoning::Off
+        );
+        assert!(
+            parse(json!({"model": "m", "messages": [], "reasoning": {"exclude": true}})).is_err()
+        );
+    }
+
+    #[test]
+    fn data_urls_split_into_mime_and_payload() {
+        assert_eq!(
+            parse_data_url("data:image/png;base64,iVBO"),
+            Some(("image/png", "iVBO"))
+        );
+        assert_eq!(
+            parse_data_url("data:;base64,QQ=="),
+            Some(("text/plain", "QQ=="))
+        );
+        assert_eq!(parse_data_url("data:image/png,raw"), None);
+        assert_eq!(parse_data_url("https://x/y.png"), None);
+    }
+
+    #[test]
+    fn finish_reasons_map_from_both_providers() {
+        assert_eq!(FinishReason::from_anthropic("end_turn"), FinishReason::Stop);
+        assert_eq!(
+            FinishReason::from_anthropic("stop_sequence"),
+            FinishReason::Stop
+        );
+        assert_eq!(
+            FinishReason::from_anthropic("max_tokens"),
+            FinishReason::Length
+        );
+        assert_eq!(
+            FinishReason::from_anthropic("tool_use"),
+            FinishReason::ToolCalls
+        );
+        assert_eq!(
+            FinishReason::from_anthropic("refusal"),
+            FinishReason::ContentFilter
+        );
+        assert_eq!(FinishReason::from_gemini("STOP", false), FinishReason::Stop);
+        assert_eq!(
+            FinishReason::from_gemini("STOP", true),
+            FinishReason::ToolCalls
+        );
+        assert_eq!(
+            FinishReason::from_gemini("MAX_TOKENS", true),
+            FinishReason::Length
+        );
+        for r in [
+            "SAFETY",
+            "RECITATION",
+            "BLOCKLIST",
+            "PROHIBITED_CONTENT",
+            "SPII",
+        ] {
+            assert_eq!(
+                FinishReason::from_gemini(r, false),
+                FinishReason::ContentFilter
+            );
+        }
+        assert_eq!(FinishReason::ToolCalls.as_str(), "tool_calls");
+    }
+}

@@ -1,0 +1,622 @@
+//! The one OpenAI Chat Completions encoder, shared by every translated provider.
+//!
+//! [`encode_response`] writes a `chat.completion` object; [`ChunkEncoder`] turns [`StreamPart`]s
+//! into `chat.completion.chunk` SSE events ending in `data: [DONE]`. A failed stream ends with an
+//! OpenAI-shaped error event before `[DONE]`, never with a made-up finish.
+
+use serde::Serialize;
+
+use crate::canonical::{ChatResponse, FinishReason, StreamPart, Usage};
+use crate::error::GatewayError;
+use crate::sse::{write_data, DONE};
+
+/// Encodes a non-streaming response as an OpenAI `chat.completion` JSON body.
+pub fn encode_response(resp: &ChatResponse) -> Vec<u8> {
+    let body = ResponseOut {
+        id: &resp.id,
+        object: "chat.completion",
+        created: resp.created,
+        model: &resp.model,
+        choices: resp
+            .choices
+            .iter()
+            .map(|c| ChoiceOut {
+                index: c.index,
+                message: MessageOut {
+                    role: "assistant",
+                    content: c.message.content.as_deref(),
+                    reasoning: c.message.reasoning.as_deref(),
+                    tool_calls: c
+                        .message
+                        .tool_calls
+                        .iter()
+                        .map(|t| ToolCallOut {
+                            id: &t.id,
+                            kind: "function",
+                            function: FunctionOut {
+                                name: &t.name,
+                                arguments: &t.arguments,
+                            },
+                        })
+                        .collect(),
+                    refusal: None,
+                },
+                logprobs: None,
+                finish_reason: c.finish_reason.map(FinishReason::as_str),
+            })
+            .collect(),
+        usage: resp.usage.as_ref().map(UsageOut::from),
+    };
+    serde_json::to_vec(&body).expect("response serializes")
+}
+
+/// Writes OpenAI `chat.completion.chunk` events for a translated stream.
+#[derive(Debug)]
+pub struct ChunkEncoder {
+    /// The `id` of every chunk.
+    pub id: String,
+    /// The gateway model id shown to the client.
+    pub model: String,
+    /// Unix seconds, the same on every chunk.
+    pub created: u64,
+    /// `stream_options.include_usage`: send a final usage chunk.
+    pub include_usage: bool,
+    started: bool,
+    finished: bool,
+    done: bool,
+    usage: Option<Usage>,
+}
+
+impl ChunkEncoder {
+    pub fn new(
+        id: impl Into<String>,
+        model: impl Into<String>,
+        created: u64,
+        include_usage: bool,
+    ) -> Self {
+        ChunkEncoder {
+            id: id.into(),
+            model: model.into(),
+            created,
+            include_usage,
+            started: false,
+            finished: false,
+            done: false,
+            usage: None,
+        }
+    }
+
+    /// Appends the events for one part. Parts after an error (or after `finish`) are ignored.
+    pub fn encode(&mut self, part: StreamPart, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        match part {
+            StreamPart::Start { .. } => self.ensure_started(out),
+            StreamPart::TextDelta(text) if !text.is_empty() => self.write_delta(
+                out,
+                Delta {
+                    content: Some(&text),
+                    ..Delta::default()
+                },
+                None,
+            ),
+            StreamPart::ReasoningDelta(text) if !text.is_empty() => self.write_delta(
+                out,
+                Delta {
+                    reasoning: Some(&text),
+                    ..Delta::default()
+                },
+                None,
+            ),
+            StreamPart::TextDelta(_) | StreamPart::ReasoningDelta(_) => {}
+            StreamPart::ToolCallStart { index, id, name } => {
+                let call = ToolDelta {
+                    index,
+                    id: Some(&id),
+                    kind: Some("function"),
+                    function: FnDelta {
+                        name: Some(&name),
+                        arguments: Some(""),
+                    },
+                };
+                self.write_delta(
+                    out,
+                    Delta {
+                        tool_calls: Some([call]),
+                        ..Delta::default()
+                    },
+                    None,
+                )
+            }
+            StreamPart::ToolCallArgs { index, delta } => {
+                let call = ToolDelta {
+                    index,
+                    id: None,
+                    kind: None,
+                    function: FnDelta {
+                        name: None,
+                        arguments: Some(&delta),
+                    },
+                };
+                self.write_delta(
+                    out,
+                    Delta {
+                        tool_calls: Some([call]),
+                        ..Delta::default()
+                    },
+                    None,
+                )
+            }
+            StreamPart::Finish(reason) => {
+                self.finished = true;
+                self.write_delta(out, Delta::default(), Some(reason.as_str()))
+            }
+            StreamPart::Usage(u) => self.usage = Some(u),
+            StreamPart::Error(e) => self.write_error(&e, out),
+        }
+    }
+
+    /// Ends the stream: the usage chunk when asked for, then `[DONE]`. A stream that never
+    /// finished gets an error event instead of a silent end.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        if !self.finished {
+            let e = GatewayError::bad_gateway("The upstream stream ended without a finish reason.");
+            self.write_error(&e, out);
+            return;
+        }
+        if self.include_usage {
+            if let Some(u) = self.usage {
+                let chunk = ChunkOut {
+                    id: &self.id,
+                    object: "chat.completion.chunk",
+                    created: self.created,
+                    model: &self.model,
+                    choices: &[],
+                    usage: Some(Some(UsageOut::from(&u))),
+                };
+                write_data(out, &serde_json::to_vec(&chunk).expect("chunk serializes"));
+            }
+        }
+        out.extend_from_slice(DONE);
+        self.done = true;
+    }
+
+    fn write_error(&mut self, e: &GatewayError, out: &mut Vec<u8>) {
+        out.extend_from_slice(&e.to_sse_event());
+        out.extend_from_slice(DONE);
+        self.done = true;
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            self.started = true;
+            let delta = Delta {
+                role: Some("assistant"),
+                content: Some(""),
+                ..Delta::default()
+            };
+            self.write_chunk(out, delta, None);
+        }
+    }
+
+    fn write_delta(&mut self, out: &mut Vec<u8>, delta: Delta<'_>, finish: Option<&str>) {
+        self.ensure_started(out);
+        self.write_chunk(out, delta, finish);
+    }
+
+    fn write_chunk(&self, out: &mut Vec<u8>, delta: Delta<'_>, finish_reason: Option<&str>) {
+        let choices = [ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason,
+        }];
+        let chunk = ChunkOut {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: &choices,
+            usage: if self.include_usage { Some(None) } else { None },
+        };
+        write_data(out, &serde_json::to_vec(&chunk).expect("chunk serializes"));
+    }
+}
+
+#[derive(Serialize)]
+struct ResponseOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<ChoiceOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageOut>,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    index: u32,
+    message: MessageOut<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    role: &'static str,
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallOut<'a>>,
+    refusal: Option<()>,
+}
+
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Serialize)]
+struct PromptDetails {
+    cached_tokens: u64,
+    /// Not an OpenAI field: Anthropic's cache writes, named as OpenRouter names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_write_tokens: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct CompletionDetails {
+    reasoning_tokens: u64,
+}
+
+impl From<&Usage> for UsageOut {
+    fn from(u: &Usage) -> Self {
+        let prompt_tokens_details = (u.cached_tokens.is_some() || u.cache_write_tokens.is_some())
+            .then(|| PromptDetails {
+                cached_tokens: u.cached_tokens.unwrap_or(0),
+                cache_write_tokens: u.cache_write_tokens,
+            });
+        UsageOut {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.total_tokens,
+            prompt_tokens_details,
+            completion_tokens_details: u
+                .reasoning_tokens
+                .map(|reasoning_tokens| CompletionDetails { reasoning_tokens }),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ChunkOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: &'a [ChunkChoice<'a>],
+    /// Absent without `include_usage`; `null` on every chunk but the last with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<UsageOut>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolDelta<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+struct ToolDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FnDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct FnDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a str>,
+}
+
+/// Test helpers shared by the provider golden tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::sse::SseDecoder;
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+
+    /// What a client assembles from an encoded stream.
+    #[derive(Debug, Default, PartialEq)]
+    pub(crate) struct Assembled {
+        pub text: String,
+        pub reasoning: String,
+        /// By OpenAI tool index: (id, name, arguments).
+        pub tools: BTreeMap<u64, (String, String, String)>,
+        pub finish_reason: Option<String>,
+        pub usage: Option<Value>,
+        pub error: Option<Value>,
+        pub done: bool,
+        pub chunks: Vec<Value>,
+    }
+
+    /// Decodes the encoder's output the way an OpenAI client would, checking its framing.
+    pub(crate) fn assemble(bytes: &[u8]) -> Assembled {
+        let mut d = SseDecoder::new();
+        d.feed(bytes);
+        let mut a = Assembled::default();
+        while let Some(ev) = d.next_event() {
+            assert!(!a.done, "nothing may follow [DONE]");
+            if ev.is_done() {
+                a.done = true;
+                continue;
+            }
+            let v: Value = serde_json::from_str(&ev.data).unwrap();
+            if v.get("error").is_some() {
+                a.error = Some(v);
+                continue;
+            }
+            absorb_chunk(&mut a, &v);
+            a.chunks.push(v);
+        }
+        assert!(d.finish().is_none(), "stream ends on an event boundary");
+        a
+    }
+
+    fn absorb_chunk(a: &mut Assembled, v: &Value) {
+        assert_eq!(v["object"], "chat.completion.chunk");
+        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+            assert_eq!(v["choices"], Value::Array(vec![]));
+            a.usage = Some(u.clone());
+        }
+        for c in v["choices"].as_array().unwrap() {
+            let d = &c["delta"];
+            a.text.push_str(d["content"].as_str().unwrap_or(""));
+            a.reasoning.push_str(d["reasoning"].as_str().unwrap_or(""));
+            for t in d["tool_calls"].as_array().into_iter().flatten() {
+                let e = a.tools.entry(t["index"].as_u64().unwrap()).or_default();
+                if let Some(id) = t["id"].as_str() {
+                    e.0 = id.to_owned();
+                    e.1 = t["function"]["name"].as_str().unwrap().to_owned();
+                }
+                e.2.push_str(t["function"]["arguments"].as_str().unwrap_or(""));
+            }
+            if let Some(f) = c["finish_reason"].as_str() {
+                assert!(a.finish_reason.is_none(), "one finish chunk");
+                a.finish_reason = Some(f.to_owned());
+            }
+        }
+    }
+
+    /// Encodes parts with a fresh encoder (`include_usage` on) and assembles the result.
+    pub(crate) fn encode_all(parts: Vec<StreamPart>) -> Assembled {
+        let mut enc = ChunkEncoder::new("chatcmpl-test", "gw/model", 1_700_000_000, true);
+        let mut out = Vec::new();
+        for p in parts {
+            enc.encode(p, &mut out);
+        }
+        enc.finish(&mut out);
+        assemble(&out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use crate::canonical::{AssistantMessage, Choice, ResponseToolCall};
+    use serde_json::{json, Value};
+
+    fn usage() -> Usage {
+        Usage {
+            prompt_tokens: 30,
+            completion_tokens: 12,
+            total_tokens: 42,
+            cached_tokens: Some(20),
+            cache_write_tokens: Some(5),
+            reasoning_tokens: Some(7),
+        }
+    }
+
+    #[test]
+    fn response_has_openais_exact_shape() {
+        let resp = ChatResponse {
+            id: "msg_1".into(),
+            model: "gw/model".into(),
+            created: 1_700_000_000,
+            choices: vec![Choice {
+                index: 0,
+                message: AssistantMessage {
+                    content: Some("hi".into()),
+                    reasoning: Some("think".into()),
+                    tool_calls: vec![ResponseToolCall {
+                        id: "call_1".into(),
+                        name: "f".into(),
+                        arguments: "{\"a\":1}".into(),
+                    }],
+                },
+                finish_reason: Some(FinishReason::ToolCalls),
+            }],
+            usage: Some(usage()),
+        };
+        let v: Value = serde_json::from_slice(&encode_response(&resp)).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "id": "msg_1", "object": "chat.completion", "created": 1_700_000_000u64, "model": "gw/model",
+                "choices": [{"index": 0, "message": {
+                    "role": "assistant", "content": "hi", "reasoning": "think", "refusal": null,
+                    "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]
+                }, "logprobs": null, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42,
+                    "prompt_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 5},
+                    "completion_tokens_details": {"reasoning_tokens": 7}}
+            })
+        );
+    }
+
+    #[test]
+    fn a_tool_only_response_has_null_content_and_no_reasoning_key() {
+        let resp = ChatResponse {
+            id: "x".into(),
+            model: "m".into(),
+            created: 0,
+            choices: vec![Choice {
+                index: 0,
+                message: AssistantMessage::default(),
+                finish_reason: None,
+            }],
+            usage: None,
+        };
+        let v: Value = serde_json::from_slice(&encode_response(&resp)).unwrap();
+        let msg = &v["choices"][0]["message"];
+        assert_eq!(msg["content"], Value::Null);
+        assert!(msg.get("reasoning").is_none() && msg.get("tool_calls").is_none());
+        assert!(v.get("usage").is_none());
+    }
+
+    #[test]
+    fn stream_chunks_follow_openais_sequence() {
+        let a = encode_all(vec![
+            StreamPart::Start {
+                id: "msg_1".into(),
+                model: "claude".into(),
+            },
+            StreamPart::ReasoningDelta("hmm".into()),
+            StreamPart::TextDelta("Hel".into()),
+            StreamPart::TextDelta("lo".into()),
+            StreamPart::ToolCallStart {
+                index: 0,
+                id: "call_a".into(),
+                name: "f".into(),
+            },
+            StreamPart::ToolCallArgs {
+                index: 0,
+                delta: "{\"x\":".into(),
+            },
+            StreamPart::ToolCallArgs {
+                index: 0,
+                delta: "1}".into(),
+            },
+            StreamPart::Usage(usage()),
+            StreamPart::Finish(FinishReason::ToolCalls),
+        ]);
+        assert_eq!(
+            a.chunks[0]["choices"][0]["delta"],
+            json!({"role": "assistant", "content": ""})
+        );
+        assert_eq!(
+            a.chunks[0]["usage"],
+            Value::Null,
+            "usage is null until the last chunk"
+        );
+        assert_eq!(a.chunks[0]["model"], "gw/model");
+        assert_eq!(a.text, "Hello");
+        assert_eq!(a.reasoning, "hmm");
+        assert_eq!(
+            a.tools[&0],
+            ("call_a".into(), "f".into(), "{\"x\":1}".into())
+        );
+        assert_eq!(a.finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(
+            a.usage.as_ref().unwrap()["completion_tokens_details"]["reasoning_tokens"],
+            7
+        );
+        assert!(a.done && a.error.is_none());
+        let start = &a.chunks[4]["choices"][0]["delta"]["tool_calls"][0];
+        assert_eq!(
+            start,
+            &json!({"index": 0, "id": "call_a", "type": "function", "function": {"name": "f", "arguments": ""}})
+        );
+        let last = a.chunks.last().unwrap();
+        assert_eq!(
+            last["choices"],
+            json!([]),
+            "the usage chunk comes last, after the finish chunk"
+        );
+    }
+
+    #[test]
+    fn without_include_usage_there_is_no_usage_key() {
+        let mut enc = ChunkEncoder::new("id", "m", 1, false);
+        let mut out = Vec::new();
+        enc.encode(StreamPart::TextDelta("a".into()), &mut out);
+        enc.encode(StreamPart::Usage(usage()), &mut out);
+        enc.encode(StreamPart::Finish(FinishReason::Stop), &mut out);
+        enc.finish(&mut out);
+        let a = assemble(&out);
+        assert!(a.chunks.iter().all(|c| c.get("usage").is_none()));
+        assert_eq!(
+            a.chunks[0]["choices"][0]["delta"]["role"], "assistant",
+            "role comes first even without Start"
+        );
+        assert!(a.done);
+    }
+
+    #[test]
+    fn an_error_part_ends_the_stream_with_an_error_event_and_done() {
+        let a = encode_all(vec![
+            StreamPart::TextDelta("partial".into()),
+            StreamPart::Error(GatewayError::upstream(503, "Overloaded").with_code("overloaded")),
+            StreamPart::TextDelta("ignored".into()),
+            StreamPart::Finish(FinishReason::Stop),
+        ]);
+        assert_eq!(a.text, "partial");
+        assert_eq!(a.error.unwrap()["error"]["message"], "Overloaded");
+        assert!(a.finish_reason.is_none(), "no fake success after an error");
+        assert!(a.done);
+    }
+
+    #[test]
+    fn a_stream_without_finish_ends_in_an_error() {
+        let a = encode_all(vec![StreamPart::TextDelta("cut".into())]);
+        assert_eq!(a.error.unwrap()["error"]["code"], "upstream_unavailable");
+        assert!(a.done && a.finish_reason.is_none());
+    }
+}

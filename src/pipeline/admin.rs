@@ -1,0 +1,205 @@
+//! The admin API for gateway keys: `POST /admin/keys`, `GET /admin/keys`,
+//! `PATCH /admin/keys/{id}`, `DELETE /admin/keys/{id}`.
+//!
+//! KV layout: `keys/hash/<sha256>` → record (looked up on requests), `keys/id/<id>` → record, with
+//! the public view as KV metadata so one `list` call answers `GET /admin/keys`.
+
+use super::{Gateway, Json};
+use crate::auth::{self, KeyRecord};
+use crate::error::GatewayError;
+use crate::ids;
+use crate::platform::{Clock, Kv};
+use serde::{Deserialize, Serialize};
+
+const BY_HASH: &str = "keys/hash/";
+const BY_ID: &str = "keys/id/";
+const MAX_NAME_LEN: usize = 200;
+
+/// A key as listings show it: never the secret, never its hash.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyView {
+    pub id: String,
+    pub object: String,
+    pub name: String,
+    pub created_at: u64,
+    /// `sk-sy-…abcd`: enough to tell keys apart.
+    pub redacted_key: String,
+}
+
+impl From<&KeyRecord> for KeyView {
+    fn from(r: &KeyRecord) -> Self {
+        KeyView {
+            id: r.id.clone(),
+            object: "gateway_key".into(),
+            name: r.name.clone(),
+            created_at: r.created_at,
+            redacted_key: format!("{}…{}", auth::KEY_PREFIX, r.last4),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateKey {
+    name: Option<serde_json::Value>,
+}
+
+/// Fields of the admin contract that later releases add; refused clearly until then.
+const NOT_YET: &[&str] = &["team", "budget", "rate_limit", "models", "expires_at"];
+
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, GatewayError> {
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
+        if let Some(field) = NOT_YET.iter().find(|f| map.contains_key(**f)) {
+            return Err(GatewayError::invalid_param(
+                field,
+                format!("`{field}` is not supported by this gateway version yet."),
+            ));
+        }
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid_request(format!("The request body is not a valid key object: {e}."))
+    })
+}
+
+fn valid_name(name: Option<serde_json::Value>) -> Result<String, GatewayError> {
+    match name {
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_NAME_LEN => {
+            Ok(s.trim().to_owned())
+        }
+        Some(serde_json::Value::String(_)) => Err(GatewayError::invalid_param(
+            "name",
+            format!("`name` must be 1 to {MAX_NAME_LEN} characters."),
+        )),
+        Some(_) => Err(GatewayError::invalid_param(
+            "name",
+            "`name` must be a string.",
+        )),
+        None => Err(GatewayError::invalid_param("name", "`name` is required.")),
+    }
+}
+
+fn kv_err(e: GatewayError) -> GatewayError {
+    GatewayError::internal(format!("The key store failed: {}", e.message))
+}
+
+async fn store<P: Kv>(p: &P, rec: &KeyRecord) -> Result<(), GatewayError> {
+    let json = serde_json::to_string(rec).expect("a key record serializes");
+    let view = serde_json::to_string(&KeyView::from(rec)).expect("a key view serializes");
+    p.put(&format!("{BY_HASH}{}", rec.hash), &json, None)
+        .await
+        .map_err(kv_err)?;
+    p.put(&format!("{BY_ID}{}", rec.id), &json, Some(&view))
+        .await
+        .map_err(kv_err)
+}
+
+async fn load<P: Kv>(p: &P, id: &str) -> Result<KeyRecord, GatewayError> {
+    let json = p.get(&format!("{BY_ID}{id}")).await.map_err(kv_err)?;
+    json.and_then(|j| serde_json::from_str(&j).ok())
+        .ok_or_else(|| GatewayError::not_found(format!("No gateway key has the id `{id}`.")))
+}
+
+/// Looks a secret's record up by its digest (uncached; the caller caches).
+pub(super) async fn lookup<P: Kv>(p: &P, hash: &str) -> Result<Option<KeyRecord>, GatewayError> {
+    let json = p.get(&format!("{BY_HASH}{hash}")).await?;
+    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+}
+
+impl Gateway {
+    pub(super) async fn create_key<P: Kv + Clock>(
+        &self,
+        p: &P,
+        body: &[u8],
+    ) -> Result<Json, GatewayError> {
+        let req: CreateKey = parse_body(body)?;
+        let name = valid_name(req.name)?;
+        let mut secret_bytes = [0u8; 24];
+        p.fill_random(&mut secret_bytes);
+        let secret = auth::new_secret(secret_bytes);
+        let mut id_random = [0u8; 10];
+        p.fill_random(&mut id_random);
+        let now = p.now_ms();
+        let rec = KeyRecord {
+            id: ids::prefixed("key", now, id_random),
+            name,
+            hash: auth::hash_secret(&secret),
+            created_at: now / 1000,
+            last4: secret[secret.len() - 4..].to_owned(),
+        };
+        store(p, &rec).await?;
+        self.key_cache.borrow_mut().forget(&rec.hash);
+        #[derive(Serialize)]
+        struct Created<'a> {
+            #[serde(flatten)]
+            view: KeyView,
+            /// The secret, shown this once.
+            key: &'a str,
+        }
+        let body = serde_json::to_vec(&Created {
+            view: KeyView::from(&rec),
+            key: &secret,
+        })
+        .expect("serializes");
+        Ok((201, body))
+    }
+
+    pub(super) async fn list_keys<P: Kv>(&self, p: &P) -> Result<Json, GatewayError> {
+        let entries = p.list(BY_ID).await.map_err(kv_err)?;
+        let mut data: Vec<KeyView> = entries
+            .iter()
+            .filter_map(|(_, meta)| serde_json::from_str(meta.as_deref()?).ok())
+            .collect();
+        data.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        #[derive(Serialize)]
+        struct List {
+            object: &'static str,
+            data: Vec<KeyView>,
+        }
+        let body = serde_json::to_vec(&List {
+            object: "list",
+            data,
+        })
+        .expect("serializes");
+        Ok((200, body))
+    }
+
+    pub(super) async fn update_key<P: Kv>(
+        &self,
+        p: &P,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Json, GatewayError> {
+        let req: UpdateKey = parse_body(body)?;
+        let mut rec = load(p, id).await?;
+        if req.name.is_some() {
+            rec.name = valid_name(req.name)?;
+        }
+        store(p, &rec).await?;
+        self.key_cache.borrow_mut().forget(&rec.hash);
+        let body = serde_json::to_vec(&KeyView::from(&rec)).expect("serializes");
+        Ok((200, body))
+    }
+
+    pub(super) async fn delete_key<P: Kv>(&self, p: &P, id: &str) -> Result<Json, GatewayError> {
+        let rec = load(p, id).await?;
+        // The hash entry first: once it is gone the key no longer authenticates anywhere.
+        p.delete(&format!("{BY_HASH}{}", rec.hash))
+            .await
+            .map_err(kv_err)?;
+        p.delete(&format!("{BY_ID}{}", rec.id))
+            .await
+            .map_err(kv_err)?;
+        self.key_cache.borrow_mut().forget(&rec.hash);
+        let body = serde_json::to_vec(&serde_json::json!({
+            "id": rec.id, "object": "gateway_key", "deleted": true
+        }))
+        .expect("serializes");
+        Ok((200, body))
+    }
+}

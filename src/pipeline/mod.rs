@@ -1,0 +1,378 @@
+//! The request pipeline: one inbound request in, one response out, over the platform traits.
+//!
+//! [`Gateway`] is built once per isolate (configuration, key cache, rendered model list) and
+//! handles every request: route, authenticate, dispatch, and render any error in OpenAI's shape.
+//! Every response carries `x-request-id`; allowed browser origins get CORS headers.
+
+mod admin;
+mod chat;
+mod models;
+
+pub use admin::KeyView;
+
+use crate::auth::{self, Cached, KeyCache, KeyRecord};
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::ids;
+use crate::platform::{Clock, InboundBody, Kv, StreamTransform, Upstream};
+use std::cell::{OnceCell, RefCell};
+
+/// A JSON answer: status and body.
+type Json = (u16, Vec<u8>);
+
+/// The parts of an inbound request the gateway reads (the edge copies just these few headers).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Inbound<'a> {
+    pub method: &'a str,
+    /// The full URL or just the path, with or without a query.
+    pub url: &'a str,
+    pub authorization: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub origin: Option<&'a str>,
+    pub content_length: Option<&'a str>,
+}
+
+/// A response for the edge to send.
+pub struct Outbound<B> {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: OutBody<B>,
+}
+
+pub enum OutBody<B> {
+    Empty,
+    Bytes(Vec<u8>),
+    /// A provider's body, sent on unchanged.
+    Upstream(B),
+    /// A provider's body, rewritten chunk by chunk on its way out.
+    Transformed(B, Box<dyn StreamTransform>),
+}
+
+impl<B> std::fmt::Debug for OutBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutBody::Empty => f.write_str("Empty"),
+            OutBody::Bytes(b) => write!(f, "Bytes({})", String::from_utf8_lossy(b)),
+            OutBody::Upstream(_) => f.write_str("Upstream(..)"),
+            OutBody::Transformed(..) => f.write_str("Transformed(..)"),
+        }
+    }
+}
+
+fn json<B>((status, body): Json) -> Outbound<B> {
+    Outbound {
+        status,
+        headers: vec![("content-type", "application/json".to_owned())],
+        body: OutBody::Bytes(body),
+    }
+}
+
+/// An error as an OpenAI error body with its status (and `Retry-After` when known).
+pub fn error_response<B>(e: &GatewayError) -> Outbound<B> {
+    let mut out = json((e.status, e.to_json()));
+    if let Some(ra) = &e.retry_after {
+        out.headers.push(("retry-after", ra.clone()));
+    }
+    if let Some(p) = e.provider {
+        out.headers.push(("x-switchyard-provider", p.to_owned()));
+    }
+    out
+}
+
+/// The routes, by path.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Root,
+    Health,
+    Models,
+    Model(String),
+    ChatCompletions,
+    Keys,
+    Key(String),
+    NotFound,
+}
+
+impl Route {
+    fn of(path: &str) -> Route {
+        let path = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
+        match path {
+            "/" => Route::Root,
+            "/health" => Route::Health,
+            "/v1/models" => Route::Models,
+            "/v1/chat/completions" => Route::ChatCompletions,
+            "/admin/keys" => Route::Keys,
+            _ => {
+                if let Some(id) = path.strip_prefix("/v1/models/") {
+                    Route::Model(percent_decode(id))
+                } else if let Some(id) = path.strip_prefix("/admin/keys/") {
+                    if id.is_empty() || id.contains('/') {
+                        Route::NotFound
+                    } else {
+                        Route::Key(percent_decode(id))
+                    }
+                } else {
+                    Route::NotFound
+                }
+            }
+        }
+    }
+
+    /// The methods the route answers (OPTIONS is answered for every route).
+    fn allow(&self) -> &'static str {
+        match self {
+            Route::Root | Route::Health | Route::Models | Route::Model(_) => "GET",
+            Route::ChatCompletions => "POST",
+            Route::Keys => "GET, POST",
+            Route::Key(_) => "PATCH, DELETE",
+            Route::NotFound => "",
+        }
+    }
+}
+
+/// The path of a URL (`https://h/p?q` or `/p?q` → `/p`).
+fn path_of(url: &str) -> &str {
+    let rest = match url.find("://") {
+        Some(i) => {
+            let after = &url[i + 3..];
+            after.find('/').map_or("/", |j| &after[j..])
+        }
+        None => url,
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// Decodes `%XX` escapes (model ids reach us as `openai%2Fgpt-4o` from SDKs that encode paths).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The gateway, one per isolate.
+pub struct Gateway {
+    pub config: Config,
+    key_cache: RefCell<KeyCache>,
+    models_list: OnceCell<Vec<u8>>,
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> Gateway {
+        Gateway {
+            config,
+            key_cache: RefCell::new(KeyCache::default()),
+            models_list: OnceCell::new(),
+        }
+    }
+
+    /// Handles one request. Never fails: every error becomes an OpenAI error response.
+    pub async fn handle<P, R>(&self, p: &P, req: &Inbound<'_>, body: R) -> Outbound<P::Body>
+    where
+        P: Clock + Upstream + Kv,
+        R: InboundBody,
+    {
+        let request_id = match req.request_id.and_then(ids::sanitize_request_id) {
+            Some(id) => id.to_owned(),
+            None => self.new_id(p, "req"),
+        };
+        let route = Route::of(path_of(req.url));
+        // A chat request gets its generation id up front, so that failures carry it too.
+        let generation_id = (route == Route::ChatCompletions && req.method == "POST")
+            .then(|| self.new_id(p, "gen"));
+        let mut out = if req.method == "OPTIONS" {
+            Outbound {
+                status: 204,
+                headers: Vec::new(),
+                body: OutBody::Empty,
+            }
+        } else {
+            match self.dispatch(p, req, route, body, &request_id).await {
+                Ok(out) => out,
+                Err(e) => error_response(&e),
+            }
+        };
+        if let Some(id) = generation_id {
+            out.headers.push(("x-generation-id", id));
+        }
+        out.headers.push(("x-request-id", request_id));
+        self.add_cors(req, &mut out);
+        out
+    }
+
+    fn new_id<P: Clock>(&self, p: &P, prefix: &str) -> String {
+        let mut random = [0u8; 10];
+        p.fill_random(&mut random);
+        ids::prefixed(prefix, p.now_ms(), random)
+    }
+
+    fn add_cors<B>(&self, req: &Inbound<'_>, out: &mut Outbound<B>) {
+        let Some(origin) = req.origin else { return };
+        if !self.config.cors_allows(origin) {
+            return;
+        }
+        let h = &mut out.headers;
+        h.push(("access-control-allow-origin", origin.to_owned()));
+        h.push(("vary", "Origin".to_owned()));
+        h.push((
+            "access-control-expose-headers",
+            "x-request-id, x-generation-id, x-switchyard-provider, retry-after".to_owned(),
+        ));
+        if req.method == "OPTIONS" {
+            h.push((
+                "access-control-allow-methods",
+                "GET, POST, PATCH, DELETE, OPTIONS".to_owned(),
+            ));
+            h.push((
+                "access-control-allow-headers",
+                "authorization, content-type, x-request-id, idempotency-key, openai-organization, openai-project, x-stainless-arch, x-stainless-lang, x-stainless-os, x-stainless-package-version, x-stainless-retry-count, x-stainless-runtime, x-stainless-runtime-version, x-stainless-timeout".to_owned(),
+            ));
+            h.push(("access-control-max-age", "86400".to_owned()));
+        }
+    }
+
+    async fn dispatch<P, R>(
+        &self,
+        p: &P,
+        req: &Inbound<'_>,
+        route: Route,
+        body: R,
+        request_id: &str,
+    ) -> Result<Outbound<P::Body>, GatewayError>
+    where
+        P: Clock + Upstream + Kv,
+        R: InboundBody,
+    {
+        let path = path_of(req.url);
+        if route == Route::NotFound {
+            return Err(GatewayError::not_found(format!(
+                "No route for {} {path}.",
+                req.method
+            )));
+        }
+        let allow = route.allow();
+        if !allow.split(", ").any(|m| m == req.method) {
+            let mut out = error_response(&GatewayError::method_not_allowed(req.method, path));
+            out.headers.push(("allow", format!("{allow}, OPTIONS")));
+            return Ok(out);
+        }
+        match route {
+            Route::Root => Ok(json((
+                200,
+                br#"{"name":"switchyard","object":"gateway","docs":"/v1/models"}"#.to_vec(),
+            ))),
+            Route::Health => Ok(json((200, br#"{"status":"ok"}"#.to_vec()))),
+            Route::Models => {
+                self.authenticate(p, req).await?;
+                let list = self.models_list.get_or_init(models::render_list);
+                Ok(json((200, list.clone())))
+            }
+            Route::Model(id) => {
+                self.authenticate(p, req).await?;
+                Ok(json((200, models::render_one(&id)?)))
+            }
+            Route::ChatCompletions => {
+                let key = self.authenticate(p, req).await?;
+                let body = self.read_body(req, body).await?;
+                self.chat(p, &key, &body, request_id).await
+            }
+            Route::Keys | Route::Key(_) => {
+                self.authenticate_admin(req)?;
+                let answer = match (route, req.method) {
+                    (Route::Keys, "GET") => self.list_keys(p).await,
+                    (Route::Keys, _) => {
+                        let body = self.read_body(req, body).await?;
+                        self.create_key(p, &body).await
+                    }
+                    (Route::Key(id), "PATCH") => {
+                        let body = self.read_body(req, body).await?;
+                        self.update_key(p, &id, &body).await
+                    }
+                    (Route::Key(id), _) => self.delete_key(p, &id).await,
+                    _ => unreachable!("methods were checked against the route"),
+                };
+                answer.map(json)
+            }
+            Route::NotFound => unreachable!("handled above"),
+        }
+    }
+
+    /// Reads the body, refusing one over the limit before reading when its length is declared.
+    async fn read_body<R: InboundBody>(
+        &self,
+        req: &Inbound<'_>,
+        body: R,
+    ) -> Result<Vec<u8>, GatewayError> {
+        let limit = self.config.max_request_bytes;
+        let declared = req
+            .content_length
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(GatewayError::payload_too_large(limit));
+        }
+        let bytes = body.read().await?;
+        if bytes.len() > limit {
+            return Err(GatewayError::payload_too_large(limit));
+        }
+        Ok(bytes)
+    }
+
+    /// The caller's gateway key record: from the isolate cache, else from the key store.
+    async fn authenticate<P: Clock + Kv>(
+        &self,
+        p: &P,
+        req: &Inbound<'_>,
+    ) -> Result<KeyRecord, GatewayError> {
+        let token = auth::bearer(req.authorization).ok_or_else(|| {
+            GatewayError::authentication(
+                "Missing gateway key. Send it as `Authorization: Bearer sk-sy-…`.",
+            )
+        })?;
+        let invalid = || GatewayError::authentication("Invalid or revoked gateway key.");
+        if !token.starts_with(auth::KEY_PREFIX) {
+            return Err(invalid());
+        }
+        let hash = auth::hash_secret(token);
+        let now = p.now_ms();
+        let ttl = self.config.key_cache_ttl_ms;
+        match self.key_cache.borrow().get(&hash, now, ttl) {
+            Cached::Valid(rec) => return Ok(rec.clone()),
+            Cached::Invalid => return Err(invalid()),
+            Cached::Unknown => {}
+        }
+        let rec = admin::lookup(p, &hash)
+            .await
+            .map_err(|e| GatewayError::internal(format!("The key store failed: {}", e.message)))?;
+        self.key_cache.borrow_mut().put(hash, rec.clone(), now, ttl);
+        rec.ok_or_else(invalid)
+    }
+
+    fn authenticate_admin(&self, req: &Inbound<'_>) -> Result<(), GatewayError> {
+        let expected = self.config.admin_token.as_deref().ok_or_else(|| {
+            GatewayError::authentication("The admin API is disabled: ADMIN_TOKEN is not set.")
+        })?;
+        match auth::bearer(req.authorization) {
+            Some(t) if auth::admin_token_matches(expected, t) => Ok(()),
+            _ => Err(GatewayError::authentication("Invalid admin token.")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

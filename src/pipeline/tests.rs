@@ -1,0 +1,621 @@
+//! The whole pipeline, natively, over fakes: an in-memory KV, a scripted upstream, a fixed clock.
+
+use super::*;
+use crate::config::tests::config;
+use crate::platform::{FetchError, UpstreamRequest, UpstreamResponse};
+use futures::executor::block_on;
+use serde_json::{json, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+
+#[derive(Default)]
+struct Fake {
+    kv: RefCell<BTreeMap<String, (String, Option<String>)>>,
+    kv_reads: Cell<usize>,
+    sent: RefCell<Vec<UpstreamRequest>>,
+    replies: RefCell<VecDeque<Result<UpstreamResponse<Vec<u8>>, FetchError>>>,
+    now: Cell<u64>,
+    counter: Cell<u8>,
+}
+
+impl Clock for Fake {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+    fn fill_random(&self, buf: &mut [u8]) {
+        self.counter.set(self.counter.get().wrapping_add(1));
+        buf.fill(self.counter.get());
+    }
+}
+
+impl Upstream for Fake {
+    type Body = Vec<u8>;
+    async fn fetch(&self, req: UpstreamRequest) -> Result<UpstreamResponse<Vec<u8>>, FetchError> {
+        self.sent.borrow_mut().push(req);
+        self.replies
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or(Err(FetchError::Network("connection refused".into())))
+    }
+    async fn read_body(&self, body: Vec<u8>) -> Result<Vec<u8>, FetchError> {
+        Ok(body)
+    }
+}
+
+impl Kv for Fake {
+    async fn get(&self, key: &str) -> Result<Option<String>, GatewayError> {
+        self.kv_reads.set(self.kv_reads.get() + 1);
+        Ok(self.kv.borrow().get(key).map(|(v, _)| v.clone()))
+    }
+    async fn put(&self, key: &str, value: &str, meta: Option<&str>) -> Result<(), GatewayError> {
+        let entry = (value.to_owned(), meta.map(str::to_owned));
+        self.kv.borrow_mut().insert(key.to_owned(), entry);
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), GatewayError> {
+        self.kv.borrow_mut().remove(key);
+        Ok(())
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Option<String>)>, GatewayError> {
+        Ok(self
+            .kv
+            .borrow()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (_, m))| (k.clone(), m.clone()))
+            .collect())
+    }
+}
+
+struct Body(Vec<u8>);
+impl InboundBody for Body {
+    async fn read(self) -> Result<Vec<u8>, GatewayError> {
+        Ok(self.0)
+    }
+}
+
+fn reply(
+    status: u16,
+    content_type: &str,
+    body: &str,
+) -> Result<UpstreamResponse<Vec<u8>>, FetchError> {
+    Ok(UpstreamResponse {
+        status,
+        content_type: Some(content_type.into()),
+        retry_after: None,
+        body: body.as_bytes().to_vec(),
+    })
+}
+
+const ADMIN: &str = "Bearer admin-secret-token";
+
+struct World {
+    gw: Gateway,
+    p: Fake,
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl World {
+    fn new() -> World {
+        World::with(&[])
+    }
+
+    fn with(extra: &[(&str, &str)]) -> World {
+        let mut vars = vec![
+            ("ADMIN_TOKEN", "admin-secret-token"),
+            ("OPENAI_API_KEY", "sk-openai-provider-secret"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9999/v1"),
+            ("XAI_API_KEY", "xai-provider-secret"),
+            ("CORS_ORIGINS", "https://app.example"),
+        ];
+        vars.extend_from_slice(extra);
+        World {
+            gw: Gateway::new(config(&vars)),
+            p: Fake {
+                now: Cell::new(1_700_000_000_000),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn call(&self, method: &str, url: &str, auth: Option<&str>, body: &str) -> Answer {
+        self.call_with(
+            Inbound {
+                method,
+                url,
+                authorization: auth,
+                ..Default::default()
+            },
+            body,
+        )
+    }
+
+    fn call_with(&self, req: Inbound<'_>, body: &str) -> Answer {
+        let out = block_on(
+            self.gw
+                .handle(&self.p, &req, Body(body.as_bytes().to_vec())),
+        );
+        let body = match out.body {
+            OutBody::Empty => Vec::new(),
+            OutBody::Bytes(b) | OutBody::Upstream(b) => b,
+            OutBody::Transformed(b, mut t) => {
+                let mut o = Vec::new();
+                t.push(&b, &mut o);
+                t.finish(&mut o, None);
+                o
+            }
+        };
+        Answer {
+            status: out.status,
+            headers: out.headers,
+            body,
+        }
+    }
+
+    fn new_key(&self) -> (String, String) {
+        let a = self.call("POST", "/admin/keys", Some(ADMIN), r#"{"name":"ci"}"#);
+        assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+        let v = a.json();
+        (
+            v["id"].as_str().unwrap().to_owned(),
+            v["key"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+#[test]
+fn key_lifecycle_create_list_use_revoke() {
+    let w = World::new();
+    let (id, key) = w.new_key();
+    assert!(key.starts_with("sk-sy-") && id.starts_with("key_"));
+    // stored only as a hash
+    let stored = format!("{:?}", w.p.kv.borrow());
+    assert!(!stored.contains(&key), "the secret is not stored");
+    // listed without the secret or its hash
+    let list = w.call("GET", "/admin/keys", Some(ADMIN), "");
+    assert_eq!(list.status, 200);
+    let text = String::from_utf8(list.body.clone()).unwrap();
+    assert!(!text.contains(&key) && !text.contains(&crate::auth::hash_secret(&key)));
+    assert_eq!(list.json()["data"][0]["id"], id);
+    assert_eq!(list.json()["data"][0]["name"], "ci");
+    // usable
+    let auth = bearer(&key);
+    assert_eq!(w.call("GET", "/v1/models", Some(&auth), "").status, 200);
+    // renamed
+    let patched = w.call(
+        "PATCH",
+        &format!("/admin/keys/{id}"),
+        Some(ADMIN),
+        r#"{"name":"ci-2"}"#,
+    );
+    assert_eq!(
+        (patched.status, patched.json()["name"].clone()),
+        (200, json!("ci-2"))
+    );
+    // revoked: refused on the very next request in this isolate, despite the cache
+    let del = w.call("DELETE", &format!("/admin/keys/{id}"), Some(ADMIN), "");
+    assert_eq!(del.status, 200);
+    assert_eq!(del.json()["deleted"], true);
+    let after = w.call("GET", "/v1/models", Some(&auth), "");
+    assert_eq!(after.status, 401);
+    assert_eq!(after.json()["error"]["type"], "authentication_error");
+    assert_eq!(
+        w.call("DELETE", &format!("/admin/keys/{id}"), Some(ADMIN), "")
+            .status,
+        404
+    );
+    assert_eq!(
+        w.call("GET", "/admin/keys", Some(ADMIN), "").json()["data"],
+        json!([])
+    );
+}
+
+#[test]
+fn admin_calls_need_the_admin_token_and_valid_bodies() {
+    let w = World::new();
+    assert_eq!(w.call("GET", "/admin/keys", None, "").status, 401);
+    assert_eq!(
+        w.call("GET", "/admin/keys", Some("Bearer wrong"), "")
+            .status,
+        401
+    );
+    let (_, key) = w.new_key();
+    assert_eq!(
+        w.call("GET", "/admin/keys", Some(&bearer(&key)), "").status,
+        401,
+        "a gateway key is not an admin token"
+    );
+    let bad = w.call("POST", "/admin/keys", Some(ADMIN), r#"{"name":""}"#);
+    assert_eq!(
+        (bad.status, bad.json()["error"]["param"].clone()),
+        (400, json!("name"))
+    );
+    let bad = w.call("POST", "/admin/keys", Some(ADMIN), "{nope");
+    assert_eq!(bad.status, 400);
+    let later = w.call(
+        "POST",
+        "/admin/keys",
+        Some(ADMIN),
+        r#"{"name":"x","budget":{"limit":"1","period":"daily"}}"#,
+    );
+    assert_eq!(
+        (later.status, later.json()["error"]["param"].clone()),
+        (400, json!("budget")),
+        "not silently ignored"
+    );
+    let no_admin = World::with(&[("ADMIN_TOKEN", "")]);
+    let a = no_admin.call("GET", "/admin/keys", Some(ADMIN), "");
+    assert_eq!(a.status, 401);
+    assert!(a.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ADMIN_TOKEN"));
+}
+
+#[test]
+fn steady_state_authentication_reads_no_storage() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    let auth = bearer(&key);
+    w.call("GET", "/v1/models", Some(&auth), "");
+    let reads = w.p.kv_reads.get();
+    for _ in 0..10 {
+        assert_eq!(w.call("GET", "/v1/models", Some(&auth), "").status, 200);
+    }
+    assert_eq!(w.p.kv_reads.get(), reads, "cached in the isolate");
+    w.p.now.set(w.p.now.get() + 60_000);
+    w.call("GET", "/v1/models", Some(&auth), "");
+    assert_eq!(
+        w.p.kv_reads.get(),
+        reads + 1,
+        "looked up again after the TTL"
+    );
+}
+
+#[test]
+fn bad_gateway_keys_are_401_in_openai_shape() {
+    let w = World::new();
+    for auth in [
+        None,
+        Some("Bearer nope"),
+        Some("Basic abc"),
+        Some("Bearer sk-sy-000"),
+    ] {
+        let a = w.call(
+            "POST",
+            "/v1/chat/completions",
+            auth,
+            r#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(a.status, 401, "{auth:?}");
+        let e = &a.json()["error"];
+        assert!(e["message"].is_string() && e["type"] == "authentication_error");
+        assert!(e.get("param").is_some() && e.get("code").is_some());
+    }
+    assert!(w.p.sent.borrow().is_empty(), "no provider was called");
+}
+
+#[test]
+fn chat_is_forwarded_with_the_native_model_and_every_other_field_as_sent() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.p.replies.borrow_mut().push_back(reply(
+        200,
+        "application/json",
+        r#"{"id":"chatcmpl-1","object":"chat.completion","choices":[]}"#,
+    ));
+    let body = r#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}],"seed":7,"some_vendor_field":{"a":[1,2]}}"#;
+    let a = w.call_with(
+        Inbound {
+            method: "POST",
+            url: "https://gw.example/v1/chat/completions?x=1",
+            authorization: Some(&bearer(&key)),
+            request_id: Some("req-abc"),
+            ..Default::default()
+        },
+        body,
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.json()["id"],
+        "chatcmpl-1",
+        "the provider's body is passed through"
+    );
+    assert_eq!(a.header("x-switchyard-provider"), Some("openai"));
+    assert_eq!(a.header("x-request-id"), Some("req-abc"));
+    let gen = a.header("x-generation-id").unwrap();
+    assert!(gen.starts_with("gen_") && gen.len() == 30, "{gen}");
+    let sent = w.p.sent.borrow();
+    assert_eq!(sent[0].url, "http://127.0.0.1:9999/v1/chat/completions");
+    let h = |n: &str| {
+        sent[0]
+            .headers
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        h("authorization").as_deref(),
+        Some("Bearer sk-openai-provider-secret")
+    );
+    assert_eq!(h("x-request-id").as_deref(), Some("req-abc"));
+    assert_eq!(
+        String::from_utf8(sent[0].body.clone()).unwrap(),
+        body.replace("openai/gpt-4o", "gpt-4o")
+    );
+}
+
+#[test]
+fn unknown_models_of_known_providers_are_forwarded_as_is() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.p.replies
+        .borrow_mut()
+        .push_back(reply(200, "text/event-stream", "data: [DONE]\n\n"));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        r#"{"model":"xai/grok-next","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("content-type"), Some("text/event-stream"));
+    let sent = w.p.sent.borrow();
+    assert_eq!(sent[0].url, "https://api.x.ai/v1/chat/completions");
+    assert!(String::from_utf8_lossy(&sent[0].body).contains(r#""model":"grok-next""#));
+}
+
+#[test]
+fn request_errors_name_their_field_and_never_reach_a_provider() {
+    let w = World::with(&[("MAX_REQUEST_BYTES", "200")]);
+    let (_, key) = w.new_key();
+    let auth = bearer(&key);
+    let cases = [
+        ("{not json", 400, Value::Null, "invalid_json"),
+        (
+            r#"{"messages":[{"role":"user","content":"x"}]}"#,
+            400,
+            json!("model"),
+            "",
+        ),
+        (r#"{"model":"openai/gpt-4o"}"#, 400, json!("messages"), ""),
+        (
+            r#"{"model":"nope/x","messages":[{"role":"user","content":"x"}]}"#,
+            404,
+            json!("model"),
+            "model_not_found",
+        ),
+    ];
+    for (body, status, param, code) in cases {
+        let a = w.call("POST", "/v1/chat/completions", Some(&auth), body);
+        assert_eq!(a.status, status, "{body}");
+        assert_eq!(a.json()["error"]["param"], param, "{body}");
+        if !code.is_empty() {
+            assert_eq!(a.json()["error"]["code"], code, "{body}");
+        }
+    }
+    let big = format!(
+        r#"{{"model":"openai/gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(300)
+    );
+    assert_eq!(
+        w.call("POST", "/v1/chat/completions", Some(&auth), &big)
+            .status,
+        413
+    );
+    let declared = w.call_with(
+        Inbound {
+            method: "POST",
+            url: "/v1/chat/completions",
+            authorization: Some(&auth),
+            content_length: Some("100000"),
+            ..Default::default()
+        },
+        "{}",
+    );
+    assert_eq!(declared.status, 413, "refused on the declared length");
+    assert!(w.p.sent.borrow().is_empty());
+}
+
+#[test]
+fn methods_and_routes() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    let auth = bearer(&key);
+    let a = w.call("GET", "/v1/chat/completions", Some(&auth), "");
+    assert_eq!(a.status, 405);
+    assert_eq!(a.header("allow"), Some("POST, OPTIONS"));
+    assert_eq!(a.json()["error"]["code"], "method_not_allowed");
+    assert_eq!(w.call("PUT", "/admin/keys", Some(ADMIN), "").status, 405);
+    assert_eq!(w.call("GET", "/v2/nothing", Some(&auth), "").status, 404);
+    assert_eq!(w.call("GET", "/health", None, "").status, 200);
+    let m = w.call("GET", "/v1/models/openai%2Fgpt-4o", Some(&auth), "");
+    assert_eq!(
+        (m.status, m.json()["id"].clone()),
+        (200, json!("openai/gpt-4o"))
+    );
+    let m = w.call(
+        "GET",
+        "/v1/models/anthropic/claude-sonnet-4-6",
+        Some(&auth),
+        "",
+    );
+    assert_eq!(m.json()["owned_by"], "anthropic");
+    let m = w.call("GET", "/v1/models/nope/x", Some(&auth), "");
+    assert_eq!(
+        (m.status, m.json()["error"]["code"].clone()),
+        (404, json!("model_not_found"))
+    );
+    assert_eq!(
+        w.call("GET", "/v1/models/openai/gpt-4o", None, "").status,
+        401
+    );
+}
+
+#[test]
+fn upstream_errors_keep_status_and_message_and_hide_the_provider_key() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    let auth = bearer(&key);
+    let msg = r#"{"error":{"message":"Rate limit reached for sk-openai-provider-secret","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+    w.p.replies.borrow_mut().push_back(Ok(UpstreamResponse {
+        status: 429,
+        content_type: Some("application/json".into()),
+        retry_after: Some("3".into()),
+        body: msg.as_bytes().to_vec(),
+    }));
+    let body = r#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    let a = w.call("POST", "/v1/chat/completions", Some(&auth), body);
+    assert_eq!(a.status, 429);
+    assert_eq!(a.header("retry-after"), Some("3"));
+    let e = &a.json()["error"];
+    assert_eq!(e["code"], "rate_limit_exceeded");
+    assert_eq!(e["provider"], "openai");
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Rate limit reached"));
+    assert!(!String::from_utf8_lossy(&a.body).contains("sk-openai-provider-secret"));
+    assert!(
+        a.header("x-generation-id").unwrap().starts_with("gen_"),
+        "errors carry the generation id too"
+    );
+    // no reply scripted: connection refused
+    let a = w.call("POST", "/v1/chat/completions", Some(&auth), body);
+    assert_eq!(a.status, 502);
+    assert!(a.header("x-generation-id").is_some());
+    assert_eq!(a.json()["error"]["provider"], "openai");
+}
+
+#[test]
+fn a_provider_without_a_key_is_a_clear_configuration_error() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        r#"{"model":"groq/some-model","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(a.status, 503);
+    assert!(a.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("GROQ_API_KEY"));
+}
+
+#[test]
+fn cors_for_allowed_origins_only_and_preflight() {
+    let w = World::new();
+    let pre = w.call_with(
+        Inbound {
+            method: "OPTIONS",
+            url: "/v1/chat/completions",
+            origin: Some("https://app.example"),
+            ..Default::default()
+        },
+        "",
+    );
+    assert_eq!(pre.status, 204);
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(pre
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("authorization"));
+    let other = w.call_with(
+        Inbound {
+            method: "GET",
+            url: "/health",
+            origin: Some("https://evil.example"),
+            ..Default::default()
+        },
+        "",
+    );
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    let ok = w.call_with(
+        Inbound {
+            method: "GET",
+            url: "/health",
+            origin: Some("https://app.example"),
+            ..Default::default()
+        },
+        "",
+    );
+    assert!(ok
+        .header("access-control-expose-headers")
+        .unwrap()
+        .contains("x-generation-id"));
+}
+
+#[test]
+fn no_response_ever_contains_a_secret() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    let auth = bearer(&key);
+    let mut all = String::new();
+    for (m, u, a, b) in [
+        ("GET", "/admin/keys", Some(ADMIN), ""),
+        ("GET", "/v1/models", Some(auth.as_str()), ""),
+        ("POST", "/v1/chat/completions", Some(auth.as_str()), "{}"),
+        (
+            "POST",
+            "/v1/chat/completions",
+            Some(auth.as_str()),
+            r#"{"model":"openai/gpt-4o","messages":[1]}"#,
+        ),
+        ("GET", "/admin/keys", Some("Bearer admin-secret-tokeX"), ""),
+    ] {
+        let ans = w.call(m, u, a, b);
+        all.push_str(&String::from_utf8_lossy(&ans.body));
+        for (_, v) in &ans.headers {
+            all.push_str(v);
+        }
+    }
+    for secret in [
+        key.as_str(),
+        "admin-secret-token",
+        "sk-openai-provider-secret",
+        "xai-provider-secret",
+    ] {
+        assert!(!all.contains(secret), "{secret} leaked");
+    }
+}
+
+#[test]
+fn paths_and_percent_decoding() {
+    assert_eq!(
+        path_of("https://h.example:8787/v1/models?x=1"),
+        "/v1/models"
+    );
+    assert_eq!(path_of("http://h"), "/");
+    assert_eq!(path_of("/a/b#c"), "/a/b");
+    assert_eq!(percent_decode("openai%2Fgpt-4o"), "openai/gpt-4o");
+    assert_eq!(percent_decode("a%2"), "a%2");
+    assert_eq!(percent_decode("%zz%41"), "%zzA");
+    assert_eq!(Route::of("/v1/models/"), Route::Models);
+    assert_eq!(Route::of("/admin/keys/a/b"), Route::NotFound);
+}

@@ -1,0 +1,1409 @@
+//! Anthropic Messages: request builder, response and error translation, stream translator.
+//!
+//! Mapping decisions (each refusal is a 400 naming the field):
+//! * `system` and `developer` messages, wherever they appear, become the top-level `system`
+//!   blocks in order; consecutive turns of one role are merged (tool results are user turns).
+//! * Images: `data:` URLs become base64 sources, `http(s)` URLs become url sources; `detail` has
+//!   no Anthropic equivalent and is ignored. PDF files (inline `file_data`) become `document`
+//!   blocks titled by `filename`; other file types, `file_id` and `input_audio` are refused.
+//! * `response_format: json_schema` maps to native structured outputs
+//!   (`output_config.format`); `json_object` is refused (Anthropic has no schema-less JSON mode).
+//! * Refused: `n > 1`, `logprobs`, `top_logprobs`, `logit_bias`, `seed`, non-zero
+//!   `presence_penalty`/`frequency_penalty`, `temperature > 1`, unknown top-level fields.
+//! * `user` becomes `metadata.user_id`; OpenAI's `metadata` (for stored completions) has no
+//!   effect on output and is not forwarded.
+//! * Reasoning: a budget (or an effort level's budget, see
+//!   [`ReasoningEffort::budget_tokens`]) becomes `thinking: {type: enabled, budget_tokens}`.
+//!   Anthropic counts thinking inside `max_tokens`; without a client limit the gateway asks for
+//!   the budget plus [`DEFAULT_MAX_TOKENS`]. With a client limit an effort's budget is capped at
+//!   half of it.
+//! * Left to Anthropic to reject (its 400 is passed on, named): thinking combined with a forced
+//!   `tool_choice` or a changed `temperature`, and a thinking request whose history replays
+//!   tool calls without their (signed) thinking blocks, which OpenAI clients cannot send back.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::canonical::{
+    parse_data_url, AssistantMessage, ChatRequest, ChatResponse, Choice, Content, ContentPart,
+    FinishReason, Message, Reasoning, ResponseFormat, ResponseToolCall, StreamPart, ToolChoice,
+    Usage,
+};
+use crate::error::GatewayError;
+use crate::sse::SseEvent;
+
+/// The `anthropic-version` header value.
+pub const API_VERSION: &str = "2023-06-01";
+/// The answer budget when the client sets no `max_tokens`.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// Anthropic's smallest thinking budget.
+pub const MIN_THINKING_BUDGET: u64 = 1024;
+const PROVIDER: &str = "Anthropic";
+
+/// `POST {base}/v1/messages` (streaming is chosen in the body).
+pub fn endpoint(base_url: &str, _native_model: &str, _stream: bool) -> String {
+    format!("{}/v1/messages", base_url.trim_end_matches('/'))
+}
+
+/// The headers every Anthropic request carries.
+pub fn auth_headers(api_key: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-api-key", api_key.to_owned()),
+        ("anthropic-version", API_VERSION.to_owned()),
+        ("content-type", "application/json".to_owned()),
+    ]
+}
+
+/// The native request body for `req`, or a 400 for what Anthropic cannot honour.
+pub fn build_request(req: &ChatRequest, native_model: &str) -> Result<Vec<u8>, GatewayError> {
+    let body = build_body(req, native_model)?;
+    Ok(serde_json::to_vec(&Value::Object(body)).expect("body serializes"))
+}
+
+/// The body as a JSON object, for callers (Vertex) that adjust it.
+pub(crate) fn build_body(
+    req: &ChatRequest,
+    native_model: &str,
+) -> Result<Map<String, Value>, GatewayError> {
+    check_supported(req)?;
+    let mut body = Map::new();
+    body.insert("model".into(), json!(native_model));
+    let (system, messages) = convert_messages(&req.messages)?;
+    if !system.is_empty() {
+        body.insert("system".into(), Value::Array(system));
+    }
+    body.insert("messages".into(), Value::Array(messages));
+    let (max_tokens, budget) = max_tokens_and_budget(req)?;
+    body.insert("max_tokens".into(), json!(max_tokens));
+    if let Some(b) = budget {
+        body.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": b}),
+        );
+    }
+    insert_sampling(req, &mut body);
+    insert_tools(req, &mut body)?;
+    if let Some(ResponseFormat::JsonSchema { json_schema }) = &req.response_format {
+        let schema = json_schema.schema.clone().ok_or_else(|| {
+            GatewayError::invalid_param("response_format", "`json_schema.schema` is required.")
+        })?;
+        body.insert(
+            "output_config".into(),
+            json!({"format": {"type": "json_schema", "schema": schema}}),
+        );
+    }
+    if let Some(user) = &req.user {
+        body.insert("metadata".into(), json!({"user_id": user}));
+    }
+    if req.is_stream() {
+        body.insert("stream".into(), json!(true));
+    }
+    Ok(body)
+}
+
+fn unsupported(field: &str) -> GatewayError {
+    GatewayError::invalid_param(field, format!("`{field}` is not supported by {PROVIDER}."))
+}
+
+fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
+    if let Some(field) = req.first_unknown_field() {
+        return Err(unsupported(field));
+    }
+    let nonzero = |v: Option<f64>| v.is_some_and(|x| x != 0.0);
+    let checks: [(&str, bool); 8] = [
+        ("n", req.n.is_some_and(|n| n > 1)),
+        ("logprobs", req.logprobs == Some(true)),
+        ("top_logprobs", req.top_logprobs.is_some_and(|n| n > 0)),
+        (
+            "logit_bias",
+            req.logit_bias.as_ref().is_some_and(|m| !m.is_empty()),
+        ),
+        ("seed", req.seed.is_some()),
+        ("presence_penalty", nonzero(req.presence_penalty)),
+        ("frequency_penalty", nonzero(req.frequency_penalty)),
+        (
+            "response_format",
+            matches!(req.response_format, Some(ResponseFormat::JsonObject)),
+        ),
+    ];
+    if let Some((field, _)) = checks.iter().find(|(_, bad)| *bad) {
+        return Err(unsupported(field));
+    }
+    if req.temperature.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+        return Err(GatewayError::invalid_param(
+            "temperature",
+            format!("`temperature` must be between 0 and 1 for {PROVIDER} models."),
+        ));
+    }
+    Ok(())
+}
+
+fn max_tokens_and_budget(req: &ChatRequest) -> Result<(u64, Option<u64>), GatewayError> {
+    let given = req.max_output_tokens();
+    let budget = match req.reasoning() {
+        Reasoning::Default | Reasoning::Off => {
+            return Ok((given.unwrap_or(DEFAULT_MAX_TOKENS), None))
+        }
+        Reasoning::Budget(b) => b,
+        Reasoning::Effort(e) => match given {
+            Some(max) => e.budget_tokens().min(max / 2),
+            None => e.budget_tokens(),
+        },
+    };
+    if budget < MIN_THINKING_BUDGET {
+        return Err(GatewayError::invalid_param(
+            "reasoning",
+            format!(
+                "{PROVIDER} needs a reasoning budget of at least {MIN_THINKING_BUDGET} tokens \
+                 (and max_tokens above it); got {budget}."
+            ),
+        ));
+    }
+    let max = given.unwrap_or(budget + DEFAULT_MAX_TOKENS);
+    if max <= budget {
+        return Err(GatewayError::invalid_param(
+            "max_tokens",
+            format!("`max_tokens` ({max}) must be larger than the reasoning budget ({budget})."),
+        ));
+    }
+    Ok((max, Some(budget)))
+}
+
+fn insert_sampling(req: &ChatRequest, body: &mut Map<String, Value>) {
+    if let Some(t) = req.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = req.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    if let Some(stop) = &req.stop {
+        body.insert("stop_sequences".into(), json!(stop.to_vec()));
+    }
+}
+
+fn insert_tools(req: &ChatRequest, body: &mut Map<String, Value>) -> Result<(), GatewayError> {
+    if let Some(tools) = &req.tools {
+        let mut out = Vec::with_capacity(tools.len());
+        for (i, t) in tools.iter().enumerate() {
+            if t.kind != "function" {
+                return Err(GatewayError::invalid_param(
+                    &format!("tools[{i}].type"),
+                    format!("Tool type `{}` is not supported by {PROVIDER}.", t.kind),
+                ));
+            }
+            let f = &t.function;
+            let mut tool = Map::new();
+            tool.insert("name".into(), json!(f.name));
+            if let Some(d) = &f.description {
+                tool.insert("description".into(), json!(d));
+            }
+            let schema = f
+                .parameters
+                .clone()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+            tool.insert("input_schema".into(), schema);
+            if let Some(strict) = f.strict {
+                tool.insert("strict".into(), json!(strict));
+            }
+            out.push(Value::Object(tool));
+        }
+        body.insert("tools".into(), Value::Array(out));
+    }
+    let parallel_off = req.parallel_tool_calls == Some(false);
+    let choice = match &req.tool_choice {
+        Some(ToolChoice::None) => Some(json!({"type": "none"})),
+        Some(ToolChoice::Auto) => Some(json!({"type": "auto"})),
+        Some(ToolChoice::Required) => Some(json!({"type": "any"})),
+        Some(ToolChoice::Function(name)) => Some(json!({"type": "tool", "name": name})),
+        None if parallel_off && req.tools.is_some() => Some(json!({"type": "auto"})),
+        None => None,
+    };
+    if let Some(mut choice) = choice {
+        if parallel_off && choice["type"] != "none" {
+            choice["disable_parallel_tool_use"] = json!(true);
+        }
+        body.insert("tool_choice".into(), choice);
+    }
+    Ok(())
+}
+
+/// Collects consecutive same-role turns into one Anthropic message.
+#[derive(Default)]
+struct Turns {
+    messages: Vec<Value>,
+    role: &'static str,
+    blocks: Vec<Value>,
+}
+
+impl Turns {
+    fn push(&mut self, role: &'static str, blocks: Vec<Value>) {
+        if blocks.is_empty() {
+            return;
+        }
+        if self.role != role {
+            self.flush();
+            self.role = role;
+        }
+        self.blocks.extend(blocks);
+    }
+
+    fn flush(&mut self) {
+        if !self.blocks.is_empty() {
+            let content = std::mem::take(&mut self.blocks);
+            self.messages
+                .push(json!({"role": self.role, "content": content}));
+        }
+    }
+
+    fn finish(mut self) -> Vec<Value> {
+        self.flush();
+        self.messages
+    }
+}
+
+fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), GatewayError> {
+    let mut system = Vec::new();
+    let mut turns = Turns::default();
+    for (i, m) in messages.iter().enumerate() {
+        let param = format!("messages[{i}].content");
+        match m {
+            Message::System { content } | Message::Developer { content } => {
+                let text = content.text_only(&param)?;
+                if !text.is_empty() {
+                    system.push(json!({"type": "text", "text": text}));
+                }
+            }
+            Message::User { content } => turns.push("user", user_blocks(content, &param)?),
+            Message::Assistant {
+                content,
+                tool_calls,
+            } => {
+                let mut blocks = Vec::new();
+                if let Some(c) = content {
+                    push_text(&mut blocks, c.text_only(&param)?);
+                }
+                for (j, tc) in tool_calls.iter().flatten().enumerate() {
+                    let input = parse_arguments(&tc.function.arguments, i, j)?;
+                    blocks.push(json!({"type": "tool_use", "id": tc.id, "name": tc.function.name, "input": input}));
+                }
+                turns.push("assistant", blocks);
+            }
+            Message::Tool {
+                content,
+                tool_call_id,
+            } => {
+                let text = content.text_only(&param)?;
+                turns.push(
+                    "user",
+                    vec![json!({"type": "tool_result", "tool_use_id": tool_call_id, "content": text})],
+                );
+            }
+        }
+    }
+    Ok((system, turns.finish()))
+}
+
+fn push_text(blocks: &mut Vec<Value>, text: String) {
+    if !text.is_empty() {
+        blocks.push(json!({"type": "text", "text": text}));
+    }
+}
+
+/// Parses tool-call arguments; an empty string means no arguments.
+pub(crate) fn parse_arguments(args: &str, msg: usize, call: usize) -> Result<Value, GatewayError> {
+    if args.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_str(args).map_err(|_| {
+        GatewayError::invalid_param(
+            &format!("messages[{msg}].tool_calls[{call}].function.arguments"),
+            "Tool call arguments must be a JSON object.",
+        )
+    })
+}
+
+fn user_blocks(content: &Content, param: &str) -> Result<Vec<Value>, GatewayError> {
+    let parts = match content {
+        Content::Text(t) => {
+            let mut blocks = Vec::new();
+            push_text(&mut blocks, t.clone());
+            return Ok(blocks);
+        }
+        Content::Parts(parts) => parts,
+    };
+    let mut blocks = Vec::with_capacity(parts.len());
+    for (k, part) in parts.iter().enumerate() {
+        let param = format!("{param}[{k}]");
+        match part {
+            ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
+                push_text(&mut blocks, text.clone())
+            }
+            ContentPart::ImageUrl { image_url } => {
+                blocks.push(image_block(&image_url.url, &param)?)
+            }
+            ContentPart::File { file } => {
+                let data = file.file_data.as_deref().ok_or_else(|| {
+                    GatewayError::invalid_param(
+                        &param,
+                        format!("{PROVIDER} needs files inline as `file_data`; `file_id` is not supported."),
+                    )
+                })?;
+                let mut doc = document_block(data, &param)?;
+                if let Some(name) = &file.filename {
+                    doc["title"] = json!(name);
+                }
+                blocks.push(doc);
+            }
+            ContentPart::InputAudio { .. } => {
+                return Err(GatewayError::invalid_param(
+                    &param,
+                    format!("Audio input is not supported by {PROVIDER}."),
+                ))
+            }
+        }
+    }
+    Ok(blocks)
+}
+
+fn image_block(url: &str, param: &str) -> Result<Value, GatewayError> {
+    if let Some((mime, data)) = parse_data_url(url) {
+        return Ok(
+            json!({"type": "image", "source": {"type": "base64", "media_type": mime, "data": data}}),
+        );
+    }
+    if url.starts_with("https://") || url.starts_with("http://") {
+        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
+    }
+    Err(GatewayError::invalid_param(
+        param,
+        "Image URLs must be http(s) URLs or base64 data URLs.",
+    ))
+}
+
+fn document_block(data_url: &str, param: &str) -> Result<Value, GatewayError> {
+    match parse_data_url(data_url) {
+        Some(("application/pdf", data)) => Ok(
+            json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": data}}),
+        ),
+        Some((mime, _)) => Err(GatewayError::invalid_param(
+            param,
+            format!("Files of type `{mime}` are not supported by {PROVIDER}; send PDFs."),
+        )),
+        None => Err(GatewayError::invalid_param(
+            param,
+            "`file_data` must be a base64 data URL.",
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+#[derive(Deserialize)]
+struct MessageBody {
+    id: String,
+    model: String,
+    #[serde(default)]
+    content: Vec<ResponseBlock>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: RawUsage,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ResponseBlock {
+    Text {
+        text: String,
+    },
+    Thinking {
+        thinking: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    #[serde(other)]
+    Other,
+}
+
+/// Anthropic usage; every field is cumulative.
+#[derive(Deserialize, Default, Clone, Copy, Debug)]
+struct RawUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens_details: Option<OutputDetails>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, Debug)]
+struct OutputDetails {
+    #[serde(default)]
+    thinking_tokens: Option<u64>,
+}
+
+impl RawUsage {
+    /// Takes every field `later` reports (they are totals so far, never increments).
+    fn update(&mut self, later: &RawUsage) {
+        let keep = |a: &mut Option<u64>, b: Option<u64>| {
+            if b.is_some() {
+                *a = b;
+            }
+        };
+        keep(&mut self.input_tokens, later.input_tokens);
+        keep(&mut self.output_tokens, later.output_tokens);
+        keep(
+            &mut self.cache_creation_input_tokens,
+            later.cache_creation_input_tokens,
+        );
+        keep(
+            &mut self.cache_read_input_tokens,
+            later.cache_read_input_tokens,
+        );
+        if later.output_tokens_details.is_some() {
+            self.output_tokens_details = later.output_tokens_details;
+        }
+    }
+
+    /// OpenAI usage: cache reads and writes are counted inside `prompt_tokens`.
+    fn to_usage(self) -> Usage {
+        let cache_read = self.cache_read_input_tokens;
+        let cache_write = self.cache_creation_input_tokens;
+        let prompt =
+            self.input_tokens.unwrap_or(0) + cache_read.unwrap_or(0) + cache_write.unwrap_or(0);
+        let completion = self.output_tokens.unwrap_or(0);
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+            cached_tokens: cache_read,
+            cache_write_tokens: cache_write,
+            reasoning_tokens: self.output_tokens_details.and_then(|d| d.thinking_tokens),
+        }
+    }
+}
+
+/// Translates a non-streaming Messages response.
+pub fn translate_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
+    let msg: MessageBody = serde_json::from_slice(body).map_err(|_| unreadable())?;
+    let mut message = AssistantMessage::default();
+    for block in msg.content {
+        match block {
+            ResponseBlock::Text { text } => message
+                .content
+                .get_or_insert_with(String::new)
+                .push_str(&text),
+            ResponseBlock::Thinking { thinking } => message
+                .reasoning
+                .get_or_insert_with(String::new)
+                .push_str(&thinking),
+            ResponseBlock::ToolUse { id, name, input } => {
+                message.tool_calls.push(ResponseToolCall {
+                    id,
+                    name,
+                    arguments: input.to_string(),
+                })
+            }
+            ResponseBlock::Other => {}
+        }
+    }
+    Ok(ChatResponse {
+        id: msg.id,
+        model: msg.model,
+        created: 0,
+        choices: vec![Choice {
+            index: 0,
+            message,
+            finish_reason: msg.stop_reason.as_deref().map(FinishReason::from_anthropic),
+        }],
+        usage: Some(msg.usage.to_usage()),
+    })
+}
+
+fn unreadable() -> GatewayError {
+    GatewayError::bad_gateway(format!(
+        "{PROVIDER} returned a response the gateway could not read."
+    ))
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Maps an Anthropic error response to the gateway error the client sees.
+pub fn translate_error(status: u16, retry_after: Option<String>, body: &[u8]) -> GatewayError {
+    let (kind, message) = match serde_json::from_slice::<ErrorEnvelope>(body) {
+        Ok(e) => (e.error.kind, e.error.message),
+        Err(_) => (
+            String::new(),
+            String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+        ),
+    };
+    let text = if message.is_empty() {
+        format!("{PROVIDER} returned HTTP {status}.")
+    } else {
+        format!("{PROVIDER}: {message}")
+    };
+    let lower = message.to_ascii_lowercase();
+    let err = if status == 529 || kind == "overloaded_error" {
+        GatewayError::upstream(503, text).with_code("overloaded")
+    } else if status == 429 || kind == "rate_limit_error" {
+        GatewayError::upstream(429, text).with_code("rate_limit_exceeded")
+    } else if is_context_overflow(&lower) {
+        GatewayError::upstream(400, text)
+            .with_code("context_length_exceeded")
+            .with_param("messages")
+    } else if status == 401 || kind == "authentication_error" {
+        GatewayError::upstream(502, text).with_code("upstream_authentication_failed")
+    } else {
+        GatewayError::upstream(status, text)
+    };
+    err.with_retry_after(retry_after)
+}
+
+fn is_context_overflow(lower_message: &str) -> bool {
+    lower_message.contains("prompt is too long")
+        || lower_message.contains("context window")
+        || lower_message.contains("context length")
+}
+
+/// The HTTP status Anthropic uses for an error type, for errors that arrive inside a stream.
+fn status_for_error_type(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "timeout_error" => 504,
+        "overloaded_error" => 529,
+        _ => 500,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event {
+    MessageStart {
+        message: StartMessage,
+    },
+    ContentBlockStart {
+        index: u64,
+        content_block: StartBlock,
+    },
+    ContentBlockDelta {
+        index: u64,
+        delta: BlockDelta,
+    },
+    ContentBlockStop {
+        index: u64,
+    },
+    MessageDelta {
+        delta: MessageDelta,
+        #[serde(default)]
+        usage: Option<RawUsage>,
+    },
+    MessageStop,
+    Error {
+        error: ErrorBody,
+    },
+    #[serde(other)]
+    Ignored,
+}
+
+#[derive(Deserialize)]
+struct StartMessage {
+    id: String,
+    model: String,
+    #[serde(default)]
+    usage: RawUsage,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StartBlock {
+    Text {
+        #[serde(default)]
+        text: String,
+    },
+    Thinking {
+        #[serde(default)]
+        thinking: String,
+    },
+    RedactedThinking,
+    ToolUse {
+        id: String,
+        name: String,
+        #[serde(default)]
+        input: Value,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta {
+    TextDelta {
+        text: String,
+    },
+    ThinkingDelta {
+        thinking: String,
+    },
+    InputJsonDelta {
+        #[serde(default)]
+        partial_json: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct MessageDelta {
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    Text,
+    Thinking,
+    /// A tool call with its OpenAI index; `has_args` once any argument text was sent.
+    Tool {
+        index: u32,
+        has_args: bool,
+    },
+    Other,
+}
+
+/// Turns Anthropic stream events into [`StreamPart`]s.
+#[derive(Debug, Default)]
+pub struct StreamTranslator {
+    /// (Anthropic content index, kind) of every block started so far.
+    blocks: Vec<(u64, BlockKind)>,
+    tool_count: u32,
+    usage: RawUsage,
+    stop_reason: Option<String>,
+    /// `message_stop` or an error arrived: the stream is over.
+    ended: bool,
+}
+
+impl StreamTranslator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Translates one SSE event.
+    pub fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamPart>) {
+        if self.ended {
+            return;
+        }
+        let event: Event = match serde_json::from_str(&ev.data) {
+            Ok(e) => e,
+            Err(_) => return self.fail(unreadable(), out),
+        };
+        match event {
+            Event::MessageStart { message } => {
+                self.usage.update(&message.usage);
+                out.push(StreamPart::Start {
+                    id: message.id,
+                    model: message.model,
+                });
+            }
+            Event::ContentBlockStart {
+                index,
+                content_block,
+            } => self.start_block(index, content_block, out),
+            Event::ContentBlockDelta { index, delta } => self.delta(index, delta, out),
+            Event::ContentBlockStop { index } => self.stop_block(index, out),
+            Event::MessageDelta { delta, usage } => {
+                if delta.stop_reason.is_some() {
+                    self.stop_reason = delta.stop_reason;
+                }
+                if let Some(u) = usage {
+                    self.usage.update(&u);
+                }
+            }
+            Event::MessageStop => {
+                self.ended = true;
+                out.push(StreamPart::Usage(self.usage.to_usage()));
+                let reason = self
+                    .stop_reason
+                    .as_deref()
+                    .map_or(FinishReason::Stop, FinishReason::from_anthropic);
+                out.push(StreamPart::Finish(reason));
+            }
+            Event::Error { error } => {
+                let status = status_for_error_type(&error.kind);
+                let body = json!({"type": "error", "error": {"type": error.kind, "message": error.message}});
+                self.fail(
+                    translate_error(status, None, body.to_string().as_bytes()),
+                    out,
+                )
+            }
+            Event::Ignored => {}
+        }
+    }
+
+    /// Ends the stream; a stream cut before `message_stop` reports an error.
+    pub fn finish(&mut self, out: &mut Vec<StreamPart>) {
+        if !self.ended {
+            let e = GatewayError::bad_gateway(format!(
+                "The {PROVIDER} stream ended before message_stop."
+            ));
+            self.fail(e, out);
+        }
+    }
+
+    fn fail(&mut self, e: GatewayError, out: &mut Vec<StreamPart>) {
+        self.ended = true;
+        out.push(StreamPart::Error(e));
+    }
+
+    fn kind_of(&self, index: u64) -> Option<BlockKind> {
+        self.blocks
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == index)
+            .map(|(_, k)| *k)
+    }
+
+    fn set_kind(&mut self, index: u64, kind: BlockKind) {
+        match self.blocks.iter_mut().rev().find(|(i, _)| *i == index) {
+            Some(slot) => slot.1 = kind,
+            None => self.blocks.push((index, kind)),
+        }
+    }
+
+    fn start_block(&mut self, index: u64, block: StartBlock, out: &mut Vec<StreamPart>) {
+        let kind = match block {
+            StartBlock::Text { text } => {
+                push_nonempty(out, text, StreamPart::TextDelta);
+                BlockKind::Text
+            }
+            StartBlock::Thinking { thinking } => {
+                push_nonempty(out, thinking, StreamPart::ReasoningDelta);
+                BlockKind::Thinking
+            }
+            StartBlock::RedactedThinking | StartBlock::Other => BlockKind::Other,
+            StartBlock::ToolUse { id, name, input } => {
+                let tool_index = self.tool_count;
+                self.tool_count += 1;
+                out.push(StreamPart::ToolCallStart {
+                    index: tool_index,
+                    id,
+                    name,
+                });
+                let has_args = input.as_object().is_some_and(|o| !o.is_empty());
+                if has_args {
+                    out.push(StreamPart::ToolCallArgs {
+                        index: tool_index,
+                        delta: input.to_string(),
+                    });
+                }
+                BlockKind::Tool {
+                    index: tool_index,
+                    has_args,
+                }
+            }
+        };
+        self.set_kind(index, kind);
+    }
+
+    fn delta(&mut self, index: u64, delta: BlockDelta, out: &mut Vec<StreamPart>) {
+        match (self.kind_of(index), delta) {
+            (Some(BlockKind::Text), BlockDelta::TextDelta { text }) => {
+                push_nonempty(out, text, StreamPart::TextDelta)
+            }
+            (Some(BlockKind::Thinking), BlockDelta::ThinkingDelta { thinking }) => {
+                push_nonempty(out, thinking, StreamPart::ReasoningDelta)
+            }
+            (
+                Some(BlockKind::Tool { index: tool, .. }),
+                BlockDelta::InputJsonDelta { partial_json },
+            ) if !partial_json.is_empty() => {
+                out.push(StreamPart::ToolCallArgs {
+                    index: tool,
+                    delta: partial_json,
+                });
+                self.set_kind(
+                    index,
+                    BlockKind::Tool {
+                        index: tool,
+                        has_args: true,
+                    },
+                );
+            }
+            // signature deltas, citations, empty JSON deltas, deltas of unknown blocks
+            _ => {}
+        }
+    }
+
+    fn stop_block(&mut self, index: u64, out: &mut Vec<StreamPart>) {
+        if let Some(BlockKind::Tool {
+            index: tool,
+            has_args: false,
+        }) = self.kind_of(index)
+        {
+            // A call without arguments: OpenAI clients expect a JSON object.
+            out.push(StreamPart::ToolCallArgs {
+                index: tool,
+                delta: "{}".to_owned(),
+            });
+            self.set_kind(
+                index,
+                BlockKind::Tool {
+                    index: tool,
+                    has_args: true,
+                },
+            );
+        }
+    }
+}
+
+fn push_nonempty(out: &mut Vec<StreamPart>, text: String, make: fn(String) -> StreamPart) {
+    if !text.is_empty() {
+        out.push(make(text));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical::ChatRequest;
+    use crate::formats::openai::testing::{encode_all, Assembled};
+    use serde_json::json;
+
+    fn request(v: Value) -> ChatRequest {
+        ChatRequest::from_json(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn body(v: Value) -> Value {
+        serde_json::from_slice(&build_request(&request(v), "claude-sonnet-4-5").unwrap()).unwrap()
+    }
+
+    fn refused(v: Value) -> GatewayError {
+        build_request(&request(v), "claude-sonnet-4-5").unwrap_err()
+    }
+
+    /// Replays a recorded stream at every byte split, then through the translator and encoder.
+    fn replay(name: &str) -> (Vec<StreamPart>, Assembled) {
+        let path = format!(
+            "{}/tests/fixtures/anthropic/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let events = crate::sse::tests::assert_split_invariant(&bytes);
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        for ev in &events {
+            t.on_event(ev, &mut parts);
+        }
+        t.finish(&mut parts);
+        let assembled = encode_all(parts.clone());
+        (parts, assembled)
+    }
+
+    fn usage(parts: &[StreamPart]) -> Usage {
+        parts
+            .iter()
+            .rev()
+            .find_map(|p| match p {
+                StreamPart::Usage(u) => Some(*u),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn builds_a_full_request() {
+        let b = body(json!({
+            "model": "anthropic/claude", "stream": true, "temperature": 0.5, "top_p": 0.9,
+            "max_tokens": 300, "stop": ["END"], "user": "u-1", "parallel_tool_calls": false,
+            "tool_choice": "required",
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": true}}],
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "developer", "content": "Use tools."},
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": "Checking.", "tool_calls": [
+                    {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "toolu_1", "content": "20C"},
+                {"role": "user", "content": "And tomorrow?"}
+            ]
+        }));
+        assert_eq!(
+            b,
+            json!({
+                "model": "claude-sonnet-4-5",
+                "system": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Use tools."}],
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+                    {"role": "assistant", "content": [
+                        {"type": "text", "text": "Checking."},
+                        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+                    {"role": "user", "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "20C"},
+                        {"type": "text", "text": "And tomorrow?"}]}
+                ],
+                "max_tokens": 300, "temperature": 0.5, "top_p": 0.9, "stop_sequences": ["END"],
+                "tools": [{"name": "get_weather", "description": "Weather",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": true}],
+                "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+                "metadata": {"user_id": "u-1"},
+                "stream": true
+            })
+        );
+    }
+
+    #[test]
+    fn images_and_pdfs_become_native_blocks() {
+        let b = body(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}},
+                {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBER", "filename": "a.pdf"}},
+                {"type": "text", "text": "Describe."}
+            ]}]}),
+        );
+        assert_eq!(
+            b["messages"][0]["content"],
+            json!([
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+                {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBER"}, "title": "a.pdf"},
+                {"type": "text", "text": "Describe."}
+            ])
+        );
+        assert_eq!(
+            b["max_tokens"], DEFAULT_MAX_TOKENS,
+            "a default max_tokens is always sent"
+        );
+    }
+
+    #[test]
+    fn tool_choice_modes_map_to_anthropics() {
+        let choice = |c: Value| {
+            body(json!({"model": "m", "messages": [], "tool_choice": c,
+            "tools": [{"type": "function", "function": {"name": "f"}}]}))["tool_choice"]
+                .clone()
+        };
+        assert_eq!(choice(json!("auto")), json!({"type": "auto"}));
+        assert_eq!(choice(json!("none")), json!({"type": "none"}));
+        assert_eq!(
+            choice(json!({"type": "function", "function": {"name": "f"}})),
+            json!({"type": "tool", "name": "f"})
+        );
+        let b = body(
+            json!({"model": "m", "messages": [], "parallel_tool_calls": false,
+            "tools": [{"type": "function", "function": {"name": "f"}}]}),
+        );
+        assert_eq!(
+            b["tool_choice"],
+            json!({"type": "auto", "disable_parallel_tool_use": true})
+        );
+        assert_eq!(
+            b["tools"][0]["input_schema"],
+            json!({"type": "object", "properties": {}})
+        );
+    }
+
+    #[test]
+    fn reasoning_becomes_a_thinking_budget_inside_max_tokens() {
+        let b = body(json!({"model": "m", "messages": [], "reasoning_effort": "high"}));
+        assert_eq!(
+            b["thinking"],
+            json!({"type": "enabled", "budget_tokens": 16384})
+        );
+        assert_eq!(b["max_tokens"], 16384 + DEFAULT_MAX_TOKENS);
+        let b = body(
+            json!({"model": "m", "messages": [], "reasoning_effort": "high", "max_completion_tokens": 10000}),
+        );
+        assert_eq!(
+            b["thinking"]["budget_tokens"], 5000,
+            "an effort's budget is capped at half the limit"
+        );
+        assert_eq!(b["max_tokens"], 10000);
+        let b = body(json!({"model": "m", "messages": [], "reasoning": {"max_tokens": 3000}}));
+        assert_eq!(b["thinking"]["budget_tokens"], 3000);
+        let b = body(
+            json!({"model": "m", "messages": [], "thinking": {"type": "enabled", "budget_tokens": 2048}}),
+        );
+        assert_eq!(b["thinking"]["budget_tokens"], 2048);
+        assert!(
+            body(json!({"model": "m", "messages": [], "reasoning_effort": "none"}))
+                .get("thinking")
+                .is_none()
+        );
+        let e = refused(
+            json!({"model": "m", "messages": [], "reasoning": {"max_tokens": 4000}, "max_tokens": 4000}),
+        );
+        assert_eq!(e.param.as_deref(), Some("max_tokens"));
+        let e = refused(json!({"model": "m", "messages": [], "reasoning": {"max_tokens": 100}}));
+        assert_eq!(e.status, 400);
+    }
+
+    #[test]
+    fn json_schema_maps_to_structured_outputs() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": false});
+        let b = body(json!({"model": "m", "messages": [], "response_format":
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": true}}}));
+        assert_eq!(
+            b["output_config"],
+            json!({"format": {"type": "json_schema", "schema": schema}})
+        );
+    }
+
+    #[test]
+    fn refuses_what_anthropic_cannot_honour() {
+        for (field, v) in [
+            ("n", json!(2)),
+            ("logprobs", json!(true)),
+            ("top_logprobs", json!(3)),
+            ("logit_bias", json!({"50256": -100})),
+            ("seed", json!(7)),
+            ("presence_penalty", json!(0.5)),
+            ("frequency_penalty", json!(0.5)),
+            ("response_format", json!({"type": "json_object"})),
+            ("modalities", json!(["text", "audio"])),
+        ] {
+            let mut req = json!({"model": "m", "messages": []});
+            req[field] = v;
+            let e = refused(req);
+            assert_eq!(
+                (e.status, e.param.as_deref()),
+                (400, Some(field)),
+                "{field}"
+            );
+            assert!(
+                e.message.contains("not supported by Anthropic"),
+                "{}",
+                e.message
+            );
+        }
+        let e = refused(json!({"model": "m", "messages": [], "temperature": 1.5}));
+        assert_eq!(e.param.as_deref(), Some("temperature"));
+        let e = refused(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "AAA", "format": "wav"}}]}]}),
+        );
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
+        let e = refused(
+            json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [
+            {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}]}),
+        );
+        assert_eq!(
+            e.param.as_deref(),
+            Some("messages[0].tool_calls[0].function.arguments")
+        );
+        // accepted no-ops: n = 1, zero penalties, logprobs false
+        body(
+            json!({"model": "m", "messages": [], "n": 1, "presence_penalty": 0, "logprobs": false}),
+        );
+    }
+
+    #[test]
+    fn endpoint_and_headers() {
+        assert_eq!(
+            endpoint("https://api.anthropic.com/", "m", true),
+            "https://api.anthropic.com/v1/messages"
+        );
+        let h = auth_headers("sk-ant");
+        assert!(h.contains(&("x-api-key", "sk-ant".to_owned())));
+        assert!(h.contains(&("anthropic-version", "2023-06-01".to_owned())));
+        assert!(h.contains(&("content-type", "application/json".to_owned())));
+    }
+
+    #[test]
+    fn translates_a_thinking_and_tool_use_response() {
+        let body = std::fs::read(format!(
+            "{}/tests/fixtures/anthropic/thinking_then_tool_use.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let r = translate_response(&body).unwrap();
+        assert_eq!(r.id, "msg_011CfWBu94HWxZXjXK6ZhEXM");
+        let c = &r.choices[0];
+        assert_eq!(c.finish_reason, Some(FinishReason::ToolCalls));
+        assert_eq!(c.message.content, None);
+        assert_eq!(
+            c.message.reasoning.as_deref(),
+            Some("The user wants me to call checkSandboxErrors immediately.")
+        );
+        assert_eq!(
+            c.message.tool_calls,
+            vec![ResponseToolCall {
+                id: "toolu_017R7ACrx7NF7sLDDtvdQ1u9".into(),
+                name: "checkSandboxErrors".into(),
+                arguments: "{}".into()
+            }]
+        );
+        let u = r.usage.unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (599, 59, 658)
+        );
+        assert_eq!(
+            (u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens),
+            (Some(0), Some(0), Some(18))
+        );
+    }
+
+    #[test]
+    fn translates_a_text_response_and_counts_cache_inside_prompt() {
+        let body = std::fs::read(format!(
+            "{}/tests/fixtures/anthropic/text.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let r = translate_response(&body).unwrap();
+        assert_eq!(
+            r.choices[0].message.content.as_deref(),
+            Some("Hello! I'm doing well, thanks for asking. How are you doing today? Is there anything I can help you with?")
+        );
+        assert_eq!(r.choices[0].finish_reason, Some(FinishReason::Stop));
+        let cached = br#"{"id":"m","model":"c","content":[],"stop_reason":"end_turn",
+            "usage":{"input_tokens":10,"cache_read_input_tokens":100,"cache_creation_input_tokens":20,"output_tokens":5}}"#;
+        let u = translate_response(cached).unwrap().usage.unwrap();
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.cached_tokens,
+                u.cache_write_tokens,
+                u.total_tokens
+            ),
+            (130, Some(100), Some(20), 135)
+        );
+        assert_eq!(translate_response(b"<html>").unwrap_err().status, 502);
+    }
+
+    #[test]
+    fn maps_errors_like_openai_would_report_them() {
+        let overloaded =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let e = translate_error(529, None, overloaded);
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (503, "Anthropic: Overloaded")
+        );
+        let limited = br#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#;
+        let e = translate_error(429, Some("17".into()), limited);
+        assert_eq!(
+            (e.status, e.retry_after.as_deref(), e.error_type()),
+            (429, Some("17"), "rate_limit_error")
+        );
+        let long = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#;
+        let e = translate_error(400, None, long);
+        assert_eq!(
+            (e.status, e.code.as_deref()),
+            (400, Some("context_length_exceeded"))
+        );
+        assert_eq!(
+            e.message,
+            "Anthropic: prompt is too long: 210000 tokens > 200000 maximum"
+        );
+        let other = br#"{"type":"error","error":{"type":"invalid_request_error","message":"messages: field required"}}"#;
+        assert_eq!(translate_error(400, None, other).code, None);
+        assert_eq!(
+            translate_error(401, None, b"{}").status,
+            502,
+            "a bad provider key is the gateway's fault"
+        );
+        assert_eq!(
+            translate_error(500, None, b"oops").message,
+            "Anthropic: oops"
+        );
+    }
+
+    #[test]
+    fn golden_basic_text_stream() {
+        let (parts, a) = replay("basic_text.sse");
+        assert_eq!(
+            parts[0],
+            StreamPart::Start {
+                id: "msg_4QpJur2dWWDjF6C758FbBw5vm12BaVipnK".into(),
+                model: "claude-3-opus-latest".into()
+            }
+        );
+        assert_eq!(a.text, "Hello there!");
+        assert_eq!(a.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(
+            a.usage.unwrap(),
+            json!({"prompt_tokens": 11, "completion_tokens": 6, "total_tokens": 17})
+        );
+        assert!(a.done && a.error.is_none() && a.tools.is_empty());
+    }
+
+    #[test]
+    fn golden_text_then_tool_use_counts_tool_index_among_tools_only() {
+        let (parts, a) = replay("text_then_tool_use.sse");
+        assert!(parts.contains(&StreamPart::ToolCallStart {
+            index: 0,
+            id: "toolu_01NRLabsLyVHZPKxbKvkfSMn".into(),
+            name: "get_weather".into()
+        }));
+        assert_eq!(a.text, "I'll check the current weather in Paris for you.");
+        let (id, name, args) = &a.tools[&0];
+        assert_eq!(
+            (id.as_str(), name.as_str()),
+            ("toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather")
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(args).unwrap(),
+            json!({"location": "Paris"})
+        );
+        assert_eq!(a.finish_reason.as_deref(), Some("tool_calls"));
+        let u = usage(&parts);
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+            (377, 65, Some(0))
+        );
+    }
+
+    #[test]
+    fn golden_thinking_stream_streams_reasoning_and_ignores_signatures() {
+        let (parts, a) = replay("thinking_then_text.sse");
+        assert_eq!(
+            a.reasoning,
+            "The previous result was 925. Now I need to divide that by 5.\n\n925 ÷ 5 = 185"
+        );
+        assert_eq!(a.text, "925 ÷ 5 = 185");
+        assert_eq!(a.finish_reason.as_deref(), Some("stop"));
+        let u = usage(&parts);
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (69, 53, 122),
+            "output_tokens is cumulative, not summed"
+        );
+        assert!(!parts
+            .iter()
+            .any(|p| matches!(p, StreamPart::ReasoningDelta(s) if s.is_empty())));
+    }
+
+    #[test]
+    fn golden_tool_use_without_arguments_gets_an_empty_object() {
+        let (_, a) = replay("tool_use_without_arguments.sse");
+        assert_eq!(
+            a.tools[&0],
+            (
+                "toolu_01QE1WLsSVp5hy5Q3GmGTmjP".into(),
+                "updateIssueList".into(),
+                "{}".into()
+            )
+        );
+        assert_eq!(a.text, "I'll update the issue list for you.");
+        assert_eq!(a.usage.unwrap()["completion_tokens"], 48);
+    }
+
+    #[test]
+    fn golden_max_tokens_inside_a_tool_call_reports_length() {
+        let (_, a) = replay("max_tokens_inside_tool_use.sse");
+        assert_eq!(a.finish_reason.as_deref(), Some("length"));
+        let args = &a.tools[&0].2;
+        assert!(args.starts_with("{\"filename\": \"taxes.txt\", \"lines_of_text\": [\n"));
+        assert!(
+            args.ends_with("\n\"Filing taxes"),
+            "partial arguments are passed on as sent"
+        );
+        assert_eq!(a.usage.unwrap()["prompt_tokens"], 450);
+    }
+
+    #[test]
+    fn golden_refusal_is_a_content_filter_finish() {
+        let (_, a) = replay("refusal.sse");
+        assert_eq!(a.finish_reason.as_deref(), Some("content_filter"));
+        assert_eq!(a.text, "");
+    }
+
+    #[test]
+    fn golden_overloaded_mid_stream_is_an_error_not_a_success() {
+        let (parts, a) = replay("overloaded_mid_stream.sse");
+        match parts.last().unwrap() {
+            StreamPart::Error(e) => {
+                assert_eq!((e.status, e.code.as_deref()), (503, Some("overloaded")))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            a.error.unwrap()["error"]["message"],
+            "Anthropic: Overloaded"
+        );
+        assert!(a.finish_reason.is_none() && a.done);
+    }
+
+    #[test]
+    fn a_cut_stream_ends_in_an_error() {
+        let bytes = std::fs::read(format!(
+            "{}/tests/fixtures/anthropic/text_then_tool_use.sse",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let cut = &bytes[..bytes.len() / 2];
+        let events = crate::sse::tests::assert_split_invariant(cut);
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        for ev in &events {
+            t.on_event(ev, &mut parts);
+        }
+        t.finish(&mut parts);
+        assert!(matches!(parts.last(), Some(StreamPart::Error(e)) if e.status == 502));
+        assert!(!parts.iter().any(|p| matches!(p, StreamPart::Finish(_))));
+    }
+
+    /// Constructed (not recorded): two parallel tool calls after text, to pin OpenAI indexes.
+    #[test]
+    fn parallel_tool_calls_get_consecutive_openai_indexes() {
+        let events = [
+            r#"{"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":5,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Both."}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t1","name":"a","input":{}}}"#,
+            r#"{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"t2","name":"b","input":{}}}"#,
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"y\":2}"}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"x\":1}"}}"#,
+            r#"{"type":"content_block_stop","index":1}"#,
+            r#"{"type":"content_block_stop","index":2}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}"#,
+            r#"{"type":"message_stop"}"#,
+        ];
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        for data in events {
+            t.on_event(
+                &SseEvent {
+                    event: None,
+                    data: data.into(),
+                },
+                &mut parts,
+            );
+        }
+        t.finish(&mut parts);
+        let a = encode_all(parts);
+        assert_eq!(a.tools[&0], ("t1".into(), "a".into(), "{\"x\":1}".into()));
+        assert_eq!(a.tools[&1], ("t2".into(), "b".into(), "{\"y\":2}".into()));
+        assert_eq!(a.finish_reason.as_deref(), Some("tool_calls"));
+    }
+}

@@ -1,0 +1,1278 @@
+//! Google Gemini `generateContent` (also the body Vertex AI takes for Gemini models): request
+//! builder, response and error translation, stream translator.
+//!
+//! Mapping decisions (each refusal is a 400 naming the field):
+//! * `system`/`developer` messages become `systemInstruction`; assistant turns are `model`
+//!   contents, tool results are `functionResponse` parts in `user` contents, named by looking up
+//!   the earlier assistant tool call with the same id. Consecutive contents of one role merge.
+//! * Function declarations and `json_schema` use Gemini's JSON Schema fields
+//!   (`parametersJsonSchema`, `responseJsonSchema`), which take OpenAI's schemas as they are
+//!   (the OpenAPI-subset `parameters`/`responseSchema` reject e.g. `additionalProperties`).
+//! * A replayed assistant function call has no thought signature (OpenAI clients never see
+//!   one); the first call of each turn carries Google's documented placeholder
+//!   [`SKIP_THOUGHT_SIGNATURE`] so Gemini 3 models accept the history.
+//! * `n` becomes `candidateCount` (refused with `stream`: stream parts carry no choice index).
+//! * Reasoning: a budget becomes `thinkingBudget`; an effort level becomes `thinkingLevel` on
+//!   Gemini 3 models and the level's budget elsewhere; `none` is `thinkingBudget: 0`. Thoughts
+//!   are requested (`includeThoughts`) whenever reasoning is asked for.
+//! * Refused: `logprobs`/`top_logprobs` (not translated by the gateway), `logit_bias`,
+//!   `parallel_tool_calls: false` (Gemini has no switch for it), `file_id` that is not a URI,
+//!   unknown top-level fields. Tool `strict` is accepted but Gemini has no strict mode; `user` and
+//!   `metadata` have no Gemini field and do not change the output, so they are not forwarded.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::canonical::{
+    parse_data_url, AssistantMessage, ChatRequest, ChatResponse, Choice, Content, ContentPart,
+    FinishReason, Message, Reasoning, ResponseFormat, ResponseToolCall, StreamPart, ToolChoice,
+    Usage,
+};
+use crate::error::GatewayError;
+use crate::sse::SseEvent;
+
+/// Google's documented placeholder for a function call replayed without its thought signature.
+pub const SKIP_THOUGHT_SIGNATURE: &str = "skip_thought_signature_validator";
+const PROVIDER: &str = "Gemini";
+
+/// `POST {base}/v1beta/models/{model}:generateContent`, or `:streamGenerateContent?alt=sse`.
+pub fn endpoint(base_url: &str, native_model: &str, stream: bool) -> String {
+    format!(
+        "{}/v1beta/models/{native_model}:{}",
+        base_url.trim_end_matches('/'),
+        method(stream)
+    )
+}
+
+/// The method part of a Gemini URL (shared with Vertex).
+pub(crate) fn method(stream: bool) -> &'static str {
+    if stream {
+        "streamGenerateContent?alt=sse"
+    } else {
+        "generateContent"
+    }
+}
+
+/// The headers every Gemini API request carries.
+pub fn auth_headers(api_key: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-goog-api-key", api_key.to_owned()),
+        ("content-type", "application/json".to_owned()),
+    ]
+}
+
+/// The native request body for `req`, or a 400 for what Gemini cannot honour.
+pub fn build_request(req: &ChatRequest, native_model: &str) -> Result<Vec<u8>, GatewayError> {
+    let body = build_body(req, native_model, PROVIDER)?;
+    Ok(serde_json::to_vec(&Value::Object(body)).expect("body serializes"))
+}
+
+/// The body as a JSON object; `provider` names the service in refusals.
+pub(crate) fn build_body(
+    req: &ChatRequest,
+    native_model: &str,
+    provider: &str,
+) -> Result<Map<String, Value>, GatewayError> {
+    check_supported(req, provider)?;
+    let mut body = Map::new();
+    let (system, contents) = convert_messages(&req.messages, provider)?;
+    body.insert("contents".into(), Value::Array(contents));
+    if !system.is_empty() {
+        body.insert("systemInstruction".into(), json!({"parts": system}));
+    }
+    if let Some(tools) = tools(req, provider)? {
+        body.insert("tools".into(), tools);
+    }
+    if let Some(config) = tool_config(req) {
+        body.insert("toolConfig".into(), config);
+    }
+    let generation = generation_config(req, native_model)?;
+    if !generation.is_empty() {
+        body.insert("generationConfig".into(), Value::Object(generation));
+    }
+    Ok(body)
+}
+
+fn unsupported(field: &str, provider: &str) -> GatewayError {
+    GatewayError::invalid_param(field, format!("`{field}` is not supported by {provider}."))
+}
+
+fn check_supported(req: &ChatRequest, provider: &str) -> Result<(), GatewayError> {
+    if let Some(field) = req.first_unknown_field() {
+        return Err(unsupported(field, provider));
+    }
+    if req.logprobs == Some(true) || req.top_logprobs.is_some_and(|n| n > 0) {
+        let field = if req.logprobs == Some(true) {
+            "logprobs"
+        } else {
+            "top_logprobs"
+        };
+        return Err(GatewayError::invalid_param(
+            field,
+            format!("`{field}` is not supported for {provider} models by this gateway."),
+        ));
+    }
+    if req.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(unsupported("logit_bias", provider));
+    }
+    if req.parallel_tool_calls == Some(false) && req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(GatewayError::invalid_param(
+            "parallel_tool_calls",
+            format!("{provider} cannot be told to avoid parallel tool calls."),
+        ));
+    }
+    if req.n.is_some_and(|n| n > 1) && req.is_stream() {
+        return Err(GatewayError::invalid_param(
+            "n",
+            "`n` greater than 1 is only supported without `stream` by this gateway.",
+        ));
+    }
+    Ok(())
+}
+
+/// Collects consecutive same-role contents into one.
+#[derive(Default)]
+struct Contents {
+    done: Vec<Value>,
+    role: &'static str,
+    parts: Vec<Value>,
+}
+
+impl Contents {
+    fn push(&mut self, role: &'static str, parts: Vec<Value>) {
+        if parts.is_empty() {
+            return;
+        }
+        if self.role != role {
+            self.flush();
+            self.role = role;
+        }
+        self.parts.extend(parts);
+    }
+
+    fn flush(&mut self) {
+        if !self.parts.is_empty() {
+            let parts = std::mem::take(&mut self.parts);
+            self.done.push(json!({"role": self.role, "parts": parts}));
+        }
+    }
+
+    fn finish(mut self) -> Vec<Value> {
+        self.flush();
+        self.done
+    }
+}
+
+fn convert_messages(
+    messages: &[Message],
+    provider: &str,
+) -> Result<(Vec<Value>, Vec<Value>), GatewayError> {
+    let mut system = Vec::new();
+    let mut contents = Contents::default();
+    // tool call id -> function name, from the assistant turns seen so far
+    let mut call_names: HashMap<&str, &str> = HashMap::new();
+    for (i, m) in messages.iter().enumerate() {
+        let param = format!("messages[{i}].content");
+        match m {
+            Message::System { content } | Message::Developer { content } => {
+                let text = content.text_only(&param)?;
+                if !text.is_empty() {
+                    system.push(json!({"text": text}));
+                }
+            }
+            Message::User { content } => {
+                contents.push("user", user_parts(content, &param, provider)?)
+            }
+            Message::Assistant {
+                content,
+                tool_calls,
+            } => {
+                let mut parts = Vec::new();
+                if let Some(c) = content {
+                    push_text(&mut parts, c.text_only(&param)?);
+                }
+                for (j, tc) in tool_calls.iter().flatten().enumerate() {
+                    call_names.insert(&tc.id, &tc.function.name);
+                    let args = super::anthropic::parse_arguments(&tc.function.arguments, i, j)?;
+                    let mut part =
+                        json!({"functionCall": {"name": tc.function.name, "args": args}});
+                    if j == 0 {
+                        part["thoughtSignature"] = json!(SKIP_THOUGHT_SIGNATURE);
+                    }
+                    parts.push(part);
+                }
+                contents.push("model", parts);
+            }
+            Message::Tool {
+                content,
+                tool_call_id,
+            } => {
+                let name = call_names.get(tool_call_id.as_str()).ok_or_else(|| {
+                    GatewayError::invalid_param(
+                        &format!("messages[{i}].tool_call_id"),
+                        format!("`{tool_call_id}` does not match any earlier assistant tool call."),
+                    )
+                })?;
+                let text = content.text_only(&param)?;
+                let response = function_response(&text);
+                contents.push(
+                    "user",
+                    vec![json!({"functionResponse": {"name": name, "response": response}})],
+                );
+            }
+        }
+    }
+    Ok((system, contents.finish()))
+}
+
+/// A tool result as Gemini's `response` object: a JSON object as it is, anything else under
+/// `output` (the key Google's docs name for function output).
+fn function_response(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(o)) => Value::Object(o),
+        Ok(other) => json!({"output": other}),
+        Err(_) => json!({"output": text}),
+    }
+}
+
+fn push_text(parts: &mut Vec<Value>, text: String) {
+    if !text.is_empty() {
+        parts.push(json!({"text": text}));
+    }
+}
+
+fn user_parts(content: &Content, param: &str, provider: &str) -> Result<Vec<Value>, GatewayError> {
+    let items = match content {
+        Content::Text(t) => {
+            let mut parts = Vec::new();
+            push_text(&mut parts, t.clone());
+            return Ok(parts);
+        }
+        Content::Parts(p) => p,
+    };
+    let mut parts = Vec::with_capacity(items.len());
+    for (k, item) in items.iter().enumerate() {
+        let param = format!("{param}[{k}]");
+        match item {
+            ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
+                push_text(&mut parts, text.clone())
+            }
+            ContentPart::ImageUrl { image_url } => parts.push(media_part(&image_url.url, &param)?),
+            ContentPart::File { file } => match (&file.file_data, &file.file_id) {
+                (Some(data), _) => parts.push(media_part(data, &param)?),
+                (None, Some(id)) if is_uri(id) => parts.push(media_part(id, &param)?),
+                _ => {
+                    return Err(GatewayError::invalid_param(
+                        &param,
+                        format!(
+                        "{provider} needs files inline as `file_data` or as a URI in `file_id`."
+                    ),
+                    ))
+                }
+            },
+            ContentPart::InputAudio { input_audio } => {
+                let mime = match input_audio.format.as_str() {
+                    "mp3" => "audio/mp3".to_owned(),
+                    other => format!("audio/{other}"),
+                };
+                parts.push(json!({"inlineData": {"mimeType": mime, "data": input_audio.data}}));
+            }
+        }
+    }
+    Ok(parts)
+}
+
+fn is_uri(s: &str) -> bool {
+    s.starts_with("https://") || s.starts_with("http://") || s.starts_with("gs://")
+}
+
+/// A data URL as `inlineData`, a URI as `fileData` with a media type guessed from its extension.
+fn media_part(url: &str, param: &str) -> Result<Value, GatewayError> {
+    if let Some((mime, data)) = parse_data_url(url) {
+        return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
+    }
+    if is_uri(url) {
+        return Ok(json!({"fileData": {"mimeType": guess_mime(url), "fileUri": url}}));
+    }
+    Err(GatewayError::invalid_param(
+        param,
+        "Media must be an http(s)/gs URI or a base64 data URL.",
+    ))
+}
+
+fn guess_mime(url: &str) -> &'static str {
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .to_ascii_lowercase();
+    let ext = path.rsplit('.').next().unwrap_or("");
+    match ext {
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "pdf" => "application/pdf",
+        "mp3" => "audio/mp3",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        "txt" => "text/plain",
+        _ => "image/jpeg",
+    }
+}
+
+fn tools(req: &ChatRequest, provider: &str) -> Result<Option<Value>, GatewayError> {
+    let Some(tools) = req.tools.as_ref().filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let mut decls = Vec::with_capacity(tools.len());
+    for (i, t) in tools.iter().enumerate() {
+        if t.kind != "function" {
+            return Err(GatewayError::invalid_param(
+                &format!("tools[{i}].type"),
+                format!("Tool type `{}` is not supported by {provider}.", t.kind),
+            ));
+        }
+        let mut d = Map::new();
+        d.insert("name".into(), json!(t.function.name));
+        if let Some(desc) = &t.function.description {
+            d.insert("description".into(), json!(desc));
+        }
+        if let Some(params) = &t.function.parameters {
+            d.insert("parametersJsonSchema".into(), params.clone());
+        }
+        decls.push(Value::Object(d));
+    }
+    Ok(Some(json!([{"functionDeclarations": decls}])))
+}
+
+fn tool_config(req: &ChatRequest) -> Option<Value> {
+    let config = match req.tool_choice.as_ref()? {
+        ToolChoice::None => json!({"mode": "NONE"}),
+        ToolChoice::Auto => json!({"mode": "AUTO"}),
+        ToolChoice::Required => json!({"mode": "ANY"}),
+        ToolChoice::Function(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
+    };
+    Some(json!({"functionCallingConfig": config}))
+}
+
+fn generation_config(
+    req: &ChatRequest,
+    native_model: &str,
+) -> Result<Map<String, Value>, GatewayError> {
+    let mut g = Map::new();
+    let mut put = |k: &str, v: Value| {
+        g.insert(k.to_owned(), v);
+    };
+    if let Some(t) = req.temperature {
+        put("temperature", json!(t));
+    }
+    if let Some(p) = req.top_p {
+        put("topP", json!(p));
+    }
+    if let Some(m) = req.max_output_tokens() {
+        put("maxOutputTokens", json!(m));
+    }
+    if let Some(stop) = &req.stop {
+        put("stopSequences", json!(stop.to_vec()));
+    }
+    if let Some(n) = req.n.filter(|&n| n > 1) {
+        put("candidateCount", json!(n));
+    }
+    if let Some(seed) = req.seed {
+        put("seed", json!(seed));
+    }
+    if let Some(p) = req.presence_penalty {
+        put("presencePenalty", json!(p));
+    }
+    if let Some(p) = req.frequency_penalty {
+        put("frequencyPenalty", json!(p));
+    }
+    match &req.response_format {
+        Some(ResponseFormat::JsonObject) => put("responseMimeType", json!("application/json")),
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            let schema = json_schema.schema.clone().ok_or_else(|| {
+                GatewayError::invalid_param("response_format", "`json_schema.schema` is required.")
+            })?;
+            put("responseMimeType", json!("application/json"));
+            put("responseJsonSchema", schema);
+        }
+        Some(ResponseFormat::Text) | None => {}
+    }
+    if let Some(thinking) = thinking_config(req.reasoning(), native_model) {
+        put("thinkingConfig", thinking);
+    }
+    Ok(g)
+}
+
+fn thinking_config(reasoning: Reasoning, native_model: &str) -> Option<Value> {
+    match reasoning {
+        Reasoning::Default => None,
+        Reasoning::Off => Some(json!({"thinkingBudget": 0})),
+        Reasoning::Budget(b) => Some(json!({"thinkingBudget": b, "includeThoughts": true})),
+        Reasoning::Effort(e) if native_model.starts_with("gemini-3") => {
+            Some(json!({"thinkingLevel": e.as_str(), "includeThoughts": true}))
+        }
+        Reasoning::Effort(e) => {
+            Some(json!({"thinkingBudget": e.budget_tokens(), "includeThoughts": true}))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GenerateResponse {
+    #[serde(default)]
+    candidates: Vec<Candidate>,
+    #[serde(default)]
+    prompt_feedback: Option<PromptFeedback>,
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+    #[serde(default)]
+    model_version: Option<String>,
+    #[serde(default)]
+    response_id: Option<String>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate {
+    #[serde(default)]
+    content: Option<CandidateContent>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    index: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct CandidateContent {
+    #[serde(default)]
+    parts: Vec<Part>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Part {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    thought: Option<bool>,
+    #[serde(default)]
+    function_call: Option<FunctionCallPart>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionCallPart {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    args: Option<Value>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    will_continue: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PromptFeedback {
+    #[serde(default)]
+    block_reason: Option<String>,
+}
+
+/// Gemini usage; the fields are totals so far.
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "camelCase")]
+struct UsageMetadata {
+    #[serde(default)]
+    prompt_token_count: Option<u64>,
+    #[serde(default)]
+    candidates_token_count: Option<u64>,
+    #[serde(default)]
+    thoughts_token_count: Option<u64>,
+    #[serde(default)]
+    cached_content_token_count: Option<u64>,
+}
+
+impl UsageMetadata {
+    /// OpenAI usage: thoughts count as completion tokens; cached tokens are part of the prompt.
+    fn to_usage(self) -> Usage {
+        let prompt = self.prompt_token_count.unwrap_or(0);
+        let completion =
+            self.candidates_token_count.unwrap_or(0) + self.thoughts_token_count.unwrap_or(0);
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+            cached_tokens: self.cached_content_token_count,
+            cache_write_tokens: None,
+            reasoning_tokens: self.thoughts_token_count,
+        }
+    }
+
+    fn has_counts(&self) -> bool {
+        self.prompt_token_count.is_some() || self.candidates_token_count.is_some()
+    }
+}
+
+/// A generated id for a function call Gemini did not give one: `call_<n>`.
+fn call_id(given: Option<String>, index: u32) -> String {
+    given
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("call_{index}"))
+}
+
+/// Translates a non-streaming `generateContent` response.
+pub fn translate_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
+    translate_response_for(body, PROVIDER)
+}
+
+pub(crate) fn translate_response_for(
+    body: &[u8],
+    provider: &str,
+) -> Result<ChatResponse, GatewayError> {
+    let resp: GenerateResponse = serde_json::from_slice(body).map_err(|_| unreadable(provider))?;
+    if resp.error.is_some() {
+        return Err(translate_google_error(provider, 0, None, body));
+    }
+    let mut choices: Vec<Choice> = resp.candidates.into_iter().map(candidate_choice).collect();
+    if choices.is_empty() {
+        // The prompt itself was blocked: no candidate, only promptFeedback.
+        let blocked = resp.prompt_feedback.and_then(|f| f.block_reason).is_some();
+        choices.push(Choice {
+            index: 0,
+            message: AssistantMessage::default(),
+            finish_reason: Some(if blocked {
+                FinishReason::ContentFilter
+            } else {
+                FinishReason::Stop
+            }),
+        });
+    }
+    Ok(ChatResponse {
+        id: resp.response_id.unwrap_or_default(),
+        model: resp.model_version.unwrap_or_default(),
+        created: 0,
+        choices,
+        usage: resp.usage_metadata.map(UsageMetadata::to_usage),
+    })
+}
+
+fn candidate_choice(c: Candidate) -> Choice {
+    let mut message = AssistantMessage::default();
+    for part in c.content.map(|c| c.parts).unwrap_or_default() {
+        if let Some(fc) = part.function_call {
+            let Some(name) = fc.name else { continue };
+            let index = message.tool_calls.len() as u32;
+            message.tool_calls.push(ResponseToolCall {
+                id: call_id(fc.id, index),
+                name,
+                arguments: fc.args.map_or_else(|| "{}".to_owned(), |a| a.to_string()),
+            });
+        } else if let Some(text) = part.text.filter(|t| !t.is_empty()) {
+            let slot = if part.thought == Some(true) {
+                &mut message.reasoning
+            } else {
+                &mut message.content
+            };
+            slot.get_or_insert_with(String::new).push_str(&text);
+        }
+    }
+    let saw_tools = !message.tool_calls.is_empty();
+    Choice {
+        index: c.index.unwrap_or(0),
+        finish_reason: c
+            .finish_reason
+            .as_deref()
+            .map(|r| FinishReason::from_gemini(r, saw_tools)),
+        message,
+    }
+}
+
+fn unreadable(provider: &str) -> GatewayError {
+    GatewayError::bad_gateway(format!(
+        "{provider} returned a response the gateway could not read."
+    ))
+}
+
+/// Maps a Gemini API error response to the gateway error the client sees.
+pub fn translate_error(status: u16, retry_after: Option<String>, body: &[u8]) -> GatewayError {
+    translate_google_error(PROVIDER, status, retry_after, body)
+}
+
+#[derive(Deserialize)]
+struct GoogleErrorEnvelope {
+    error: GoogleError,
+}
+
+#[derive(Deserialize)]
+struct GoogleError {
+    #[serde(default)]
+    code: Option<u16>,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    details: Vec<Value>,
+}
+
+fn parse_google_error(body: &[u8]) -> Option<GoogleError> {
+    // Vertex sometimes wraps the error in an array. (Try it first: serde would also read an
+    // array into the one-field envelope, positionally.)
+    if let Ok(list) = serde_json::from_slice::<Vec<GoogleErrorEnvelope>>(body) {
+        return list.into_iter().next().map(|e| e.error);
+    }
+    serde_json::from_slice::<GoogleErrorEnvelope>(body)
+        .ok()
+        .map(|e| e.error)
+}
+
+/// Maps a Google (Gemini API or Vertex AI) error body; `provider` names the service.
+pub(crate) fn translate_google_error(
+    provider: &str,
+    status: u16,
+    retry_after: Option<String>,
+    body: &[u8],
+) -> GatewayError {
+    let parsed = parse_google_error(body);
+    let (code, message, grpc, retry_delay) = match &parsed {
+        Some(e) => (
+            e.code.unwrap_or(status),
+            e.message.as_str(),
+            e.status.as_str(),
+            retry_delay(&e.details),
+        ),
+        None => (status, "", "", None),
+    };
+    let status = if (400..600).contains(&status) {
+        status
+    } else {
+        code
+    };
+    let text = if message.is_empty() {
+        let raw = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        if raw.trim().is_empty() {
+            format!("{provider} returned HTTP {status}.")
+        } else {
+            format!("{provider}: {raw}")
+        }
+    } else {
+        format!("{provider}: {message}")
+    };
+    let lower = message.to_ascii_lowercase();
+    let rate_limited = status == 429 || grpc == "RESOURCE_EXHAUSTED";
+    let retry_after = if rate_limited {
+        retry_after.or(retry_delay)
+    } else {
+        retry_after
+    };
+    let err = if rate_limited {
+        GatewayError::upstream(429, text).with_code("rate_limit_exceeded")
+    } else if is_context_overflow(&lower) {
+        GatewayError::upstream(400, text)
+            .with_code("context_length_exceeded")
+            .with_param("messages")
+    } else if status == 401 || grpc == "UNAUTHENTICATED" || lower.contains("api key not valid") {
+        GatewayError::upstream(502, text).with_code("upstream_authentication_failed")
+    } else if grpc == "UNAVAILABLE" {
+        GatewayError::upstream(503, text).with_code("overloaded")
+    } else {
+        GatewayError::upstream(status, text)
+    };
+    err.with_retry_after(retry_after)
+}
+
+fn is_context_overflow(lower: &str) -> bool {
+    (lower.contains("token count") && lower.contains("exceeds"))
+        || lower.contains("exceeds the maximum number of tokens")
+        || lower.contains("context window")
+}
+
+/// Whole seconds from a `google.rpc.RetryInfo` detail (`"34.4s"` → `"35"`).
+fn retry_delay(details: &[Value]) -> Option<String> {
+    let delay = details.iter().find(|d| {
+        d["@type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+    })?["retryDelay"]
+        .as_str()?;
+    let secs: f64 = delay.strip_suffix('s')?.parse().ok()?;
+    Some((secs.ceil() as u64).to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming
+
+/// Turns Gemini stream events (each a whole `GenerateContentResponse`) into [`StreamPart`]s.
+#[derive(Debug)]
+pub struct StreamTranslator {
+    provider: &'static str,
+    started: bool,
+    tool_count: u32,
+    usage: Option<UsageMetadata>,
+    finish: Option<FinishReason>,
+    failed: bool,
+}
+
+impl std::fmt::Debug for UsageMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.to_usage())
+    }
+}
+
+impl Default for StreamTranslator {
+    fn default() -> Self {
+        Self::for_provider(PROVIDER)
+    }
+}
+
+impl StreamTranslator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A translator whose errors name `provider` (Vertex reuses this one).
+    pub(crate) fn for_provider(provider: &'static str) -> Self {
+        StreamTranslator {
+            provider,
+            started: false,
+            tool_count: 0,
+            usage: None,
+            finish: None,
+            failed: false,
+        }
+    }
+
+    /// Translates one SSE event.
+    pub fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamPart>) {
+        if self.failed {
+            return;
+        }
+        let resp: GenerateResponse = match serde_json::from_str(&ev.data) {
+            Ok(r) => r,
+            Err(_) => return self.fail(unreadable(self.provider), out),
+        };
+        if resp.error.is_some() {
+            let e = translate_google_error(self.provider, 0, None, ev.data.as_bytes());
+            return self.fail(e, out);
+        }
+        if !self.started {
+            self.started = true;
+            out.push(StreamPart::Start {
+                id: resp.response_id.clone().unwrap_or_default(),
+                model: resp.model_version.clone().unwrap_or_default(),
+            });
+        }
+        if let Some(u) = resp.usage_metadata.filter(UsageMetadata::has_counts) {
+            self.usage = Some(u); // cumulative: the last one wins
+        }
+        if resp.prompt_feedback.and_then(|f| f.block_reason).is_some() {
+            self.finish = Some(FinishReason::ContentFilter);
+        }
+        if let Some(c) = resp.candidates.into_iter().next() {
+            self.candidate(c, out);
+        }
+    }
+
+    /// Ends the stream with the usage and finish reason, or an error if Gemini never finished.
+    pub fn finish(&mut self, out: &mut Vec<StreamPart>) {
+        if self.failed {
+            return;
+        }
+        match self.finish {
+            Some(reason) => {
+                if let Some(u) = self.usage {
+                    out.push(StreamPart::Usage(u.to_usage()));
+                }
+                out.push(StreamPart::Finish(reason));
+                self.failed = true; // nothing more may follow
+            }
+            None => {
+                let e = GatewayError::bad_gateway(format!(
+                    "The {} stream ended before a finish reason.",
+                    self.provider
+                ));
+                self.fail(e, out)
+            }
+        }
+    }
+
+    fn fail(&mut self, e: GatewayError, out: &mut Vec<StreamPart>) {
+        self.failed = true;
+        out.push(StreamPart::Error(e));
+    }
+
+    fn candidate(&mut self, c: Candidate, out: &mut Vec<StreamPart>) {
+        for part in c.content.map(|c| c.parts).unwrap_or_default() {
+            if let Some(fc) = part.function_call {
+                if fc.will_continue == Some(true) {
+                    let e = GatewayError::bad_gateway(format!(
+                        "{} streamed partial function-call arguments, which the gateway does not request.",
+                        self.provider
+                    ));
+                    return self.fail(e, out);
+                }
+                let Some(name) = fc.name else { continue };
+                let index = self.tool_count;
+                self.tool_count += 1;
+                out.push(StreamPart::ToolCallStart {
+                    index,
+                    id: call_id(fc.id, index),
+                    name,
+                });
+                let args = fc.args.map_or_else(|| "{}".to_owned(), |a| a.to_string());
+                out.push(StreamPart::ToolCallArgs { index, delta: args });
+            } else if let Some(text) = part.text.filter(|t| !t.is_empty()) {
+                out.push(if part.thought == Some(true) {
+                    StreamPart::ReasoningDelta(text)
+                } else {
+                    StreamPart::TextDelta(text)
+                });
+            }
+        }
+        if let Some(r) = c.finish_reason {
+            self.finish = Some(FinishReason::from_gemini(&r, self.tool_count > 0));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::openai::testing::{encode_all, Assembled};
+
+    fn request(v: Value) -> ChatRequest {
+        ChatRequest::from_json(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn body_for(v: Value, model: &str) -> Value {
+        serde_json::from_slice(&build_request(&request(v), model).unwrap()).unwrap()
+    }
+
+    fn body(v: Value) -> Value {
+        body_for(v, "gemini-2.5-flash")
+    }
+
+    fn refused(v: Value) -> GatewayError {
+        build_request(&request(v), "gemini-2.5-flash").unwrap_err()
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/fixtures/gemini/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    /// Replays a recorded stream at every byte split, then through the translator and encoder.
+    fn replay(name: &str) -> (Vec<StreamPart>, Assembled) {
+        let events = crate::sse::tests::assert_split_invariant(&fixture(name));
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        for ev in &events {
+            t.on_event(ev, &mut parts);
+        }
+        t.finish(&mut parts);
+        let assembled = encode_all(parts.clone());
+        (parts, assembled)
+    }
+
+    #[test]
+    fn builds_a_full_request() {
+        let params = json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": false});
+        let b = body(json!({
+            "model": "google/gemini", "temperature": 0.2, "top_p": 0.8, "max_completion_tokens": 500,
+            "stop": "END", "seed": 3, "presence_penalty": 0.1, "frequency_penalty": 0.2,
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": params, "strict": true}}],
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Weather in Paris and Rome?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_0", "content": "{\"temp\":20}"},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+            ]
+        }));
+        assert_eq!(
+            b,
+            json!({
+                "systemInstruction": {"parts": [{"text": "Be brief."}]},
+                "contents": [
+                    {"role": "user", "parts": [{"text": "Weather in Paris and Rome?"}]},
+                    {"role": "model", "parts": [
+                        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": SKIP_THOUGHT_SIGNATURE},
+                        {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}}]},
+                    {"role": "user", "parts": [
+                        {"functionResponse": {"name": "get_weather", "response": {"temp": 20}}},
+                        {"functionResponse": {"name": "get_weather", "response": {"output": "sunny"}}}]}
+                ],
+                "tools": [{"functionDeclarations": [{"name": "get_weather", "description": "Weather", "parametersJsonSchema": params}]}],
+                "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}},
+                "generationConfig": {"temperature": 0.2, "topP": 0.8, "maxOutputTokens": 500, "stopSequences": ["END"],
+                    "seed": 3, "presencePenalty": 0.1, "frequencyPenalty": 0.2}
+            })
+        );
+    }
+
+    #[test]
+    fn media_parts_become_inline_or_file_data() {
+        let b = body(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/webp;base64,UklG"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.png?x=1"}},
+                {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBER"}},
+                {"type": "file", "file": {"file_id": "gs://bucket/doc.pdf"}},
+                {"type": "input_audio", "input_audio": {"data": "SUQz", "format": "mp3"}}
+            ]}]}),
+        );
+        assert_eq!(
+            b["contents"][0]["parts"],
+            json!([
+                {"inlineData": {"mimeType": "image/webp", "data": "UklG"}},
+                {"fileData": {"mimeType": "image/png", "fileUri": "https://example.com/a.png?x=1"}},
+                {"inlineData": {"mimeType": "application/pdf", "data": "JVBER"}},
+                {"fileData": {"mimeType": "application/pdf", "fileUri": "gs://bucket/doc.pdf"}},
+                {"inlineData": {"mimeType": "audio/mp3", "data": "SUQz"}}
+            ])
+        );
+    }
+
+    #[test]
+    fn tool_choice_json_output_and_candidates() {
+        let cfg = |c: Value| {
+            body(json!({"model": "m", "messages": [], "tool_choice": c}))["toolConfig"].clone()
+        };
+        assert_eq!(
+            cfg(json!("none")),
+            json!({"functionCallingConfig": {"mode": "NONE"}})
+        );
+        assert_eq!(
+            cfg(json!("auto")),
+            json!({"functionCallingConfig": {"mode": "AUTO"}})
+        );
+        assert_eq!(
+            cfg(json!("required")),
+            json!({"functionCallingConfig": {"mode": "ANY"}})
+        );
+        let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        let g = &body(
+            json!({"model": "m", "messages": [], "n": 2, "response_format":
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}),
+        )["generationConfig"];
+        assert_eq!(g["responseMimeType"], "application/json");
+        assert_eq!(g["responseJsonSchema"], schema);
+        assert_eq!(g["candidateCount"], 2);
+        let g = &body(
+            json!({"model": "m", "messages": [], "response_format": {"type": "json_object"}}),
+        )["generationConfig"];
+        assert_eq!(g, &json!({"responseMimeType": "application/json"}));
+    }
+
+    #[test]
+    fn reasoning_maps_to_thinking_config_per_model_family() {
+        let thinking = |v: Value, model: &str| {
+            body_for(v, model)["generationConfig"]["thinkingConfig"].clone()
+        };
+        let req = |extra: Value| {
+            let mut r = json!({"model": "m", "messages": []});
+            r.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            r
+        };
+        assert_eq!(
+            thinking(req(json!({"reasoning_effort": "low"})), "gemini-2.5-pro"),
+            json!({"thinkingBudget": 2048, "includeThoughts": true})
+        );
+        assert_eq!(
+            thinking(
+                req(json!({"reasoning_effort": "high"})),
+                "gemini-3-pro-preview"
+            ),
+            json!({"thinkingLevel": "high", "includeThoughts": true})
+        );
+        assert_eq!(
+            thinking(
+                req(json!({"reasoning": {"max_tokens": 777}})),
+                "gemini-3-pro-preview"
+            ),
+            json!({"thinkingBudget": 777, "includeThoughts": true})
+        );
+        assert_eq!(
+            thinking(req(json!({"reasoning_effort": "none"})), "gemini-2.5-flash"),
+            json!({"thinkingBudget": 0})
+        );
+        assert_eq!(thinking(req(json!({})), "gemini-2.5-flash"), Value::Null);
+    }
+
+    #[test]
+    fn refuses_what_gemini_cannot_honour() {
+        let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+        for (field, v) in [
+            ("logprobs", json!({"logprobs": true})),
+            ("top_logprobs", json!({"top_logprobs": 2})),
+            ("logit_bias", json!({"logit_bias": {"1": 5}})),
+            (
+                "parallel_tool_calls",
+                json!({"parallel_tool_calls": false, "tools": tools}),
+            ),
+            ("n", json!({"n": 3, "stream": true})),
+            ("audio", json!({"audio": {"voice": "alloy"}})),
+        ] {
+            let mut req = json!({"model": "m", "messages": []});
+            req.as_object_mut()
+                .unwrap()
+                .extend(v.as_object().unwrap().clone());
+            let e = refused(req);
+            assert_eq!(
+                (e.status, e.param.as_deref()),
+                (400, Some(field)),
+                "{field}"
+            );
+        }
+        let e = refused(
+            json!({"model": "m", "messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]}),
+        );
+        assert_eq!(e.param.as_deref(), Some("messages[0].tool_call_id"));
+        let e = refused(
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-abc"}}]}]}),
+        );
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
+    }
+
+    #[test]
+    fn endpoint_and_headers() {
+        assert_eq!(
+            endpoint("https://generativelanguage.googleapis.com", "gemini-2.5-flash", false),
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(
+            endpoint("https://generativelanguage.googleapis.com/", "gemini-2.5-flash", true),
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(auth_headers("k")[0], ("x-goog-api-key", "k".to_owned()));
+    }
+
+    #[test]
+    fn translates_a_tool_call_response() {
+        let r = translate_response(&fixture("tool_call.json")).unwrap();
+        assert_eq!(
+            (r.id.as_str(), r.model.as_str()),
+            ("m36LaZGyCLz1xs0PtNSB-QU", "gemini-3-pro-preview")
+        );
+        let c = &r.choices[0];
+        assert_eq!(c.finish_reason, Some(FinishReason::ToolCalls));
+        assert_eq!(
+            c.message.tool_calls,
+            vec![ResponseToolCall {
+                id: "call_0".into(),
+                name: "weather".into(),
+                arguments: "{\"location\":\"San Francisco\"}".into()
+            }]
+        );
+        let u = r.usage.unwrap();
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.total_tokens,
+                u.reasoning_tokens
+            ),
+            (29, 908, 937, Some(893))
+        );
+    }
+
+    #[test]
+    fn translates_text_and_thought_parts() {
+        let r = translate_response(&fixture("text_with_thoughts_usage.json")).unwrap();
+        assert_eq!(r.choices[0].message.content.as_deref(), Some("There are **3** \"r\"s in strawberry.\n\nHere is the breakdown: st**r**awbe**rr**y."));
+        assert_eq!(r.choices[0].finish_reason, Some(FinishReason::Stop));
+        assert_eq!(r.usage.unwrap().completion_tokens, 29 + 282);
+        // Constructed: a thought summary part and two candidates.
+        let body = br#"{"candidates":[
+            {"content":{"parts":[{"text":"Plan.","thought":true},{"text":"A"}],"role":"model"},"finishReason":"STOP","index":0},
+            {"content":{"parts":[{"text":"B"}],"role":"model"},"finishReason":"MAX_TOKENS","index":1}],
+            "usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":2,"cachedContentTokenCount":3}}"#;
+        let r = translate_response(body).unwrap();
+        assert_eq!(r.choices[0].message.reasoning.as_deref(), Some("Plan."));
+        assert_eq!(r.choices[0].message.content.as_deref(), Some("A"));
+        assert_eq!(
+            (r.choices[1].index, r.choices[1].finish_reason),
+            (1, Some(FinishReason::Length))
+        );
+        assert_eq!(r.usage.unwrap().cached_tokens, Some(3));
+    }
+
+    #[test]
+    fn maps_google_errors() {
+        let e = translate_error(429, None, &fixture("error_resource_exhausted.json"));
+        assert_eq!(
+            (e.status, e.code.as_deref(), e.retry_after.as_deref()),
+            (429, Some("rate_limit_exceeded"), Some("35"))
+        );
+        assert_eq!(
+            e.message,
+            "Gemini: You exceeded your current quota, please check your plan."
+        );
+        let e = translate_error(
+            429,
+            Some("7".into()),
+            &fixture("error_resource_exhausted.json"),
+        );
+        assert_eq!(
+            e.retry_after.as_deref(),
+            Some("7"),
+            "the Retry-After header wins"
+        );
+        let e = translate_error(400, None, &fixture("error_invalid_argument.json"));
+        assert_eq!((e.status, e.code.as_deref()), (400, None));
+        assert_eq!(
+            e.message,
+            "Gemini: Penalty is not enabled for models/gemini-2.5-flash"
+        );
+        let long = br#"{"error":{"code":400,"message":"The input token count (1196265) exceeds the maximum number of tokens allowed (1048575).","status":"INVALID_ARGUMENT"}}"#;
+        assert_eq!(
+            translate_error(400, None, long).code.as_deref(),
+            Some("context_length_exceeded")
+        );
+        let key = br#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT"}}"#;
+        assert_eq!(translate_error(400, None, key).status, 502);
+        let busy = br#"[{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}]"#;
+        assert_eq!(
+            translate_error(503, None, busy).code.as_deref(),
+            Some("overloaded")
+        );
+    }
+
+    #[test]
+    fn golden_text_stream_with_cumulative_usage() {
+        let (parts, a) = replay("text_with_thought_signature.sse");
+        assert_eq!(
+            parts[0],
+            StreamPart::Start {
+                id: "bH6LaZW8Fp_3nsEPqtaSwQ4".into(),
+                model: "gemini-3-pro-preview".into()
+            }
+        );
+        assert_eq!(
+            a.text,
+            "There are **3** \"r\"s in strawberry.\n\nst**r**awbe**rr**y"
+        );
+        assert_eq!(a.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(
+            a.usage.unwrap(),
+            json!({"prompt_tokens": 9, "completion_tokens": 208, "total_tokens": 217,
+                   "completion_tokens_details": {"reasoning_tokens": 185}}),
+            "the last usageMetadata counts, never the sum"
+        );
+    }
+
+    #[test]
+    fn golden_tool_call_stream_gets_a_generated_id() {
+        let (_, a) = replay("tool_call.sse");
+        let (id, name, args) = &a.tools[&0];
+        assert_eq!((id.as_str(), name.as_str()), ("call_0", "weather"));
+        assert_eq!(
+            serde_json::from_str::<Value>(args).unwrap(),
+            json!({"location": "San Francisco"})
+        );
+        assert_eq!(a.finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(a.usage.unwrap()["completion_tokens"], 60);
+    }
+
+    #[test]
+    fn golden_tool_call_stream_keeps_geminis_own_id() {
+        let (_, a) = replay("recursive_tool_call.sse");
+        let (id, name, args) = &a.tools[&0];
+        assert_eq!((id.as_str(), name.as_str()), ("call_345658", "search"));
+        assert_eq!(
+            serde_json::from_str::<Value>(args).unwrap(),
+            json!({"condition": {"or": [{"term": "x"}, {"term": "y"}]}})
+        );
+        assert_eq!(a.finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(a.usage.unwrap()["prompt_tokens"], 694);
+    }
+
+    #[test]
+    fn golden_blocked_prompt_is_a_content_filter_finish() {
+        let (_, a) = replay("prompt_blocked.sse");
+        assert_eq!(a.finish_reason.as_deref(), Some("content_filter"));
+        assert_eq!(
+            (a.text.as_str(), a.usage.unwrap()["prompt_tokens"].as_u64()),
+            ("", Some(9))
+        );
+    }
+
+    /// Constructed: thought parts, several calls in one event, usage in a trailing event.
+    #[test]
+    fn thoughts_parallel_calls_and_late_usage() {
+        let events = [
+            r#"{"candidates":[{"content":{"parts":[{"text":"Plan: call both.","thought":true}],"role":"model"},"index":0}],"responseId":"r1","modelVersion":"gemini-2.5-flash"}"#,
+            r#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"a","args":{"x":1}}},{"functionCall":{"name":"b"}}],"role":"model"},"finishReason":"STOP","index":0}]}"#,
+            r#"{"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":4,"thoughtsTokenCount":6,"cachedContentTokenCount":8}}"#,
+        ];
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        for data in events {
+            t.on_event(
+                &SseEvent {
+                    event: None,
+                    data: data.into(),
+                },
+                &mut parts,
+            );
+        }
+        t.finish(&mut parts);
+        let a = encode_all(parts);
+        assert_eq!(a.reasoning, "Plan: call both.");
+        assert_eq!(
+            a.tools[&0],
+            ("call_0".into(), "a".into(), "{\"x\":1}".into())
+        );
+        assert_eq!(a.tools[&1], ("call_1".into(), "b".into(), "{}".into()));
+        assert_eq!(a.finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(
+            a.usage.unwrap(),
+            json!({"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20,
+            "prompt_tokens_details": {"cached_tokens": 8}, "completion_tokens_details": {"reasoning_tokens": 6}})
+        );
+    }
+
+    #[test]
+    fn cut_streams_and_error_events_never_look_like_success() {
+        let bytes = fixture("text_with_thought_signature.sse");
+        let first_event_end = bytes.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+        let events = crate::sse::tests::assert_split_invariant(&bytes[..first_event_end]);
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        t.on_event(&events[0], &mut parts);
+        t.finish(&mut parts);
+        assert!(matches!(parts.last(), Some(StreamPart::Error(e)) if e.status == 502));
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        let err = r#"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}"#;
+        t.on_event(
+            &SseEvent {
+                event: None,
+                data: err.into(),
+            },
+            &mut parts,
+        );
+        t.finish(&mut parts);
+        assert_eq!(parts.len(), 1);
+        assert!(matches!(&parts[0], StreamPart::Error(e) if e.status == 429));
+    }
+}

@@ -1,0 +1,158 @@
+//! The upstream providers: who they are, which protocol they speak, where they live.
+//!
+//! One module per upstream protocol holds the request builder and the response/stream translator
+//! (`openai_compat` needs neither: the body and the stream pass through). This file is the registry.
+
+pub mod anthropic;
+pub mod gemini;
+pub mod vertex;
+
+/// The wire protocol an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OpenAI Chat Completions (`POST {base}/chat/completions`, `Authorization: Bearer`).
+    OpenAiCompat,
+    /// Anthropic Messages (`POST {base}/v1/messages`, `x-api-key`).
+    Anthropic,
+    /// Google Gemini (`POST {base}/v1beta/models/{m}:generateContent`, `x-goog-api-key`).
+    Gemini,
+    /// Google Vertex AI (Gemini and Anthropic models, OAuth service-account tokens).
+    Vertex,
+}
+
+/// One provider the gateway can route to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderSpec {
+    /// The provider's name in model ids (`xai` in `xai/grok-3`).
+    pub name: &'static str,
+    /// `<ENV>_API_KEY` and `<ENV>_BASE_URL` configure it.
+    pub env: &'static str,
+    /// The base URL as the provider's official SDK takes it (with `/v1` where the SDK has it).
+    pub default_base_url: &'static str,
+    pub protocol: Protocol,
+}
+
+/// Every provider, in the order model listings name them.
+pub static PROVIDERS: &[ProviderSpec] = &[
+    spec(
+        "openai",
+        "OPENAI",
+        "https://api.openai.com/v1",
+        Protocol::OpenAiCompat,
+    ),
+    spec(
+        "anthropic",
+        "ANTHROPIC",
+        "https://api.anthropic.com",
+        Protocol::Anthropic,
+    ),
+    spec(
+        "google",
+        "GOOGLE",
+        "https://generativelanguage.googleapis.com",
+        Protocol::Gemini,
+    ),
+    spec(
+        "vertex",
+        "VERTEX",
+        "https://aiplatform.googleapis.com",
+        Protocol::Vertex,
+    ),
+    spec("xai", "XAI", "https://api.x.ai/v1", Protocol::OpenAiCompat),
+    spec(
+        "groq",
+        "GROQ",
+        "https://api.groq.com/openai/v1",
+        Protocol::OpenAiCompat,
+    ),
+    spec(
+        "mistral",
+        "MISTRAL",
+        "https://api.mistral.ai/v1",
+        Protocol::OpenAiCompat,
+    ),
+    spec(
+        "deepseek",
+        "DEEPSEEK",
+        "https://api.deepseek.com/v1",
+        Protocol::OpenAiCompat,
+    ),
+    spec(
+        "perplexity",
+        "PERPLEXITY",
+        "https://api.perplexity.ai",
+        Protocol::OpenAiCompat,
+    ),
+    spec(
+        "cerebras",
+        "CEREBRAS",
+        "https://api.cerebras.ai/v1",
+        Protocol::OpenAiCompat,
+    ),
+    spec(
+        "fireworks",
+        "FIREWORKS",
+        "https://api.fireworks.ai/inference/v1",
+        Protocol::OpenAiCompat,
+    ),
+    spec(
+        "togetherai",
+        "TOGETHERAI",
+        "https://api.together.xyz/v1",
+        Protocol::OpenAiCompat,
+    ),
+];
+
+const fn spec(
+    name: &'static str,
+    env: &'static str,
+    default_base_url: &'static str,
+    protocol: Protocol,
+) -> ProviderSpec {
+    ProviderSpec {
+        name,
+        env,
+        default_base_url,
+        protocol,
+    }
+}
+
+/// The provider called `name`, if the gateway knows it.
+pub fn find(name: &str) -> Option<&'static ProviderSpec> {
+    PROVIDERS.iter().find(|p| p.name == name)
+}
+
+/// The position of a provider in [`PROVIDERS`], for per-provider tables.
+pub fn index_of(name: &str) -> Option<usize> {
+    PROVIDERS.iter().position(|p| p.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_provider_is_found_by_name_and_env_names_are_upper_case() {
+        for (i, p) in PROVIDERS.iter().enumerate() {
+            assert_eq!(find(p.name), Some(p));
+            assert_eq!(index_of(p.name), Some(i));
+            assert_eq!(p.env, p.env.to_ascii_uppercase());
+            assert!(p.default_base_url.starts_with("https://"));
+            assert!(!p.default_base_url.ends_with('/'));
+        }
+        assert_eq!(find("nope"), None);
+    }
+
+    #[test]
+    fn base_urls_follow_each_official_sdk() {
+        assert!(find("openai").unwrap().default_base_url.ends_with("/v1"));
+        assert_eq!(
+            find("anthropic").unwrap().default_base_url,
+            "https://api.anthropic.com"
+        );
+        assert_eq!(
+            find("google").unwrap().default_base_url,
+            "https://generativelanguage.googleapis.com"
+        );
+    }
+}

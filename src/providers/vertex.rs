@@ -1,0 +1,512 @@
+//! Google Vertex AI: the pure parts.
+//!
+//! * Auth: a service account signs an RS256 JWT assertion ([`signed_assertion`]) that is traded
+//!   for an OAuth access token ([`token_request_body`], [`parse_token_response`]); a
+//!   [`TokenCache`] keeps the token until five minutes before it expires. Time is always passed
+//!   in: nothing here reads a clock or does I/O.
+//! * Routing: Gemini models live under `publishers/google` and take the Gemini body; Claude
+//!   models live under `publishers/anthropic` (`rawPredict`/`streamRawPredict`) and take the
+//!   Anthropic body without `model` and with `anthropic_version: vertex-2023-10-16`.
+//!
+//! Unlike the other providers, response translation needs to know the [`Publisher`]; use
+//! [`publisher_for`] on the native model id.
+
+use jwt_compact::alg::{Rsa, RsaPrivateKey};
+use jwt_compact::{AlgorithmExt, Claims, Header};
+use rsa::pkcs8::DecodePrivateKey;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{anthropic, gemini};
+use crate::canonical::{ChatRequest, ChatResponse, StreamPart};
+use crate::error::GatewayError;
+use crate::sse::SseEvent;
+
+/// The OAuth scope Vertex AI needs.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// Google's token endpoint, when the service account names none.
+pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+/// The `anthropic_version` Vertex expects in Claude bodies.
+pub const ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
+/// A cached token is used until this many seconds before it expires.
+pub const REFRESH_MARGIN_SECS: u64 = 300;
+/// Lifetime of a signed assertion.
+const ASSERTION_TTL_SECS: u64 = 3600;
+const PROVIDER: &str = "Vertex AI";
+
+/// The fields of a Google service-account key file that the gateway uses.
+#[derive(Clone, Deserialize)]
+pub struct ServiceAccount {
+    pub client_email: String,
+    /// PKCS#8 PEM.
+    pub private_key: String,
+    #[serde(default)]
+    pub private_key_id: Option<String>,
+    #[serde(default = "default_token_uri")]
+    pub token_uri: String,
+    #[serde(default)]
+    pub project_id: Option<String>,
+}
+
+fn default_token_uri() -> String {
+    DEFAULT_TOKEN_URI.to_owned()
+}
+
+impl std::fmt::Debug for ServiceAccount {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccount")
+            .field("client_email", &self.client_email)
+            .field("token_uri", &self.token_uri)
+            .field("project_id", &self.project_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceAccount {
+    /// Parses a service-account key file (the JSON Google issues).
+    pub fn from_json(json: &[u8]) -> Result<Self, GatewayError> {
+        serde_json::from_slice(json).map_err(|_| {
+            GatewayError::not_configured(
+                "The Vertex AI service account is not valid JSON with client_email and private_key.",
+            )
+        })
+    }
+}
+
+/// The JWT claims Google's token endpoint expects.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub struct AssertionClaims {
+    pub iss: String,
+    pub scope: String,
+    pub aud: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// Signs the RS256 JWT assertion for `sa`, issued at `now_secs`, valid for an hour.
+pub fn signed_assertion(
+    sa: &ServiceAccount,
+    now_secs: u64,
+    token_url: &str,
+) -> Result<String, GatewayError> {
+    let key = RsaPrivateKey::from_pkcs8_pem(&sa.private_key).map_err(|_| {
+        GatewayError::not_configured(
+            "The Vertex AI service account's private_key is not a PKCS#8 PEM RSA key.",
+        )
+    })?;
+    let mut header = Header::empty().with_token_type("JWT");
+    if let Some(kid) = &sa.private_key_id {
+        header = header.with_key_id(kid);
+    }
+    let claims = Claims::new(AssertionClaims {
+        iss: sa.client_email.clone(),
+        scope: SCOPE.to_owned(),
+        aud: token_url.to_owned(),
+        iat: now_secs,
+        exp: now_secs + ASSERTION_TTL_SECS,
+    });
+    Rsa::rs256()
+        .token(&header, &claims, &key)
+        .map_err(|e| GatewayError::internal(format!("Could not sign the Vertex AI assertion: {e}")))
+}
+
+/// The form body that trades an assertion for an access token.
+pub fn token_request_body(assertion: &str) -> String {
+    // The assertion is base64url and dots only: nothing in it needs escaping.
+    format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
+    )
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// The access token and its lifetime in seconds from the token endpoint's answer.
+pub fn parse_token_response(body: &[u8]) -> Result<(String, u64), GatewayError> {
+    let resp: TokenResponse = serde_json::from_slice(body).map_err(|_| {
+        GatewayError::bad_gateway(
+            "Google's token endpoint returned a response the gateway could not read.",
+        )
+    })?;
+    match (resp.access_token, resp.error) {
+        (Some(token), None) if !token.is_empty() => Ok((token, resp.expires_in.unwrap_or(3600))),
+        (_, error) => {
+            let why = resp
+                .error_description
+                .or(error)
+                .unwrap_or_else(|| "no access_token".to_owned());
+            Err(GatewayError::upstream(
+                502,
+                format!("Google refused the Vertex AI service account: {why}"),
+            )
+            .with_code("upstream_authentication_failed"))
+        }
+    }
+}
+
+/// An access token and when it expires; [`TokenCache::get`] hands it out until
+/// [`REFRESH_MARGIN_SECS`] before that.
+#[derive(Debug, Default, Clone)]
+pub struct TokenCache {
+    token: Option<String>,
+    expires_at: u64,
+}
+
+impl TokenCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The cached token, if it is still good at `now` (Unix seconds).
+    pub fn get(&self, now: u64) -> Option<&str> {
+        let token = self.token.as_deref()?;
+        (now + REFRESH_MARGIN_SECS < self.expires_at).then_some(token)
+    }
+
+    /// Stores a token that the endpoint said lives `expires_in` seconds from `now`.
+    pub fn put(&mut self, token: String, expires_in: u64, now: u64) {
+        self.token = Some(token);
+        self.expires_at = now.saturating_add(expires_in);
+    }
+}
+
+/// Who publishes a model on Vertex AI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publisher {
+    Google,
+    Anthropic,
+}
+
+/// Claude models are Anthropic's; everything else is taken as Google's.
+pub fn publisher_for(native_model: &str) -> Publisher {
+    if native_model.starts_with("claude") {
+        Publisher::Anthropic
+    } else {
+        Publisher::Google
+    }
+}
+
+/// The regional host: `https://{location}-aiplatform.googleapis.com`, or
+/// `https://aiplatform.googleapis.com` for the `global` location.
+pub fn default_base_url(location: &str) -> String {
+    if location == "global" {
+        "https://aiplatform.googleapis.com".to_owned()
+    } else {
+        format!("https://{location}-aiplatform.googleapis.com")
+    }
+}
+
+/// `{host}/v1/projects/{project}/locations/{location}`: the base [`endpoint`] takes.
+pub fn location_base(host: &str, project: &str, location: &str) -> String {
+    format!(
+        "{}/v1/projects/{project}/locations/{location}",
+        host.trim_end_matches('/')
+    )
+}
+
+/// The model URL under a [`location_base`]: `generateContent`/`streamGenerateContent?alt=sse`
+/// for Google models, `rawPredict`/`streamRawPredict` for Claude.
+pub fn endpoint(base_url: &str, native_model: &str, stream: bool) -> String {
+    let base = base_url.trim_end_matches('/');
+    match publisher_for(native_model) {
+        Publisher::Google => format!(
+            "{base}/publishers/google/models/{native_model}:{}",
+            gemini::method(stream)
+        ),
+        Publisher::Anthropic => {
+            let method = if stream {
+                "streamRawPredict"
+            } else {
+                "rawPredict"
+            };
+            format!("{base}/publishers/anthropic/models/{native_model}:{method}")
+        }
+    }
+}
+
+/// The headers every Vertex AI request carries, given an OAuth access token.
+pub fn auth_headers(access_token: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("authorization", format!("Bearer {access_token}")),
+        ("content-type", "application/json".to_owned()),
+    ]
+}
+
+/// The body for `native_model`: Gemini's for Google models, Anthropic's (adjusted) for Claude.
+pub fn build_request(req: &ChatRequest, native_model: &str) -> Result<Vec<u8>, GatewayError> {
+    let body = match publisher_for(native_model) {
+        Publisher::Google => gemini::build_body(req, native_model, PROVIDER)?,
+        Publisher::Anthropic => {
+            let mut body = anthropic::build_body(req, native_model)?;
+            body.remove("model");
+            body.insert("anthropic_version".into(), json!(ANTHROPIC_VERSION));
+            body
+        }
+    };
+    Ok(serde_json::to_vec(&Value::Object(body)).expect("body serializes"))
+}
+
+/// Translates a non-streaming response from `publisher`'s model.
+pub fn translate_response(publisher: Publisher, body: &[u8]) -> Result<ChatResponse, GatewayError> {
+    match publisher {
+        Publisher::Google => gemini::translate_response_for(body, PROVIDER),
+        Publisher::Anthropic => anthropic::translate_response(body),
+    }
+}
+
+/// Maps a Vertex AI error. Vertex's own errors (quota, auth, routing) are Google-shaped even for
+/// Claude; Claude's model errors are Anthropic-shaped.
+pub fn translate_error(
+    publisher: Publisher,
+    status: u16,
+    retry_after: Option<String>,
+    body: &[u8],
+) -> GatewayError {
+    let anthropic_shaped = serde_json::from_slice::<Value>(body)
+        .is_ok_and(|v| v["type"] == "error" || v["error"]["type"].is_string());
+    if publisher == Publisher::Anthropic && anthropic_shaped {
+        anthropic::translate_error(status, retry_after, body)
+    } else {
+        gemini::translate_google_error(PROVIDER, status, retry_after, body)
+    }
+}
+
+/// The stream translator for `publisher`'s model.
+#[derive(Debug)]
+pub enum StreamTranslator {
+    Google(gemini::StreamTranslator),
+    Anthropic(anthropic::StreamTranslator),
+}
+
+impl StreamTranslator {
+    pub fn new(publisher: Publisher) -> Self {
+        match publisher {
+            Publisher::Google => {
+                StreamTranslator::Google(gemini::StreamTranslator::for_provider(PROVIDER))
+            }
+            Publisher::Anthropic => StreamTranslator::Anthropic(anthropic::StreamTranslator::new()),
+        }
+    }
+
+    /// Translates one SSE event.
+    pub fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamPart>) {
+        match self {
+            StreamTranslator::Google(t) => t.on_event(ev, out),
+            StreamTranslator::Anthropic(t) => t.on_event(ev, out),
+        }
+    }
+
+    /// Ends the stream (an error part if it was cut short).
+    pub fn finish(&mut self, out: &mut Vec<StreamPart>) {
+        match self {
+            StreamTranslator::Google(t) => t.finish(out),
+            StreamTranslator::Anthropic(t) => t.finish(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jwt_compact::UntrustedToken;
+    use rsa::RsaPublicKey;
+
+    fn test_account() -> ServiceAccount {
+        let path = format!(
+            "{}/tests/fixtures/vertex/test_service_account.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        ServiceAccount::from_json(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn request(v: Value) -> ChatRequest {
+        ChatRequest::from_json(v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn parses_the_service_account_without_printing_the_key() {
+        let sa = test_account();
+        assert_eq!(
+            sa.client_email,
+            "gateway@switchyard-test.iam.gserviceaccount.com"
+        );
+        assert_eq!(sa.token_uri, DEFAULT_TOKEN_URI);
+        assert_eq!(sa.project_id.as_deref(), Some("switchyard-test"));
+        assert!(!format!("{sa:?}").contains("PRIVATE KEY"));
+        assert_eq!(ServiceAccount::from_json(b"{}").unwrap_err().status, 503);
+    }
+
+    #[test]
+    fn signs_an_rs256_assertion_that_verifies() {
+        let sa = test_account();
+        let jwt = signed_assertion(&sa, 1_700_000_000, DEFAULT_TOKEN_URI).unwrap();
+        let untrusted = UntrustedToken::new(&jwt).unwrap();
+        assert_eq!(untrusted.algorithm(), "RS256");
+        assert_eq!(untrusted.header().key_id.as_deref(), Some("test-key-1"));
+        assert_eq!(untrusted.header().token_type.as_deref(), Some("JWT"));
+        let public = RsaPublicKey::from(&RsaPrivateKey::from_pkcs8_pem(&sa.private_key).unwrap());
+        // jwt-compact reads `iat`/`exp` into its own fields, the rest into the custom claims.
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct Rest {
+            iss: String,
+            scope: String,
+            aud: String,
+        }
+        let token = Rsa::rs256()
+            .validator::<Rest>(&public)
+            .validate(&untrusted)
+            .unwrap();
+        let claims = token.claims();
+        assert_eq!(
+            claims.custom,
+            Rest {
+                iss: sa.client_email.clone(),
+                scope: SCOPE.into(),
+                aud: DEFAULT_TOKEN_URI.into()
+            }
+        );
+        assert_eq!(claims.issued_at.unwrap().timestamp(), 1_700_000_000);
+        assert_eq!(claims.expiration.unwrap().timestamp(), 1_700_003_600);
+        let payload = jwt.split('.').nth(1).unwrap();
+        let tampered = jwt.replace(payload, "eyJpc3MiOiJ4In0");
+        let tampered = UntrustedToken::new(&tampered).unwrap();
+        assert!(
+            Rsa::rs256()
+                .validator::<Rest>(&public)
+                .validate(&tampered)
+                .is_err(),
+            "a changed payload fails"
+        );
+    }
+
+    #[test]
+    fn a_bad_key_is_a_configuration_error() {
+        let mut sa = test_account();
+        sa.private_key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into();
+        assert_eq!(
+            signed_assertion(&sa, 0, DEFAULT_TOKEN_URI)
+                .unwrap_err()
+                .status,
+            503
+        );
+    }
+
+    #[test]
+    fn token_exchange_body_and_response() {
+        assert_eq!(
+            token_request_body("a.b.c"),
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=a.b.c"
+        );
+        let ok = br#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#;
+        assert_eq!(
+            parse_token_response(ok).unwrap(),
+            ("ya29.x".to_owned(), 3599)
+        );
+        let refused = br#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#;
+        let e = parse_token_response(refused).unwrap_err();
+        assert_eq!(
+            (e.status, e.code.as_deref()),
+            (502, Some("upstream_authentication_failed"))
+        );
+        assert!(e.message.contains("Invalid JWT Signature."));
+        assert_eq!(parse_token_response(b"<html>").unwrap_err().status, 502);
+    }
+
+    #[test]
+    fn token_cache_refreshes_five_minutes_early() {
+        let mut c = TokenCache::new();
+        assert_eq!(c.get(0), None);
+        c.put("t".into(), 3600, 1000);
+        assert_eq!(c.get(1000), Some("t"));
+        assert_eq!(c.get(1000 + 3600 - 301), Some("t"));
+        assert_eq!(c.get(1000 + 3600 - 300), None);
+        assert_eq!(c.get(10_000), None);
+    }
+
+    #[test]
+    fn urls_follow_the_publisher() {
+        assert_eq!(
+            default_base_url("us-east5"),
+            "https://us-east5-aiplatform.googleapis.com"
+        );
+        assert_eq!(
+            default_base_url("global"),
+            "https://aiplatform.googleapis.com"
+        );
+        let base = location_base(&default_base_url("us-east5"), "p1", "us-east5");
+        assert_eq!(
+            endpoint(&base, "gemini-2.5-pro", true),
+            "https://us-east5-aiplatform.googleapis.com/v1/projects/p1/locations/us-east5/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(
+            endpoint(&base, "gemini-2.5-pro", false),
+            "https://us-east5-aiplatform.googleapis.com/v1/projects/p1/locations/us-east5/publishers/google/models/gemini-2.5-pro:generateContent"
+        );
+        assert_eq!(
+            endpoint(&base, "claude-sonnet-4-5@20250929", false),
+            "https://us-east5-aiplatform.googleapis.com/v1/projects/p1/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict"
+        );
+        assert!(endpoint(&base, "claude-sonnet-4-5", true).ends_with(":streamRawPredict"));
+        assert_eq!(
+            auth_headers("ya29")[0],
+            ("authorization", "Bearer ya29".to_owned())
+        );
+    }
+
+    #[test]
+    fn claude_bodies_drop_model_and_name_the_vertex_version() {
+        let req = request(
+            json!({"model": "vertex/claude", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        let b: Value =
+            serde_json::from_slice(&build_request(&req, "claude-sonnet-4-5").unwrap()).unwrap();
+        assert!(b.get("model").is_none());
+        assert_eq!(b["anthropic_version"], ANTHROPIC_VERSION);
+        assert_eq!(b["stream"], true);
+        assert_eq!(b["messages"][0]["content"][0]["text"], "hi");
+        let b: Value =
+            serde_json::from_slice(&build_request(&req, "gemini-2.5-pro").unwrap()).unwrap();
+        assert_eq!(
+            b["contents"][0],
+            json!({"role": "user", "parts": [{"text": "hi"}]})
+        );
+        let bad = request(json!({"model": "m", "messages": [], "logit_bias": {"1": 1}}));
+        assert!(build_request(&bad, "gemini-2.5-pro")
+            .unwrap_err()
+            .message
+            .contains("Vertex AI"));
+    }
+
+    #[test]
+    fn errors_and_streams_follow_the_shape_of_the_body() {
+        let quota = br#"{"error":{"code":429,"message":"Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model.","status":"RESOURCE_EXHAUSTED"}}"#;
+        let e = translate_error(Publisher::Anthropic, 429, None, quota);
+        assert_eq!(
+            (e.status, e.message.starts_with("Vertex AI: ")),
+            (429, true)
+        );
+        let overloaded =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(
+            translate_error(Publisher::Anthropic, 529, None, overloaded).status,
+            503
+        );
+        let mut t = StreamTranslator::new(Publisher::Google);
+        let mut parts = Vec::new();
+        t.finish(&mut parts);
+        assert!(matches!(&parts[0], StreamPart::Error(e) if e.message.contains("Vertex AI")));
+        let body = br#"{"candidates":[{"content":{"parts":[{"text":"hi"}],"role":"model"},"finishReason":"STOP"}]}"#;
+        let r = translate_response(Publisher::Google, body).unwrap();
+        assert_eq!(r.choices[0].message.content.as_deref(), Some("hi"));
+    }
+}

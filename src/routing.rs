@@ -1,0 +1,128 @@
+//! Which provider serves a model id, under which native id.
+//!
+//! A model id is `provider/model` or `creator/model`. A catalog id resolves to the catalog's offers
+//! in order (the creator's own provider first), keeping those the gateway holds a credential for.
+//! An id outside the catalog whose first segment names a known provider goes to that provider
+//! unchanged (and unpriced).
+
+use crate::catalog::{self, Model};
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::providers::{self, ProviderSpec};
+
+/// One way to serve a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub provider: &'static ProviderSpec,
+    /// The id the provider's API expects.
+    pub native_model: String,
+    /// The catalog entry, when the model is in the catalog (and so priced).
+    pub model: Option<&'static Model>,
+}
+
+/// The providers to try for `model_id`, best first. Never empty on success.
+pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayError> {
+    let configured =
+        |p: &ProviderSpec| config.provider(p.name).is_some_and(|c| c.api_key.is_some());
+    if let Some(model) = catalog::find(model_id) {
+        let all: Vec<Target> = model
+            .offers
+            .iter()
+            .filter_map(|o| {
+                Some(Target {
+                    provider: providers::find(o.provider)?,
+                    native_model: o.native_id.to_owned(),
+                    model: Some(model),
+                })
+            })
+            .collect();
+        let usable: Vec<Target> = all
+            .iter()
+            .filter(|t| configured(t.provider))
+            .cloned()
+            .collect();
+        if usable.is_empty() {
+            let names: Vec<&str> = all.iter().map(|t| t.provider.name).collect();
+            return Err(GatewayError::not_configured(format!(
+                "The model `{model_id}` is served by {}, and this gateway has no credential for {}. Set {}.",
+                names.join(", "),
+                if names.len() == 1 { "it" } else { "any of them" },
+                all.iter().map(|t| format!("{}_API_KEY", t.provider.env)).collect::<Vec<_>>().join(" or "),
+            )));
+        }
+        return Ok(usable);
+    }
+    let (provider_name, native) = model_id
+        .split_once('/')
+        .ok_or_else(|| GatewayError::model_not_found(model_id))?;
+    let provider = providers::find(provider_name)
+        .filter(|_| !native.is_empty())
+        .ok_or_else(|| GatewayError::model_not_found(model_id))?;
+    if !configured(provider) {
+        return Err(GatewayError::not_configured(format!(
+            "The provider `{}` is not configured on this gateway. Set {}_API_KEY.",
+            provider.name, provider.env
+        )));
+    }
+    Ok(vec![Target {
+        provider,
+        native_model: native.to_owned(),
+        model: None,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::config;
+
+    #[test]
+    fn a_catalog_model_goes_to_its_configured_providers_in_order() {
+        let c = config(&[("ANTHROPIC_API_KEY", "a"), ("VERTEX_API_KEY", "v")]);
+        let t = resolve("anthropic/claude-sonnet-4-6", &c).unwrap();
+        assert_eq!(t[0].provider.name, "anthropic");
+        assert!(t[0].native_model.starts_with("claude-sonnet-4-6"));
+        assert!(t[0].model.is_some());
+        let only_vertex = config(&[("VERTEX_API_KEY", "v")]);
+        let t = resolve("anthropic/claude-sonnet-4-6", &only_vertex).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].provider.name, "vertex");
+    }
+
+    #[test]
+    fn an_unlisted_model_of_a_known_provider_is_forwarded_unpriced() {
+        let c = config(&[("XAI_API_KEY", "x")]);
+        let t = resolve("xai/grok-99-preview", &c).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].provider.name, "xai");
+        assert_eq!(t[0].native_model, "grok-99-preview");
+        assert_eq!(t[0].model, None);
+        // slashes after the first belong to the native id
+        let c = config(&[("FIREWORKS_API_KEY", "f")]);
+        let t = resolve("fireworks/accounts/x/models/y-unlisted", &c).unwrap();
+        assert_eq!(t[0].native_model, "accounts/x/models/y-unlisted");
+    }
+
+    #[test]
+    fn unknown_providers_and_models_are_404_model_not_found() {
+        let c = config(&[("OPENAI_API_KEY", "o")]);
+        for id in ["nope/x", "gpt-4o", "openai/", "/x", ""] {
+            let e = resolve(id, &c).unwrap_err();
+            assert_eq!(
+                (e.status, e.code.as_deref()),
+                (404, Some("model_not_found")),
+                "{id:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_provider_without_credentials_is_a_configuration_error_naming_the_variable() {
+        let c = config(&[]);
+        let e = resolve("groq/some-model-not-in-catalog", &c).unwrap_err();
+        assert_eq!(e.status, 503);
+        assert!(e.message.contains("GROQ_API_KEY"), "{}", e.message);
+        let e = resolve("openai/gpt-4o", &c).unwrap_err();
+        assert!(e.message.contains("OPENAI_API_KEY"), "{}", e.message);
+    }
+}
