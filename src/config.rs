@@ -3,7 +3,7 @@
 //! Reading goes through a lookup function so the same code serves the edge (secrets and vars)
 //! and native tests (a map). Secret values are held here and nowhere else; `Debug` redacts them.
 
-use crate::providers::{ProviderSpec, PROVIDERS};
+use crate::providers::{Protocol, ProviderSpec, PROVIDERS};
 
 /// Default body limit for inbound requests (10 MiB); override with `MAX_REQUEST_BYTES`.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
@@ -18,8 +18,20 @@ pub struct ProviderConfig {
     pub base_url: String,
 }
 
+/// Vertex AI settings beyond the credential (`VERTEX_API_KEY` holds the service-account JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VertexConfig {
+    /// `VERTEX_PROJECT`, else the service account's `project_id`.
+    pub project: Option<String>,
+    /// `VERTEX_LOCATION`, default `global`.
+    pub location: String,
+    /// `VERTEX_TOKEN_URL`, else the service account's `token_uri`.
+    pub token_url: Option<String>,
+}
+
 pub struct Config {
     pub admin_token: Option<String>,
+    pub vertex: VertexConfig,
     /// Parallel to [`PROVIDERS`].
     pub providers: Vec<ProviderConfig>,
     /// Allowed CORS origins; `*` allows any.
@@ -32,6 +44,13 @@ impl Config {
     /// Builds the configuration from `lookup(NAME)`, which returns a var or secret if set.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Config {
         let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let vertex = VertexConfig {
+            project: non_empty("VERTEX_PROJECT").map(|v| v.trim().to_owned()),
+            location: non_empty("VERTEX_LOCATION")
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| "global".to_owned()),
+            token_url: non_empty("VERTEX_TOKEN_URL").map(|v| v.trim().to_owned()),
+        };
         let providers = PROVIDERS
             .iter()
             .map(|spec| ProviderConfig {
@@ -39,7 +58,12 @@ impl Config {
                 api_key: non_empty(&format!("{}_API_KEY", spec.env)).map(|k| k.trim().to_owned()),
                 base_url: non_empty(&format!("{}_BASE_URL", spec.env))
                     .map(|u| u.trim().trim_end_matches('/').to_owned())
-                    .unwrap_or_else(|| spec.default_base_url.to_owned()),
+                    .unwrap_or_else(|| match spec.protocol {
+                        Protocol::Vertex => {
+                            crate::providers::vertex::default_base_url(&vertex.location)
+                        }
+                        _ => spec.default_base_url.to_owned(),
+                    }),
             })
             .collect();
         let cors_origins = non_empty("CORS_ORIGINS")
@@ -52,6 +76,7 @@ impl Config {
             .unwrap_or_default();
         Config {
             admin_token: non_empty("ADMIN_TOKEN"),
+            vertex,
             providers,
             cors_origins,
             max_request_bytes: non_empty("MAX_REQUEST_BYTES")
@@ -137,6 +162,33 @@ pub(crate) mod tests {
         assert!(!c.cors_allows("https://evil.example"));
         assert_eq!(c.max_request_bytes, 1024);
         assert_eq!(c.key_cache_ttl_ms, DEFAULT_KEY_CACHE_TTL_MS);
+        assert_eq!(
+            c.provider("vertex").unwrap().base_url,
+            "https://aiplatform.googleapis.com"
+        );
+    }
+
+    #[test]
+    fn vertex_follows_its_location_unless_its_base_url_is_set() {
+        let c = config(&[
+            ("VERTEX_LOCATION", "europe-west4"),
+            ("VERTEX_PROJECT", "p1"),
+        ]);
+        assert_eq!(
+            c.provider("vertex").unwrap().base_url,
+            "https://europe-west4-aiplatform.googleapis.com"
+        );
+        assert_eq!(c.vertex.project.as_deref(), Some("p1"));
+        let c = config(&[
+            ("VERTEX_BASE_URL", "http://127.0.0.1:1/"),
+            ("VERTEX_TOKEN_URL", "http://127.0.0.1:1/token"),
+        ]);
+        assert_eq!(c.provider("vertex").unwrap().base_url, "http://127.0.0.1:1");
+        assert_eq!(c.vertex.location, "global");
+        assert_eq!(
+            c.vertex.token_url.as_deref(),
+            Some("http://127.0.0.1:1/token")
+        );
     }
 
     #[test]

@@ -4,14 +4,30 @@
 //! and the provider's response body (JSON or event stream) goes back to the client untouched, as
 //! the platform's own stream: no byte of it passes through the core, and a client that cancels
 //! cancels the upstream request with it.
+//!
+//! Translated path (Anthropic, Gemini, Vertex): the body is decoded into the canonical request and
+//! built in the provider's protocol; the answer comes back as one OpenAI body, or as a stream
+//! rewritten event by event by a pure state machine.
 
 use super::{Gateway, OutBody, Outbound};
 use crate::auth::KeyRecord;
-use crate::chat_body::RawObject;
+use crate::canonical::ChatRequest;
+use crate::chat_body::{ChatSummary, RawObject};
 use crate::error::GatewayError;
+use crate::formats::openai::{self, ChunkEncoder};
 use crate::platform::{Clock, FetchError, Upstream, UpstreamRequest};
-use crate::providers::{Protocol, ProviderSpec};
+use crate::providers::native::{Native, TranslatedStream};
+use crate::providers::ProviderSpec;
 use crate::routing::{self, Target};
+
+/// The ids of one chat request.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ids<'a> {
+    /// `x-request-id`, forwarded upstream.
+    pub request: &'a str,
+    /// `x-generation-id`; also the completion id of translated responses.
+    pub generation: &'a str,
+}
 
 impl Gateway {
     pub(super) async fn chat<P: Clock + Upstream>(
@@ -19,19 +35,17 @@ impl Gateway {
         p: &P,
         _key: &KeyRecord,
         body: &[u8],
-        request_id: &str,
+        ids: Ids<'_>,
     ) -> Result<Outbound<P::Body>, GatewayError> {
         let obj = RawObject::parse(body)?;
         let summary = obj.chat_summary()?;
         let targets = routing::resolve(&summary.model, &self.config)?;
         let target = &targets[0];
-        match target.provider.protocol {
-            Protocol::OpenAiCompat => self.openai_compat(p, &obj, target, request_id).await,
-            Protocol::Anthropic | Protocol::Gemini | Protocol::Vertex => {
-                Err(GatewayError::not_configured(format!(
-                    "The provider `{}` is not available in this gateway build yet.",
-                    target.provider.name
-                )))
+        match Native::of(target.provider.protocol, &target.native_model) {
+            None => self.openai_compat(p, &obj, target, ids).await,
+            Some(native) => {
+                self.translated(p, native, body, &summary, target, ids)
+                    .await
             }
         }
     }
@@ -41,7 +55,7 @@ impl Gateway {
         p: &P,
         obj: &RawObject<'_>,
         target: &Target,
-        request_id: &str,
+        ids: Ids<'_>,
     ) -> Result<Outbound<P::Body>, GatewayError> {
         let provider = target.provider;
         let cfg = self
@@ -54,7 +68,7 @@ impl Gateway {
             headers: vec![
                 ("authorization", format!("Bearer {secret}")),
                 ("content-type", "application/json".to_owned()),
-                ("x-request-id", request_id.to_owned()),
+                ("x-request-id", ids.request.to_owned()),
             ],
             body: obj.to_json_with_model(&target.native_model),
         };
@@ -80,6 +94,93 @@ impl Gateway {
             ],
             body: OutBody::Upstream(resp.body),
         })
+    }
+
+    /// A provider with its own protocol: the request is translated from OpenAI chat, and the
+    /// response (whole, or event by event) back to it.
+    async fn translated<P: Clock + Upstream>(
+        &self,
+        p: &P,
+        native: Native,
+        body: &[u8],
+        summary: &ChatSummary,
+        target: &Target,
+        ids: Ids<'_>,
+    ) -> Result<Outbound<P::Body>, GatewayError> {
+        let provider = target.provider;
+        let chat = ChatRequest::from_json(body)?;
+        let native_body = native.build_request(&chat, &target.native_model)?;
+        let cfg = self
+            .config
+            .provider(provider.name)
+            .expect("every provider has a config");
+        let (credential, base) = match native {
+            Native::Vertex(_) => self.vertex_session(p).await?,
+            _ => (
+                cfg.api_key.clone().unwrap_or_default(),
+                cfg.base_url.clone(),
+            ),
+        };
+        let mut headers = native.auth_headers(&credential);
+        headers.push(("x-request-id", ids.request.to_owned()));
+        let req = UpstreamRequest {
+            url: native.endpoint(&base, &target.native_model, summary.stream),
+            headers,
+            body: native_body,
+        };
+        let resp = p.fetch(req).await.map_err(|e| fetch_error(provider, &e))?;
+        if !(200..300).contains(&resp.status) {
+            let bytes = p.read_body(resp.body).await.unwrap_or_default();
+            let mut e = native.translate_error(resp.status, resp.retry_after, &bytes);
+            e.message = scrub(e.message, &credential);
+            return Err(e.with_provider(provider.name));
+        }
+        let created = p.now_ms() / 1000;
+        let mut headers = vec![("x-switchyard-provider", provider.name.to_owned())];
+        if summary.stream {
+            headers.push((
+                "content-type",
+                "text/event-stream; charset=utf-8".to_owned(),
+            ));
+            headers.push(("cache-control", "no-cache".to_owned()));
+            let encoder = ChunkEncoder::new(
+                ids.generation,
+                &summary.model,
+                created,
+                summary.include_usage,
+            );
+            let transform = TranslatedStream::new(native, encoder);
+            return Ok(Outbound {
+                status: 200,
+                headers,
+                body: OutBody::Transformed(resp.body, Box::new(transform)),
+            });
+        }
+        let bytes = p
+            .read_body(resp.body)
+            .await
+            .map_err(|e| fetch_error(provider, &e))?;
+        let mut answer = native
+            .translate_response(&bytes)
+            .map_err(|e| e.with_provider(provider.name))?;
+        answer.id = ids.generation.to_owned();
+        answer.model = summary.model.clone();
+        answer.created = created;
+        headers.push(("content-type", "application/json".to_owned()));
+        Ok(Outbound {
+            status: 200,
+            headers,
+            body: OutBody::Bytes(openai::encode_response(&answer)),
+        })
+    }
+}
+
+/// Removes a credential from a message, in case a provider echoes it.
+fn scrub(message: String, secret: &str) -> String {
+    if secret.len() >= 8 && message.contains(secret) {
+        message.replace(secret, "[redacted]")
+    } else {
+        message
     }
 }
 
@@ -131,11 +232,7 @@ pub(crate) fn upstream_error(
                 }
             }),
     };
-    let message = if secret.len() >= 8 {
-        message.replace(secret, "[redacted]")
-    } else {
-        message
-    };
+    let message = scrub(message, secret);
     let mut e = GatewayError::upstream(status, message)
         .with_provider(provider.name)
         .with_retry_after(retry_after);

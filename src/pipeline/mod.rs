@@ -7,6 +7,7 @@
 mod admin;
 mod chat;
 mod models;
+mod vertex_auth;
 
 pub use admin::KeyView;
 
@@ -171,6 +172,7 @@ pub struct Gateway {
     pub config: Config,
     key_cache: RefCell<KeyCache>,
     models_list: OnceCell<Vec<u8>>,
+    vertex_token: RefCell<crate::providers::vertex::TokenCache>,
 }
 
 impl Gateway {
@@ -179,6 +181,7 @@ impl Gateway {
             config,
             key_cache: RefCell::new(KeyCache::default()),
             models_list: OnceCell::new(),
+            vertex_token: RefCell::default(),
         }
     }
 
@@ -203,7 +206,10 @@ impl Gateway {
                 body: OutBody::Empty,
             }
         } else {
-            match self.dispatch(p, req, route, body, &request_id).await {
+            match self
+                .dispatch(p, req, route, body, &request_id, generation_id.as_deref())
+                .await
+            {
                 Ok(out) => out,
                 Err(e) => error_response(&e),
             }
@@ -254,6 +260,7 @@ impl Gateway {
         route: Route,
         body: R,
         request_id: &str,
+        generation_id: Option<&str>,
     ) -> Result<Outbound<P::Body>, GatewayError>
     where
         P: Clock + Upstream + Kv,
@@ -290,7 +297,11 @@ impl Gateway {
             Route::ChatCompletions => {
                 let key = self.authenticate(p, req).await?;
                 let body = self.read_body(req, body).await?;
-                self.chat(p, &key, &body, request_id).await
+                let ids = chat::Ids {
+                    request: request_id,
+                    generation: generation_id.unwrap_or_default(),
+                };
+                self.chat(p, &key, &body, ids).await
             }
             Route::Keys | Route::Key(_) => {
                 self.authenticate_admin(req)?;

@@ -619,3 +619,166 @@ fn paths_and_percent_decoding() {
     assert_eq!(Route::of("/v1/models/"), Route::Models);
     assert_eq!(Route::of("/admin/keys/a/b"), Route::NotFound);
 }
+
+fn header_of(req: &UpstreamRequest, name: &str) -> Option<String> {
+    req.headers
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.clone())
+}
+
+#[test]
+fn anthropic_json_is_translated_both_ways() {
+    let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
+    let (_, key) = w.new_key();
+    w.p.replies.borrow_mut().push_back(reply(
+        200,
+        "application/json",
+        include_str!("../../tests/fixtures/anthropic/text.json"),
+    ));
+    let a = w.call("POST", "/v1/chat/completions", Some(&bearer(&key)), r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],"max_tokens":100}"#);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "anthropic/claude-sonnet-4-6");
+    assert_eq!(
+        v["id"],
+        a.header("x-generation-id").unwrap(),
+        "the completion id is the generation id"
+    );
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    let sent = w.p.sent.borrow();
+    assert_eq!(sent[0].url, "https://api.anthropic.com/v1/messages");
+    assert_eq!(
+        header_of(&sent[0], "x-api-key").as_deref(),
+        Some("sk-ant-provider-secret")
+    );
+    assert!(header_of(&sent[0], "anthropic-version").is_some());
+    let body: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(body["model"], "claude-sonnet-4-6");
+    assert_eq!(
+        body["system"][0]["text"]
+            .as_str()
+            .or(body["system"].as_str()),
+        Some("Be brief.")
+    );
+    assert_eq!(body["max_tokens"], 100);
+}
+
+#[test]
+fn anthropic_streams_are_translated_to_openai_chunks() {
+    let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
+    let (_, key) = w.new_key();
+    w.p.replies.borrow_mut().push_back(reply(
+        200,
+        "text/event-stream",
+        include_str!("../../tests/fixtures/anthropic/basic_text.sse"),
+    ));
+    let a = w.call("POST", "/v1/chat/completions", Some(&bearer(&key)), r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#);
+    assert_eq!(a.status, 200);
+    assert!(a
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let events = crate::sse::tests::decode_pieces(&[&a.body]);
+    assert!(events.last().unwrap().is_done());
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["finish_reason"] == "stop"));
+    assert!(
+        chunks.last().unwrap()["usage"]["total_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let sent = w.p.sent.borrow();
+    let body: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(body["stream"], true);
+}
+
+#[test]
+fn anthropic_overload_is_a_503_and_unsupported_parameters_are_refused() {
+    let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
+    let (_, key) = w.new_key();
+    w.p.replies.borrow_mut().push_back(reply(
+        529,
+        "application/json",
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+    ));
+    let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &format!(r#"{{"model":"anthropic/claude-sonnet-4-6",{msgs}}}"#),
+    );
+    assert_eq!(a.status, 503);
+    assert_eq!(a.json()["error"]["provider"], "anthropic");
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &format!(r#"{{"model":"anthropic/claude-sonnet-4-6",{msgs},"logit_bias":{{"1":2}}}}"#),
+    );
+    assert_eq!(
+        (a.status, a.json()["error"]["param"].clone()),
+        (400, json!("logit_bias"))
+    );
+    assert_eq!(
+        w.p.sent.borrow().len(),
+        1,
+        "the refused request never reached the provider"
+    );
+}
+
+#[test]
+fn vertex_trades_a_signed_assertion_for_a_token_once_and_reuses_it() {
+    let sa = include_str!("../../tests/fixtures/vertex/test_service_account.json");
+    let w = World::with(&[
+        ("VERTEX_API_KEY", sa),
+        ("VERTEX_PROJECT", "proj-1"),
+        ("VERTEX_LOCATION", "us-east5"),
+        ("VERTEX_TOKEN_URL", "http://127.0.0.1:9/token"),
+    ]);
+    let (_, key) = w.new_key();
+    let token = r#"{"access_token":"ya29.test-token","expires_in":3600,"token_type":"Bearer"}"#;
+    let answer = include_str!("../../tests/fixtures/anthropic/text.json");
+    for r in [
+        reply(200, "application/json", token),
+        reply(200, "application/json", answer),
+        reply(200, "application/json", answer),
+    ] {
+        w.p.replies.borrow_mut().push_back(r);
+    }
+    // Claude on Vertex only (no ANTHROPIC_API_KEY), twice.
+    for _ in 0..2 {
+        let a = w.call("POST", "/v1/chat/completions", Some(&bearer(&key)), r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}]}"#);
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.header("x-switchyard-provider"), Some("vertex"));
+    }
+    let sent = w.p.sent.borrow();
+    assert_eq!(sent.len(), 3, "one token exchange, two calls");
+    assert_eq!(sent[0].url, "http://127.0.0.1:9/token");
+    assert!(String::from_utf8_lossy(&sent[0].body).contains("assertion="));
+    assert_eq!(
+        sent[1].url,
+        "https://us-east5-aiplatform.googleapis.com/v1/projects/proj-1/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-6:rawPredict"
+    );
+    assert_eq!(
+        header_of(&sent[1], "authorization").as_deref(),
+        Some("Bearer ya29.test-token")
+    );
+    let body: Value = serde_json::from_slice(&sent[1].body).unwrap();
+    assert_eq!(body["anthropic_version"], "vertex-2023-10-16");
+    assert!(body.get("model").is_none());
+}

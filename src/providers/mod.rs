@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod gemini;
+pub mod native;
 pub mod vertex;
 
 /// The wire protocol an upstream speaks.

@@ -1,0 +1,68 @@
+//! Vertex AI access tokens: a service-account JWT traded at Google's token endpoint, cached in
+//! the isolate until shortly before it expires.
+
+use super::Gateway;
+use crate::error::GatewayError;
+use crate::platform::{Clock, Upstream, UpstreamRequest};
+use crate::providers::vertex::{self, ServiceAccount};
+
+/// Google's OAuth token endpoint, used when neither the settings nor the service account name one.
+const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+
+impl Gateway {
+    /// An access token for Vertex AI and the project/location base URL to call.
+    pub(super) async fn vertex_session<P: Clock + Upstream>(
+        &self,
+        p: &P,
+    ) -> Result<(String, String), GatewayError> {
+        let cfg = self
+            .config
+            .provider("vertex")
+            .expect("vertex is a provider");
+        let json = cfg.api_key.as_deref().unwrap_or_default();
+        let sa = ServiceAccount::from_json(json.as_bytes())?;
+        let project = self
+            .config
+            .vertex
+            .project
+            .clone()
+            .or_else(|| sa.project_id.clone())
+            .ok_or_else(|| {
+                GatewayError::not_configured(
+                    "Vertex AI needs a project: set VERTEX_PROJECT or use a service account with project_id.",
+                )
+            })?;
+        let base = vertex::location_base(&cfg.base_url, &project, &self.config.vertex.location);
+        let now = p.now_ms() / 1000;
+        if let Some(token) = self.vertex_token.borrow().get(now) {
+            return Ok((token.to_owned(), base));
+        }
+        let token_url = self.config.vertex.token_url.clone().unwrap_or_else(|| {
+            if sa.token_uri.is_empty() {
+                GOOGLE_TOKEN_URL.to_owned()
+            } else {
+                sa.token_uri.clone()
+            }
+        });
+        let assertion = vertex::signed_assertion(&sa, now, &token_url)?;
+        let resp = p
+            .fetch(UpstreamRequest {
+                url: token_url,
+                headers: vec![(
+                    "content-type",
+                    "application/x-www-form-urlencoded".to_owned(),
+                )],
+                body: vertex::token_request_body(&assertion).into_bytes(),
+            })
+            .await
+            .map_err(|e| {
+                super::chat::fetch_error(crate::providers::find("vertex").expect("known"), &e)
+            })?;
+        let body = p.read_body(resp.body).await.unwrap_or_default();
+        let (token, expires_in) = vertex::parse_token_response(&body)?;
+        self.vertex_token
+            .borrow_mut()
+            .put(token.clone(), expires_in, now);
+        Ok((token, base))
+    }
+}

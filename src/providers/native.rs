@@ -1,0 +1,216 @@
+//! The translated providers behind one interface: Anthropic, Gemini, and Vertex AI (which serves
+//! both). The pipeline calls these; each protocol module stays a set of pure functions.
+
+use super::{anthropic, gemini, vertex, Protocol};
+use crate::canonical::{ChatRequest, ChatResponse, StreamPart};
+use crate::error::GatewayError;
+use crate::formats::openai::ChunkEncoder;
+use crate::platform::{FetchError, StreamTransform};
+use crate::sse::SseDecoder;
+
+/// A protocol the gateway translates to and from OpenAI chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Native {
+    Anthropic,
+    Gemini,
+    Vertex(vertex::Publisher),
+}
+
+impl Native {
+    /// The translated protocol for `protocol` and a native model id; `None` for OpenAI-compatible.
+    pub fn of(protocol: Protocol, native_model: &str) -> Option<Native> {
+        match protocol {
+            Protocol::OpenAiCompat => None,
+            Protocol::Anthropic => Some(Native::Anthropic),
+            Protocol::Gemini => Some(Native::Gemini),
+            Protocol::Vertex => Some(Native::Vertex(vertex::publisher_for(native_model))),
+        }
+    }
+
+    /// The URL to call under `base` (for Vertex, the project/location base).
+    pub fn endpoint(self, base: &str, native_model: &str, stream: bool) -> String {
+        match self {
+            Native::Anthropic => anthropic::endpoint(base, native_model, stream),
+            Native::Gemini => gemini::endpoint(base, native_model, stream),
+            Native::Vertex(_) => vertex::endpoint(base, native_model, stream),
+        }
+    }
+
+    /// Auth and content headers, from an API key (or, for Vertex, an OAuth access token).
+    pub fn auth_headers(self, credential: &str) -> Vec<(&'static str, String)> {
+        match self {
+            Native::Anthropic => anthropic::auth_headers(credential),
+            Native::Gemini => gemini::auth_headers(credential),
+            Native::Vertex(_) => vertex::auth_headers(credential),
+        }
+    }
+
+    pub fn build_request(
+        self,
+        req: &ChatRequest,
+        native_model: &str,
+    ) -> Result<Vec<u8>, GatewayError> {
+        match self {
+            Native::Anthropic => anthropic::build_request(req, native_model),
+            Native::Gemini => gemini::build_request(req, native_model),
+            Native::Vertex(_) => vertex::build_request(req, native_model),
+        }
+    }
+
+    pub fn translate_response(self, body: &[u8]) -> Result<ChatResponse, GatewayError> {
+        match self {
+            Native::Anthropic => anthropic::translate_response(body),
+            Native::Gemini => gemini::translate_response(body),
+            Native::Vertex(p) => vertex::translate_response(p, body),
+        }
+    }
+
+    pub fn translate_error(
+        self,
+        status: u16,
+        retry_after: Option<String>,
+        body: &[u8],
+    ) -> GatewayError {
+        match self {
+            Native::Anthropic => anthropic::translate_error(status, retry_after, body),
+            Native::Gemini => gemini::translate_error(status, retry_after, body),
+            Native::Vertex(p) => vertex::translate_error(p, status, retry_after, body),
+        }
+    }
+
+    fn stream_translator(self) -> vertex::StreamTranslator {
+        match self {
+            Native::Anthropic => {
+                vertex::StreamTranslator::Anthropic(anthropic::StreamTranslator::new())
+            }
+            Native::Gemini => vertex::StreamTranslator::Google(gemini::StreamTranslator::new()),
+            Native::Vertex(p) => vertex::StreamTranslator::new(p),
+        }
+    }
+}
+
+/// A provider's event stream rewritten as OpenAI chunks: the one SSE decoder, the provider's
+/// translator, the one OpenAI encoder. Fed whatever byte pieces the network delivers.
+pub struct TranslatedStream {
+    decoder: SseDecoder,
+    translator: vertex::StreamTranslator,
+    encoder: ChunkEncoder,
+    parts: Vec<StreamPart>,
+}
+
+impl TranslatedStream {
+    pub fn new(native: Native, encoder: ChunkEncoder) -> Self {
+        TranslatedStream {
+            decoder: SseDecoder::new(),
+            translator: native.stream_translator(),
+            encoder,
+            parts: Vec::with_capacity(4),
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        for part in self.parts.drain(..) {
+            self.encoder.encode(part, out);
+        }
+    }
+}
+
+impl StreamTransform for TranslatedStream {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.decoder.feed(chunk);
+        while let Some(ev) = self.decoder.next_event() {
+            self.translator.on_event(&ev, &mut self.parts);
+            self.flush(out);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>, upstream_error: Option<&FetchError>) {
+        if upstream_error.is_none() {
+            while let Some(ev) = self.decoder.finish() {
+                self.translator.on_event(&ev, &mut self.parts);
+            }
+        }
+        // A stream cut short makes the translator report an error part; never a fake finish.
+        self.translator.finish(&mut self.parts);
+        self.flush(out);
+        self.encoder.finish(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse::tests::decode_pieces;
+
+    fn run(native: Native, stream: &[u8], pieces: usize, cut: bool) -> Vec<serde_json::Value> {
+        let mut t =
+            TranslatedStream::new(native, ChunkEncoder::new("gen_x", "anthropic/m", 1, true));
+        let mut out = Vec::new();
+        let size = stream.len().div_ceil(pieces).max(1);
+        for piece in stream.chunks(size) {
+            t.push(piece, &mut out);
+        }
+        let err = FetchError::Network("reset".into());
+        t.finish(&mut out, cut.then_some(&err));
+        decode_pieces(&[&out])
+            .into_iter()
+            .map(|e| serde_json::from_str(&e.data).unwrap_or(serde_json::Value::String(e.data)))
+            .collect()
+    }
+
+    const ANTHROPIC: &[u8] = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi there\"}}\n\nevent: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+    #[test]
+    fn an_anthropic_stream_becomes_openai_chunks_however_it_is_split() {
+        let whole = run(Native::Anthropic, ANTHROPIC, 1, false);
+        for pieces in [2, 7, 50, ANTHROPIC.len()] {
+            assert_eq!(
+                run(Native::Anthropic, ANTHROPIC, pieces, false),
+                whole,
+                "{pieces} pieces"
+            );
+        }
+        let text: String = whole
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "Hi there");
+        assert!(whole
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "stop"));
+        let usage = whole.iter().find(|c| c["usage"].is_object()).unwrap();
+        assert_eq!(usage["usage"]["prompt_tokens"], 10);
+        assert_eq!(usage["usage"]["completion_tokens"], 3);
+        assert_eq!(whole.last().unwrap(), "[DONE]");
+        assert!(whole
+            .iter()
+            .all(|c| c == "[DONE]" || c["model"] == "anthropic/m"));
+    }
+
+    #[test]
+    fn a_cut_stream_ends_in_an_error_event_not_a_finish() {
+        let cut = &ANTHROPIC[..ANTHROPIC.len() / 2];
+        let chunks = run(Native::Anthropic, cut, 3, true);
+        assert!(
+            chunks.iter().any(|c| c["error"]["message"].is_string()),
+            "{chunks:?}"
+        );
+        assert!(!chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "stop"));
+        assert_eq!(chunks.last().unwrap(), "[DONE]");
+    }
+
+    #[test]
+    fn protocols_map_to_natives() {
+        assert_eq!(Native::of(Protocol::OpenAiCompat, "gpt-4o"), None);
+        assert_eq!(
+            Native::of(Protocol::Vertex, "claude-sonnet-4-6"),
+            Some(Native::Vertex(vertex::Publisher::Anthropic))
+        );
+        assert_eq!(
+            Native::of(Protocol::Vertex, "gemini-2.5-pro"),
+            Some(Native::Vertex(vertex::Publisher::Google))
+        );
+    }
+}
