@@ -23,6 +23,9 @@ pub struct KeyRecord {
     pub created_at: u64,
     /// The secret's last four characters, to tell keys apart in listings.
     pub last4: String,
+    /// Routing defaults for requests made with this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<crate::routing::RoutingOptions>,
 }
 
 /// A new secret key from 24 random bytes.
@@ -139,6 +142,7 @@ mod tests {
             hash: "h".into(),
             created_at: 1,
             last4: "abcd".into(),
+            routing: None,
         }
     }
 

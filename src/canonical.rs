@@ -463,6 +463,33 @@ fn effort(e: ReasoningEffort) -> Reasoning {
     }
 }
 
+/// A provider's JSON value (tool-call arguments) as compact text, keys in the order the provider
+/// sent them. `raw` must be valid JSON (a `RawValue`'s text): only the whitespace between tokens is
+/// dropped, strings are copied byte for byte. (Going through `serde_json::Value` would sort the
+/// keys, so a client would not see the arguments as the model wrote them.)
+pub fn compact_json(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in raw.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Splits a `data:<mime>;base64,<data>` URL into its media type and base64 payload.
 pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
     let rest = url.strip_prefix("data:")?;
@@ -696,6 +723,23 @@ mod tests {
         assert!(
             parse(json!({"model": "m", "messages": [], "reasoning": {"exclude": true}})).is_err()
         );
+    }
+
+    #[test]
+    fn compact_json_keeps_key_order_and_strings() {
+        let raw = "{\n  \"unit\": \"celsius\",\n  \"city\" : \"New York \\\" \\\\ \\n x\",\n  \"tags\": [ 1, 2.5e3, true, null, {} ]\n}";
+        let compact = compact_json(raw);
+        assert_eq!(
+            compact,
+            r#"{"unit":"celsius","city":"New York \" \\ \n x","tags":[1,2.5e3,true,null,{}]}"#
+        );
+        // The same value as the provider sent, in the provider's key order.
+        assert_eq!(
+            serde_json::from_str::<Value>(&compact).unwrap(),
+            serde_json::from_str::<Value>(raw).unwrap()
+        );
+        assert_eq!(compact_json("{}"), "{}");
+        assert_eq!(compact_json(r#"{"a":"é 🚀\t"}"#), r#"{"a":"é 🚀\t"}"#);
     }
 
     #[test]

@@ -112,7 +112,8 @@ impl<'a> RawObject<'a> {
         })
     }
 
-    /// The object re-encoded with `model` set to `model` and every other field as sent.
+    /// The object re-encoded for a provider: `model` set to `model`, the gateway's own
+    /// `providerOptions` left out, every other field as sent.
     pub fn to_json_with_model(&self, model: &str) -> Vec<u8> {
         let size: usize = self
             .fields
@@ -123,6 +124,9 @@ impl<'a> RawObject<'a> {
         out.push(b'{');
         let mut wrote_model = false;
         for (key, value) in &self.fields {
+            if key == GATEWAY_ONLY {
+                continue;
+            }
             if key == "model" {
                 if wrote_model {
                     continue; // a repeated key: keep one
@@ -144,6 +148,9 @@ impl<'a> RawObject<'a> {
         out
     }
 }
+
+/// The request field meant for the gateway alone, never forwarded.
+const GATEWAY_ONLY: &str = "providerOptions";
 
 #[derive(serde::Deserialize)]
 struct StreamOptions {
@@ -273,6 +280,16 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("[ {\"role\": \"user\"} ]"));
+    }
+
+    #[test]
+    fn provider_options_stay_in_the_gateway() {
+        let obj = RawObject::parse(
+            br#"{"model":"a/b","providerOptions":{"gateway":{"order":["x"]}},"messages":[1]}"#,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&obj.to_json_with_model("b")).unwrap();
+        assert_eq!(v, json!({"model": "b", "messages": [1]}));
     }
 
     #[test]

@@ -4,9 +4,14 @@
 //! and native tests (a map). Secret values are held here and nowhere else; `Debug` redacts them.
 
 use crate::providers::{Protocol, ProviderSpec, PROVIDERS};
+use crate::routing::{RetryPolicy, Weights};
 
 /// Default body limit for inbound requests (10 MiB); override with `MAX_REQUEST_BYTES`.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+/// Default per-attempt time to first byte: generous, since a non-streamed answer arrives whole.
+pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
+/// Default time for a whole request, every attempt included.
+pub const DEFAULT_TOTAL_TIMEOUT_MS: u64 = 300_000;
 /// Default time a gateway-key lookup stays cached in the isolate; override with `KEY_CACHE_TTL_MS`.
 pub const DEFAULT_KEY_CACHE_TTL_MS: u64 = 30_000;
 
@@ -32,6 +37,18 @@ pub struct VertexConfig {
 pub struct Config {
     pub admin_token: Option<String>,
     pub vertex: VertexConfig,
+    /// Retry limits (`RETRY_MAX_ATTEMPTS` per provider, `RETRY_BASE_DELAY_MS`).
+    pub retry: RetryPolicy,
+    /// Per-attempt time to first byte unless a request says otherwise (`DEFAULT_TIMEOUT_MS`).
+    pub timeout_ms: u64,
+    /// Whole-request time unless a request says otherwise (`DEFAULT_TOTAL_TIMEOUT_MS`).
+    pub total_timeout_ms: u64,
+    /// Consecutive failures that open a provider's breaker (`BREAKER_THRESHOLD`).
+    pub breaker_threshold: u32,
+    /// How long an open breaker keeps a provider out (`BREAKER_COOLDOWN_MS`).
+    pub breaker_cooldown_ms: u64,
+    /// Load-balancing weights (`ROUTING_WEIGHTS`, JSON `{"model": {"provider": weight}}`).
+    pub weights: Weights,
     /// Parallel to [`PROVIDERS`].
     pub providers: Vec<ProviderConfig>,
     /// Allowed CORS origins; `*` allows any.
@@ -74,9 +91,31 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        let number = |name: &str, default: u64| {
+            non_empty(name)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(default)
+        };
+        let defaults = RetryPolicy::default();
         Config {
             admin_token: non_empty("ADMIN_TOKEN"),
             vertex,
+            retry: RetryPolicy {
+                attempts_per_provider: number(
+                    "RETRY_MAX_ATTEMPTS",
+                    defaults.attempts_per_provider as u64,
+                )
+                .clamp(1, 10) as u32,
+                base_delay_ms: number("RETRY_BASE_DELAY_MS", defaults.base_delay_ms),
+                ..defaults
+            },
+            timeout_ms: number("DEFAULT_TIMEOUT_MS", DEFAULT_TIMEOUT_MS),
+            total_timeout_ms: number("DEFAULT_TOTAL_TIMEOUT_MS", DEFAULT_TOTAL_TIMEOUT_MS),
+            breaker_threshold: number("BREAKER_THRESHOLD", 3).clamp(1, 1000) as u32,
+            breaker_cooldown_ms: number("BREAKER_COOLDOWN_MS", 30_000),
+            weights: non_empty("ROUTING_WEIGHTS")
+                .and_then(|v| serde_json::from_str(&v).ok())
+                .unwrap_or_default(),
             providers,
             cors_origins,
             max_request_bytes: non_empty("MAX_REQUEST_BYTES")
@@ -120,6 +159,9 @@ impl std::fmt::Debug for Config {
             .field("cors_origins", &self.cors_origins)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("key_cache_ttl_ms", &self.key_cache_ttl_ms)
+            .field("retry", &self.retry)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("weights", &self.weights)
             .finish()
     }
 }
@@ -189,6 +231,33 @@ pub(crate) mod tests {
             c.vertex.token_url.as_deref(),
             Some("http://127.0.0.1:1/token")
         );
+    }
+
+    #[test]
+    fn reliability_settings_have_defaults_and_overrides() {
+        let c = config(&[]);
+        assert_eq!(c.retry.attempts_per_provider, 2);
+        assert_eq!(
+            (c.timeout_ms, c.total_timeout_ms),
+            (DEFAULT_TIMEOUT_MS, DEFAULT_TOTAL_TIMEOUT_MS)
+        );
+        assert!(c.weights.is_empty());
+        let c = config(&[
+            ("RETRY_MAX_ATTEMPTS", "3"),
+            ("RETRY_BASE_DELAY_MS", "10"),
+            ("BREAKER_THRESHOLD", "2"),
+            ("BREAKER_COOLDOWN_MS", "500"),
+            (
+                "ROUTING_WEIGHTS",
+                r#"{"anthropic/claude-sonnet-4-6":{"anthropic":3,"vertex":1}}"#,
+            ),
+        ]);
+        assert_eq!(
+            (c.retry.attempts_per_provider, c.retry.base_delay_ms),
+            (3, 10)
+        );
+        assert_eq!((c.breaker_threshold, c.breaker_cooldown_ms), (2, 500));
+        assert_eq!(c.weights["anthropic/claude-sonnet-4-6"]["vertex"], 1.0);
     }
 
     #[test]

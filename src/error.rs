@@ -108,6 +108,11 @@ impl GatewayError {
         .with_code("request_too_large")
     }
 
+    /// 409: the request conflicts with an earlier one (e.g. a reused idempotency key).
+    pub fn new_conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, 409, message).with_code("idempotency_key_reused")
+    }
+
     pub fn not_configured(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotConfigured, 503, message).with_code("provider_not_configured")
     }

@@ -12,6 +12,8 @@ pub trait Clock {
     fn now_ms(&self) -> u64;
     /// Fills `buf` with cryptographically secure random bytes.
     fn fill_random(&self, buf: &mut [u8]);
+    /// Waits `ms` milliseconds (retry backoff).
+    async fn sleep(&self, ms: u64);
 }
 
 /// An HTTP request to a provider.
@@ -29,6 +31,8 @@ pub struct UpstreamResponse<B> {
     pub content_type: Option<String>,
     /// `Retry-After`, as the provider sent it.
     pub retry_after: Option<String>,
+    /// `retry-after-ms` (OpenAI and Anthropic send it), as the provider sent it.
+    pub retry_after_ms: Option<String>,
     pub body: B,
 }
 
@@ -45,17 +49,36 @@ pub enum FetchError {
 /// the client without passing through the core.
 pub trait Upstream {
     type Body;
-    async fn fetch(&self, req: UpstreamRequest)
-        -> Result<UpstreamResponse<Self::Body>, FetchError>;
-    /// Reads a whole body (error bodies, non-streamed responses that need translation).
-    async fn read_body(&self, body: Self::Body) -> Result<Vec<u8>, FetchError>;
+    /// Sends `req`; gives up with [`FetchError::Timeout`] (cancelling the request) when no
+    /// response head arrives within `timeout_ms`.
+    async fn fetch(
+        &self,
+        req: UpstreamRequest,
+        timeout_ms: u64,
+    ) -> Result<UpstreamResponse<Self::Body>, FetchError>;
+    /// Reads a whole body (error bodies, non-streamed responses), within `timeout_ms`.
+    async fn read_body(&self, body: Self::Body, timeout_ms: u64) -> Result<Vec<u8>, FetchError>;
+    /// The next piece of a streamed body (`None` at its end), within `timeout_ms`.
+    async fn next_chunk(
+        &self,
+        body: &mut Self::Body,
+        timeout_ms: u64,
+    ) -> Result<Option<Vec<u8>>, FetchError>;
+    /// Gives a body up, cancelling the provider's side (an attempt that is abandoned).
+    fn cancel(&self, body: Self::Body);
 }
 
 /// A key-value store with per-entry metadata (Workers KV).
 pub trait Kv {
     async fn get(&self, key: &str) -> Result<Option<String>, GatewayError>;
-    async fn put(&self, key: &str, value: &str, metadata: Option<&str>)
-        -> Result<(), GatewayError>;
+    /// Stores `value`; with `ttl_secs`, KV forgets it after that long.
+    async fn put(
+        &self,
+        key: &str,
+        value: &str,
+        metadata: Option<&str>,
+        ttl_secs: Option<u64>,
+    ) -> Result<(), GatewayError>;
     async fn delete(&self, key: &str) -> Result<(), GatewayError>;
     /// Every entry whose key starts with `prefix`: its key and metadata.
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Option<String>)>, GatewayError>;
@@ -66,10 +89,28 @@ pub trait InboundBody {
     async fn read(self) -> Result<Vec<u8>, GatewayError>;
 }
 
-/// Bytes in, bytes out: a stream rewritten on its way to the client (e.g. a provider's events
-/// translated to OpenAI chunks). A pure state machine; the edge's loop only moves bytes.
+/// How far a stream has got, as seen by its transform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing the client needs yet (no event, or only a role/ping event).
+    Pending,
+    /// Content (or a finish) has been produced: the stream is committed to the client.
+    Content,
+    /// The provider reported an error before any content.
+    Failed {
+        error: GatewayError,
+        retryable: bool,
+    },
+}
+
+/// Bytes in, bytes out: a provider's stream on its way to the client (e.g. its events translated
+/// to OpenAI chunks). A pure state machine; the edge's loop only moves bytes.
 pub trait StreamTransform {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>);
-    /// The upstream ended (cleanly or not); write whatever closes the stream.
+    /// The upstream ended (cleanly, or with `upstream_error`); write whatever closes the stream.
+    /// A stream cut before its natural end closes with an error event, never a clean finish.
     fn finish(&mut self, out: &mut Vec<u8>, upstream_error: Option<&FetchError>);
+    fn progress(&self) -> &Progress;
+    /// One SSE event to write just before the final `[DONE]` (the routing metadata chunk).
+    fn set_trailer(&mut self, event: Vec<u8>);
 }

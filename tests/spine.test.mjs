@@ -370,10 +370,16 @@ describe('chat completions: streaming', () => {
     assert.equal(text, 'Hello from emulator: stream please');
     const finish = chunks.find((c) => c.choices[0]?.finish_reason);
     assert.equal(finish.choices[0].finish_reason, 'stop');
+    const usageChunks = chunks.filter((c) => c.usage);
+    assert.equal(usageChunks.length, 1, 'one usage chunk');
+    const { usage } = usageChunks[0];
+    assert.deepEqual(usageChunks[0].choices, []);
+    assert.ok(usage.prompt_tokens > 0 && usage.completion_tokens > 0);
+    assert.equal(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
+    // The gateway's routing trailer is the last chunk: no choices, the routing metadata.
     const last = chunks.at(-1);
     assert.deepEqual(last.choices, []);
-    assert.ok(last.usage.prompt_tokens > 0 && last.usage.completion_tokens > 0);
-    assert.equal(last.usage.total_tokens, last.usage.prompt_tokens + last.usage.completion_tokens);
+    assert.equal(last.providerMetadata.gateway.routing.finalProvider, 'openai');
 
     const seen = emu.requests[0];
     assert.equal(seen.body.stream, true);
@@ -547,7 +553,7 @@ describe('errors', () => {
 
   test('upstream 429 and 400: same status, upstream message kept, provider named', async () => {
     const upstream429 = 'Rate limit reached for gpt-4o in organization org-emulator on requests per min (RPM): Limit 3, Used 3.';
-    emu.script({ match: { model: 'gpt-4o' }, status: 429, headers: { 'retry-after': '7' }, body: openaiError(429, upstream429) });
+    emu.script({ match: { model: 'gpt-4o' }, persistent: true, status: 429, headers: { 'retry-after': '1' }, body: openaiError(429, upstream429) });
     const e429 = await apiError(
       client().chat.completions.create({ model: 'openai/gpt-4o', messages: userMessage('x') }, { headers: { 'x-request-id': 'spine-err-429' } }),
       429,
@@ -555,7 +561,8 @@ describe('errors', () => {
     assert.ok(e429 instanceof OpenAI.RateLimitError, `got ${e429}`);
     assert.ok(e429.error.message.includes(upstream429), `upstream message kept: ${e429.error.message}`);
     assert.match(JSON.stringify(e429.error), /openai/i, 'provider named in the message or a field');
-    assert.equal(emu.requests.length, 1, 'no retry on the same provider in the spine');
+    assert.equal(emu.requests.length, 2, 'retried once on the same provider (the default), then given up');
+    assert.ok(emu.requests[1].receivedAt - emu.requests[0].receivedAt >= 1000, 'Retry-After honoured between the two');
 
     const upstream400 = "Invalid value for 'temperature': expected a number between 0 and 2.";
     emu.script({

@@ -26,8 +26,12 @@ impl Kv for Edge {
         key: &str,
         value: &str,
         metadata: Option<&str>,
+        ttl_secs: Option<u64>,
     ) -> Result<(), GatewayError> {
         let mut put = self.kv()?.put(key, value).map_err(kv_error)?;
+        if let Some(ttl) = ttl_secs {
+            put = put.expiration_ttl(ttl);
+        }
         if let Some(meta) = metadata {
             let meta: serde_json::Value = serde_json::from_str(meta).map_err(kv_error)?;
             put = put.metadata(meta).map_err(kv_error)?;

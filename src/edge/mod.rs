@@ -50,6 +50,10 @@ impl crate::platform::Clock for Edge {
     fn fill_random(&self, buf: &mut [u8]) {
         getrandom::getrandom(buf).expect("crypto.getRandomValues is available in Workers");
     }
+
+    async fn sleep(&self, ms: u64) {
+        worker::Delay::from(std::time::Duration::from_millis(ms)).await;
+    }
 }
 
 #[event(fetch)]
@@ -61,11 +65,12 @@ async fn fetch(
     let gw = gateway(&env);
     let headers = req.headers();
     let header = |name: &str| headers.get(name).ok().flatten();
-    let (authorization, request_id, origin, content_length) = (
+    let (authorization, request_id, origin, content_length, idempotency_key) = (
         header("authorization"),
         header("x-request-id"),
         header("origin"),
         header("content-length"),
+        header("idempotency-key"),
     );
     let (method, url) = (req.method(), req.url());
     let inbound = Inbound {
@@ -75,13 +80,14 @@ async fn fetch(
         request_id: request_id.as_deref(),
         origin: origin.as_deref(),
         content_length: content_length.as_deref(),
+        idempotency_key: idempotency_key.as_deref(),
     };
     let edge = Edge { env };
     let out = gw.handle(&edge, &inbound, body::RequestBody(req)).await;
     to_response(out)
 }
 
-fn to_response(out: Outbound<web_sys::Response>) -> worker::Result<web_sys::Response> {
+fn to_response(out: Outbound<upstream::EdgeBody>) -> worker::Result<web_sys::Response> {
     let headers = web_sys::Headers::new()?;
     for (name, value) in &out.headers {
         headers.append(name, value)?;
@@ -95,12 +101,12 @@ fn to_response(out: Outbound<web_sys::Response>) -> worker::Result<web_sys::Resp
             let array = js_sys::Uint8Array::from(bytes.as_slice());
             web_sys::Response::new_with_opt_buffer_source_and_init(Some(&array), &init)?
         }
-        OutBody::Upstream(upstream) => web_sys::Response::new_with_opt_readable_stream_and_init(
-            upstream.body().as_ref(),
-            &init,
-        )?,
-        OutBody::Transformed(upstream, transform) => {
-            let stream = body::transformed(upstream, transform);
+        OutBody::Stream {
+            prefix,
+            body,
+            transform,
+        } => {
+            let stream = body::client_stream(prefix, body, transform);
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
         }
     };

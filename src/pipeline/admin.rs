@@ -9,6 +9,7 @@ use crate::auth::{self, KeyRecord};
 use crate::error::GatewayError;
 use crate::ids;
 use crate::platform::{Clock, Kv};
+use crate::routing::RoutingOptions;
 use serde::{Deserialize, Serialize};
 
 const BY_HASH: &str = "keys/hash/";
@@ -24,6 +25,8 @@ pub struct KeyView {
     pub created_at: u64,
     /// `sk-sy-…abcd`: enough to tell keys apart.
     pub redacted_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<RoutingOptions>,
 }
 
 impl From<&KeyRecord> for KeyView {
@@ -34,6 +37,7 @@ impl From<&KeyRecord> for KeyView {
             name: r.name.clone(),
             created_at: r.created_at,
             redacted_key: format!("{}…{}", auth::KEY_PREFIX, r.last4),
+            routing: r.routing.clone(),
         }
     }
 }
@@ -42,12 +46,24 @@ impl From<&KeyRecord> for KeyView {
 #[serde(deny_unknown_fields)]
 struct CreateKey {
     name: Option<serde_json::Value>,
+    routing: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateKey {
     name: Option<serde_json::Value>,
+    routing: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// Routing defaults given to the admin API (`null` clears them on update).
+fn routing(
+    raw: Option<&serde_json::value::RawValue>,
+) -> Result<Option<RoutingOptions>, GatewayError> {
+    match raw.map(|r| r.get()) {
+        None | Some("null") => Ok(None),
+        Some(json) => RoutingOptions::parse(json, "routing").map(Some),
+    }
 }
 
 /// Fields of the admin contract that later releases add; refused clearly until then.
@@ -91,10 +107,10 @@ fn kv_err(e: GatewayError) -> GatewayError {
 async fn store<P: Kv>(p: &P, rec: &KeyRecord) -> Result<(), GatewayError> {
     let json = serde_json::to_string(rec).expect("a key record serializes");
     let view = serde_json::to_string(&KeyView::from(rec)).expect("a key view serializes");
-    p.put(&format!("{BY_HASH}{}", rec.hash), &json, None)
+    p.put(&format!("{BY_HASH}{}", rec.hash), &json, None, None)
         .await
         .map_err(kv_err)?;
-    p.put(&format!("{BY_ID}{}", rec.id), &json, Some(&view))
+    p.put(&format!("{BY_ID}{}", rec.id), &json, Some(&view), None)
         .await
         .map_err(kv_err)
 }
@@ -119,6 +135,7 @@ impl Gateway {
     ) -> Result<Json, GatewayError> {
         let req: CreateKey = parse_body(body)?;
         let name = valid_name(req.name)?;
+        let routing = routing(req.routing.as_deref())?;
         let mut secret_bytes = [0u8; 24];
         p.fill_random(&mut secret_bytes);
         let secret = auth::new_secret(secret_bytes);
@@ -131,6 +148,7 @@ impl Gateway {
             hash: auth::hash_secret(&secret),
             created_at: now / 1000,
             last4: secret[secret.len() - 4..].to_owned(),
+            routing,
         };
         store(p, &rec).await?;
         self.key_cache.borrow_mut().forget(&rec.hash);
@@ -179,6 +197,9 @@ impl Gateway {
         let mut rec = load(p, id).await?;
         if req.name.is_some() {
             rec.name = valid_name(req.name)?;
+        }
+        if req.routing.is_some() {
+            rec.routing = routing(req.routing.as_deref())?;
         }
         store(p, &rec).await?;
         self.key_cache.borrow_mut().forget(&rec.hash);

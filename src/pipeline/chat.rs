@@ -1,24 +1,32 @@
-//! `POST /v1/chat/completions`.
+//! `POST /v1/chat/completions`: plan the attempts, try them until one serves, answer.
 //!
-//! Fast path (OpenAI-compatible provider): the body goes out as sent with only `model` rewritten,
-//! and the provider's response body (JSON or event stream) goes back to the client untouched, as
-//! the platform's own stream: no byte of it passes through the core, and a client that cancels
-//! cancels the upstream request with it.
+//! Fast path (OpenAI-compatible provider): the body goes out as sent with only `model` rewritten
+//! (and the gateway's `providerOptions` removed); the answer's bytes come back unchanged, with the
+//! routing metadata spliced in. Translated path (Anthropic, Gemini, Vertex): the body is decoded
+//! into the canonical request and built in the provider's protocol; the answer comes back as one
+//! OpenAI body, or as a stream rewritten event by event by a pure state machine.
 //!
-//! Translated path (Anthropic, Gemini, Vertex): the body is decoded into the canonical request and
-//! built in the provider's protocol; the answer comes back as one OpenAI body, or as a stream
-//! rewritten event by event by a pure state machine.
+//! Reliability: each planned provider gets up to `attempts_per_provider` tries for retryable
+//! failures, with backoff (or the provider's `Retry-After`), within the per-attempt and total
+//! timeouts; non-retryable failures return at once. A stream is read until its first content
+//! before the client sees anything, so a provider that fails early is skipped like any other.
 
-use super::{Gateway, OutBody, Outbound};
-use crate::auth::KeyRecord;
+use super::{error_response, Gateway, OutBody, Outbound};
+use crate::auth::{self, KeyRecord};
 use crate::canonical::ChatRequest;
 use crate::chat_body::{ChatSummary, RawObject};
 use crate::error::GatewayError;
 use crate::formats::openai::{self, ChunkEncoder};
-use crate::platform::{Clock, FetchError, Upstream, UpstreamRequest};
+use crate::platform::{
+    Clock, FetchError, Kv, Progress, StreamTransform, Upstream, UpstreamRequest,
+};
 use crate::providers::native::{Native, TranslatedStream};
+use crate::providers::openai_compat::PassThroughStream;
 use crate::providers::ProviderSpec;
-use crate::routing::{self, Target};
+use crate::routing::{
+    self, backoff_ms, retry_after_ms, Attempt, AttemptOutcome, RoutingOptions, RoutingReport,
+};
+use serde::{Deserialize, Serialize};
 
 /// The ids of one chat request.
 #[derive(Debug, Clone, Copy)]
@@ -29,150 +37,480 @@ pub(super) struct Ids<'a> {
     pub generation: &'a str,
 }
 
+/// What a successful attempt produced.
+enum Served<B> {
+    /// A whole OpenAI chat.completion body.
+    Json(Vec<u8>),
+    /// A stream already read up to its first content (`prefix`), and the rest still upstream.
+    Stream {
+        prefix: Vec<u8>,
+        body: B,
+        transform: Box<dyn StreamTransform>,
+    },
+}
+
+/// Why an attempt failed, and what that means for the next one.
+struct Failure {
+    outcome: AttemptOutcome,
+    error: GatewayError,
+    retry_after_ms: Option<u64>,
+}
+
+impl Failure {
+    fn new(outcome: AttemptOutcome, error: GatewayError) -> Self {
+        Failure {
+            outcome,
+            error,
+            retry_after_ms: None,
+        }
+    }
+}
+
+/// How long idempotent outcomes are kept.
+const IDEMPOTENCY_TTL_SECS: u64 = 24 * 60 * 60;
+
+/// An idempotent outcome as stored in KV.
+#[derive(Serialize, Deserialize)]
+struct StoredOutcome {
+    body_hash: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
 impl Gateway {
-    pub(super) async fn chat<P: Clock + Upstream>(
+    pub(super) async fn chat<P: Clock + Upstream + Kv>(
         &self,
         p: &P,
-        _key: &KeyRecord,
+        key: &KeyRecord,
         body: &[u8],
         ids: Ids<'_>,
+        idempotency_key: Option<&str>,
     ) -> Result<Outbound<P::Body>, GatewayError> {
         let obj = RawObject::parse(body)?;
         let summary = obj.chat_summary()?;
-        let targets = routing::resolve(&summary.model, &self.config)?;
-        let target = &targets[0];
-        match Native::of(target.provider.protocol, &target.native_model) {
-            None => self.openai_compat(p, &obj, target, ids).await,
+        let opts = RoutingOptions::from_provider_options(obj.get("providerOptions"))?
+            .over(key.routing.as_ref());
+        let idem = match idempotency_key.filter(|_| !summary.stream) {
+            Some(k) => {
+                let slot = format!("idem/{}/{}", key.id, auth::hash_secret(k));
+                let body_hash = auth::hash_secret(&String::from_utf8_lossy(body));
+                if let Some(replay) = self.replay(p, &slot, &body_hash).await? {
+                    return Ok(replay);
+                }
+                Some((slot, body_hash))
+            }
+            None => None,
+        };
+        let out = self.route_chat(p, &obj, &summary, &opts, ids).await?;
+        if let (Some((slot, body_hash)), OutBody::Bytes(bytes)) = (&idem, &out.body) {
+            let final_4xx =
+                (400..500).contains(&out.status) && !matches!(out.status, 408 | 409 | 429);
+            if (200..300).contains(&out.status) || final_4xx {
+                let stored = StoredOutcome {
+                    body_hash: body_hash.clone(),
+                    status: out.status,
+                    headers: out
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect(),
+                    body: String::from_utf8_lossy(bytes).into_owned(),
+                };
+                let json = serde_json::to_string(&stored).expect("serializes");
+                // A failed write loses only the replay, never the answer.
+                let _ = p.put(slot, &json, None, Some(IDEMPOTENCY_TTL_SECS)).await;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A stored outcome for this idempotency slot: replayed when the body matches, 409 if not.
+    async fn replay<P: Kv, B>(
+        &self,
+        p: &P,
+        slot: &str,
+        body_hash: &str,
+    ) -> Result<Option<Outbound<B>>, GatewayError> {
+        let Some(json) = p.get(slot).await.ok().flatten() else {
+            return Ok(None);
+        };
+        let Ok(stored) = serde_json::from_str::<StoredOutcome>(&json) else {
+            return Ok(None);
+        };
+        if stored.body_hash != body_hash {
+            return Err(GatewayError::new_conflict(
+                "This Idempotency-Key was already used with a different request body.",
+            ));
+        }
+        let mut headers: Vec<(&'static str, String)> = stored
+            .headers
+            .into_iter()
+            .filter_map(|(k, v)| REPLAYED_HEADERS.iter().find(|h| **h == k).map(|h| (*h, v)))
+            .collect();
+        headers.push(("x-switchyard-idempotent-replay", "true".to_owned()));
+        Ok(Some(Outbound {
+            status: stored.status,
+            headers,
+            body: OutBody::Bytes(stored.body.into_bytes()),
+        }))
+    }
+
+    /// Plans and runs the attempts; an error answer (with the attempts header) when none serves.
+    async fn route_chat<P: Clock + Upstream>(
+        &self,
+        p: &P,
+        obj: &RawObject<'_>,
+        summary: &ChatSummary,
+        opts: &RoutingOptions,
+        ids: Ids<'_>,
+    ) -> Result<Outbound<P::Body>, GatewayError> {
+        let started = p.now_ms();
+        let plan = {
+            let breakers = self.breakers.borrow();
+            routing::plan(
+                &summary.model,
+                opts,
+                &self.config,
+                &self.config.weights,
+                &breakers,
+                started,
+                self.random_unit(p),
+            )?
+        };
+        self.breakers
+            .borrow_mut()
+            .admit(plan[0].target.provider.name, started);
+        let policy = self.config.retry;
+        let attempt_timeout = opts.timeout_ms.unwrap_or(self.config.timeout_ms);
+        let deadline = started
+            + opts
+                .total_timeout_ms
+                .unwrap_or(self.config.total_timeout_ms);
+        let mut report = RoutingReport::new(&summary.model, &plan);
+        let mut last: Option<GatewayError> = None;
+        let mut total = 0;
+        'targets: for attempt in &plan {
+            let mut tries = 0;
+            loop {
+                let now = p.now_ms();
+                if total >= policy.max_attempts || now >= deadline {
+                    if now >= deadline {
+                        last = Some(GatewayError::timeout(
+                            "No provider answered within the request's time budget.",
+                        ));
+                    }
+                    break 'targets;
+                }
+                tries += 1;
+                total += 1;
+                let timeout = attempt_timeout.min(deadline - now);
+                let result = self.attempt(p, obj, summary, attempt, ids, timeout).await;
+                let latency = p.now_ms().saturating_sub(now);
+                let provider = attempt.target.provider.name;
+                match result {
+                    Ok(served) => {
+                        report.record(attempt, AttemptOutcome::Status(200), latency);
+                        self.breakers.borrow_mut().record_success(provider);
+                        return Ok(self.answer(p, served, &report, attempt, summary, ids));
+                    }
+                    Err(failure) => {
+                        report.record(attempt, failure.outcome, latency);
+                        let retryable = failure.outcome.is_retryable();
+                        if retryable {
+                            self.breakers
+                                .borrow_mut()
+                                .record_failure(provider, p.now_ms());
+                        }
+                        let wait = failure
+                            .retry_after_ms
+                            .unwrap_or_else(|| backoff_ms(&policy, tries, self.random_u32(p)));
+                        last = Some(failure.error);
+                        if !retryable {
+                            break 'targets;
+                        }
+                        if tries >= policy.attempts_per_provider {
+                            continue 'targets;
+                        }
+                        if wait > policy.max_delay_ms || p.now_ms() + wait >= deadline {
+                            continue 'targets; // not worth the wait: next provider
+                        }
+                        p.sleep(wait).await;
+                    }
+                }
+            }
+        }
+        let error = last
+            .unwrap_or_else(|| GatewayError::bad_gateway("No provider could serve the request."));
+        let mut out = error_response(&error);
+        out.headers.push(("x-switchyard-attempts", report.header()));
+        Ok(out)
+    }
+
+    /// The client's answer from a served attempt, with routing metadata and headers.
+    fn answer<P: Clock + Upstream>(
+        &self,
+        p: &P,
+        served: Served<P::Body>,
+        report: &RoutingReport,
+        attempt: &Attempt,
+        summary: &ChatSummary,
+        ids: Ids<'_>,
+    ) -> Outbound<P::Body> {
+        let mut headers = vec![
+            (
+                "x-switchyard-provider",
+                attempt.target.provider.name.to_owned(),
+            ),
+            ("x-switchyard-attempts", report.header()),
+        ];
+        let body = match served {
+            Served::Json(bytes) => {
+                headers.push(("content-type", "application/json".to_owned()));
+                OutBody::Bytes(report.splice_into(&bytes).unwrap_or(bytes))
+            }
+            Served::Stream {
+                prefix,
+                body,
+                mut transform,
+            } => {
+                headers.push((
+                    "content-type",
+                    "text/event-stream; charset=utf-8".to_owned(),
+                ));
+                headers.push(("cache-control", "no-cache".to_owned()));
+                let created = p.now_ms() / 1000;
+                transform.set_trailer(report.stream_trailer(
+                    ids.generation,
+                    &summary.model,
+                    created,
+                ));
+                OutBody::Stream {
+                    prefix,
+                    body,
+                    transform,
+                }
+            }
+        };
+        Outbound {
+            status: 200,
+            headers,
+            body,
+        }
+    }
+
+    /// One try at one provider.
+    async fn attempt<P: Clock + Upstream>(
+        &self,
+        p: &P,
+        obj: &RawObject<'_>,
+        summary: &ChatSummary,
+        attempt: &Attempt,
+        ids: Ids<'_>,
+        timeout: u64,
+    ) -> Result<Served<P::Body>, Failure> {
+        let started = p.now_ms();
+        let target = &attempt.target;
+        let provider = target.provider;
+        let native = Native::of(provider.protocol, &target.native_model);
+        let cfg = self
+            .config
+            .provider(provider.name)
+            .expect("every provider has a config");
+        let (request, credential) = match native {
+            None => {
+                let secret = cfg.api_key.clone().unwrap_or_default();
+                let req = UpstreamRequest {
+                    url: format!("{}/chat/completions", cfg.base_url),
+                    headers: vec![
+                        ("authorization", format!("Bearer {secret}")),
+                        ("content-type", "application/json".to_owned()),
+                        ("x-request-id", ids.request.to_owned()),
+                    ],
+                    body: obj.to_json_with_model(&target.native_model),
+                };
+                (req, secret)
+            }
             Some(native) => {
-                self.translated(p, native, body, &summary, target, ids)
-                    .await
+                let body = translated_body(native, obj, &target.native_model)
+                    .map_err(|e| Failure::new(AttemptOutcome::Status(e.status), e))?;
+                let (credential, base) = match native {
+                    Native::Vertex(_) => self.vertex_session(p).await.map_err(|e| {
+                        let outcome = if e.status >= 500 {
+                            AttemptOutcome::Network
+                        } else {
+                            AttemptOutcome::Status(e.status)
+                        };
+                        Failure::new(outcome, e)
+                    })?,
+                    _ => (
+                        cfg.api_key.clone().unwrap_or_default(),
+                        cfg.base_url.clone(),
+                    ),
+                };
+                let mut headers = native.auth_headers(&credential);
+                headers.push(("x-request-id", ids.request.to_owned()));
+                let req = UpstreamRequest {
+                    url: native.endpoint(&base, &target.native_model, summary.stream),
+                    headers,
+                    body,
+                };
+                (req, credential)
+            }
+        };
+        let remaining = |p: &P| {
+            timeout
+                .saturating_sub(p.now_ms().saturating_sub(started))
+                .max(1)
+        };
+        let resp = p
+            .fetch(request, timeout)
+            .await
+            .map_err(|e| transport_failure(provider, &e))?;
+        if !(200..300).contains(&resp.status) {
+            let bytes = p
+                .read_body(resp.body, remaining(p))
+                .await
+                .unwrap_or_default();
+            let wait = retry_after_ms(resp.retry_after.as_deref(), resp.retry_after_ms.as_deref());
+            let mut error = match native {
+                None => {
+                    upstream_error(provider, resp.status, resp.retry_after, &bytes, &credential)
+                }
+                Some(n) => n.translate_error(resp.status, resp.retry_after, &bytes),
+            };
+            error.message = scrub(std::mem::take(&mut error.message), &credential);
+            return Err(Failure {
+                outcome: AttemptOutcome::Status(resp.status),
+                error: error.with_provider(provider.name),
+                retry_after_ms: wait,
+            });
+        }
+        if !summary.stream {
+            let bytes = p
+                .read_body(resp.body, remaining(p))
+                .await
+                .map_err(|e| transport_failure(provider, &e))?;
+            let malformed = |e: GatewayError| {
+                Failure::new(AttemptOutcome::Malformed, e.with_provider(provider.name))
+            };
+            return match native {
+                None => {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|_| {
+                        malformed(GatewayError::bad_gateway(format!(
+                            "The provider `{}` returned a body that is not valid JSON.",
+                            provider.name
+                        )))
+                    })?;
+                    Ok(Served::Json(bytes))
+                }
+                Some(n) => {
+                    let mut answer = n.translate_response(&bytes).map_err(malformed)?;
+                    answer.id = ids.generation.to_owned();
+                    answer.model = summary.model.clone();
+                    answer.created = p.now_ms() / 1000;
+                    Ok(Served::Json(openai::encode_response(&answer)))
+                }
+            };
+        }
+        let mut transform: Box<dyn StreamTransform> = match native {
+            None => Box::new(PassThroughStream::new(provider.name)),
+            Some(n) => Box::new(TranslatedStream::new(
+                n,
+                ChunkEncoder::new(
+                    ids.generation,
+                    &summary.model,
+                    p.now_ms() / 1000,
+                    summary.include_usage,
+                ),
+            )),
+        };
+        let mut body = resp.body;
+        let mut prefix = Vec::new();
+        loop {
+            match p.next_chunk(&mut body, remaining(p)).await {
+                Ok(Some(chunk)) => transform.push(&chunk, &mut prefix),
+                Ok(None) => transform.finish(&mut prefix, None),
+                Err(e) => {
+                    p.cancel(body);
+                    let outcome = match e {
+                        FetchError::Timeout => AttemptOutcome::Timeout,
+                        FetchError::Network(_) => AttemptOutcome::StreamFailed,
+                    };
+                    return Err(Failure::new(outcome, transport_failure(provider, &e).error));
+                }
+            }
+            match transform.progress() {
+                Progress::Pending if !prefix.ends_with(crate::sse::DONE) => continue,
+                Progress::Pending => {
+                    // Ended without content, and without an error of its own: a cut.
+                    return Err(Failure::new(
+                        AttemptOutcome::StreamFailed,
+                        GatewayError::bad_gateway(format!(
+                            "The stream from the provider `{}` ended before any content.",
+                            provider.name
+                        ))
+                        .with_provider(provider.name),
+                    ));
+                }
+                Progress::Failed { error, retryable } => {
+                    let failure = Failure::new(
+                        AttemptOutcome::StreamError {
+                            retryable: *retryable,
+                        },
+                        error.clone().with_provider(provider.name),
+                    );
+                    p.cancel(body);
+                    return Err(failure);
+                }
+                Progress::Content => {
+                    return Ok(Served::Stream {
+                        prefix,
+                        body,
+                        transform,
+                    });
+                }
             }
         }
     }
 
-    async fn openai_compat<P: Upstream>(
-        &self,
-        p: &P,
-        obj: &RawObject<'_>,
-        target: &Target,
-        ids: Ids<'_>,
-    ) -> Result<Outbound<P::Body>, GatewayError> {
-        let provider = target.provider;
-        let cfg = self
-            .config
-            .provider(provider.name)
-            .expect("every provider has a config");
-        let secret = cfg.api_key.as_deref().unwrap_or_default();
-        let req = UpstreamRequest {
-            url: format!("{}/chat/completions", cfg.base_url),
-            headers: vec![
-                ("authorization", format!("Bearer {secret}")),
-                ("content-type", "application/json".to_owned()),
-                ("x-request-id", ids.request.to_owned()),
-            ],
-            body: obj.to_json_with_model(&target.native_model),
-        };
-        let resp = p.fetch(req).await.map_err(|e| fetch_error(provider, &e))?;
-        if !(200..300).contains(&resp.status) {
-            let bytes = p.read_body(resp.body).await.unwrap_or_default();
-            return Err(upstream_error(
-                provider,
-                resp.status,
-                resp.retry_after,
-                &bytes,
-                secret,
-            ));
-        }
-        let content_type = resp
-            .content_type
-            .unwrap_or_else(|| "application/json".to_owned());
-        Ok(Outbound {
-            status: resp.status,
-            headers: vec![
-                ("content-type", content_type),
-                ("x-switchyard-provider", provider.name.to_owned()),
-            ],
-            body: OutBody::Upstream(resp.body),
-        })
+    fn random_u32<P: Clock>(&self, p: &P) -> u32 {
+        let mut b = [0u8; 4];
+        p.fill_random(&mut b);
+        u32::from_le_bytes(b)
     }
 
-    /// A provider with its own protocol: the request is translated from OpenAI chat, and the
-    /// response (whole, or event by event) back to it.
-    async fn translated<P: Clock + Upstream>(
-        &self,
-        p: &P,
-        native: Native,
-        body: &[u8],
-        summary: &ChatSummary,
-        target: &Target,
-        ids: Ids<'_>,
-    ) -> Result<Outbound<P::Body>, GatewayError> {
-        let provider = target.provider;
-        let chat = ChatRequest::from_json(body)?;
-        let native_body = native.build_request(&chat, &target.native_model)?;
-        let cfg = self
-            .config
-            .provider(provider.name)
-            .expect("every provider has a config");
-        let (credential, base) = match native {
-            Native::Vertex(_) => self.vertex_session(p).await?,
-            _ => (
-                cfg.api_key.clone().unwrap_or_default(),
-                cfg.base_url.clone(),
-            ),
-        };
-        let mut headers = native.auth_headers(&credential);
-        headers.push(("x-request-id", ids.request.to_owned()));
-        let req = UpstreamRequest {
-            url: native.endpoint(&base, &target.native_model, summary.stream),
-            headers,
-            body: native_body,
-        };
-        let resp = p.fetch(req).await.map_err(|e| fetch_error(provider, &e))?;
-        if !(200..300).contains(&resp.status) {
-            let bytes = p.read_body(resp.body).await.unwrap_or_default();
-            let mut e = native.translate_error(resp.status, resp.retry_after, &bytes);
-            e.message = scrub(e.message, &credential);
-            return Err(e.with_provider(provider.name));
-        }
-        let created = p.now_ms() / 1000;
-        let mut headers = vec![("x-switchyard-provider", provider.name.to_owned())];
-        if summary.stream {
-            headers.push((
-                "content-type",
-                "text/event-stream; charset=utf-8".to_owned(),
-            ));
-            headers.push(("cache-control", "no-cache".to_owned()));
-            let encoder = ChunkEncoder::new(
-                ids.generation,
-                &summary.model,
-                created,
-                summary.include_usage,
-            );
-            let transform = TranslatedStream::new(native, encoder);
-            return Ok(Outbound {
-                status: 200,
-                headers,
-                body: OutBody::Transformed(resp.body, Box::new(transform)),
-            });
-        }
-        let bytes = p
-            .read_body(resp.body)
-            .await
-            .map_err(|e| fetch_error(provider, &e))?;
-        let mut answer = native
-            .translate_response(&bytes)
-            .map_err(|e| e.with_provider(provider.name))?;
-        answer.id = ids.generation.to_owned();
-        answer.model = summary.model.clone();
-        answer.created = created;
-        headers.push(("content-type", "application/json".to_owned()));
-        Ok(Outbound {
-            status: 200,
-            headers,
-            body: OutBody::Bytes(openai::encode_response(&answer)),
-        })
+    fn random_unit<P: Clock>(&self, p: &P) -> f64 {
+        self.random_u32(p) as f64 / (u32::MAX as f64 + 1.0)
     }
+}
+
+/// Headers an idempotent replay repeats.
+const REPLAYED_HEADERS: &[&str] = &[
+    "content-type",
+    "x-switchyard-provider",
+    "x-switchyard-attempts",
+    "x-generation-id",
+    "retry-after",
+];
+
+/// The provider's body for a translated protocol, without the gateway's own options.
+fn translated_body(
+    native: Native,
+    obj: &RawObject<'_>,
+    native_model: &str,
+) -> Result<Vec<u8>, GatewayError> {
+    let mut chat = ChatRequest::from_json(&obj.to_json_with_model(native_model))?;
+    chat.extra.remove("providerOptions");
+    native.build_request(&chat, native_model)
+}
+
+fn transport_failure(provider: &'static ProviderSpec, e: &FetchError) -> Failure {
+    let outcome = match e {
+        FetchError::Timeout => AttemptOutcome::Timeout,
+        FetchError::Network(_) => AttemptOutcome::Network,
+    };
+    Failure::new(outcome, fetch_error(provider, e))
 }
 
 /// Removes a credential from a message, in case a provider echoes it.

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::ids;
 use crate::platform::{Clock, InboundBody, Kv, StreamTransform, Upstream};
+use crate::routing::Breakers;
 use std::cell::{OnceCell, RefCell};
 
 /// A JSON answer: status and body.
@@ -31,6 +32,7 @@ pub struct Inbound<'a> {
     pub request_id: Option<&'a str>,
     pub origin: Option<&'a str>,
     pub content_length: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// A response for the edge to send.
@@ -43,10 +45,13 @@ pub struct Outbound<B> {
 pub enum OutBody<B> {
     Empty,
     Bytes(Vec<u8>),
-    /// A provider's body, sent on unchanged.
-    Upstream(B),
-    /// A provider's body, rewritten chunk by chunk on its way out.
-    Transformed(B, Box<dyn StreamTransform>),
+    /// A provider's stream: `prefix` (what was read before committing to this provider), then
+    /// the rest of `body`, each piece through `transform` on its way out.
+    Stream {
+        prefix: Vec<u8>,
+        body: B,
+        transform: Box<dyn StreamTransform>,
+    },
 }
 
 impl<B> std::fmt::Debug for OutBody<B> {
@@ -54,8 +59,9 @@ impl<B> std::fmt::Debug for OutBody<B> {
         match self {
             OutBody::Empty => f.write_str("Empty"),
             OutBody::Bytes(b) => write!(f, "Bytes({})", String::from_utf8_lossy(b)),
-            OutBody::Upstream(_) => f.write_str("Upstream(..)"),
-            OutBody::Transformed(..) => f.write_str("Transformed(..)"),
+            OutBody::Stream { prefix, .. } => {
+                write!(f, "Stream({}…)", String::from_utf8_lossy(prefix))
+            }
         }
     }
 }
@@ -173,11 +179,14 @@ pub struct Gateway {
     key_cache: RefCell<KeyCache>,
     models_list: OnceCell<Vec<u8>>,
     vertex_token: RefCell<crate::providers::vertex::TokenCache>,
+    breakers: RefCell<Breakers>,
 }
 
 impl Gateway {
     pub fn new(config: Config) -> Gateway {
+        let breakers = Breakers::new(config.breaker_threshold, config.breaker_cooldown_ms);
         Gateway {
+            breakers: RefCell::new(breakers),
             config,
             key_cache: RefCell::new(KeyCache::default()),
             models_list: OnceCell::new(),
@@ -238,7 +247,8 @@ impl Gateway {
         h.push(("vary", "Origin".to_owned()));
         h.push((
             "access-control-expose-headers",
-            "x-request-id, x-generation-id, x-switchyard-provider, retry-after".to_owned(),
+            "x-request-id, x-generation-id, x-switchyard-provider, x-switchyard-attempts, retry-after"
+                .to_owned(),
         ));
         if req.method == "OPTIONS" {
             h.push((
@@ -301,7 +311,7 @@ impl Gateway {
                     request: request_id,
                     generation: generation_id.unwrap_or_default(),
                 };
-                self.chat(p, &key, &body, ids).await
+                self.chat(p, &key, &body, ids, req.idempotency_key).await
             }
             Route::Keys | Route::Key(_) => {
                 self.authenticate_admin(req)?;

@@ -13,7 +13,9 @@ struct Fake {
     kv: RefCell<BTreeMap<String, (String, Option<String>)>>,
     kv_reads: Cell<usize>,
     sent: RefCell<Vec<UpstreamRequest>>,
-    replies: RefCell<VecDeque<Result<UpstreamResponse<Vec<u8>>, FetchError>>>,
+    replies: RefCell<VecDeque<Result<UpstreamResponse<FakeBody>, FetchError>>>,
+    slept: RefCell<Vec<u64>>,
+    cancelled: Cell<usize>,
     now: Cell<u64>,
     counter: Cell<u8>,
 }
@@ -26,19 +28,49 @@ impl Clock for Fake {
         self.counter.set(self.counter.get().wrapping_add(1));
         buf.fill(self.counter.get());
     }
+    async fn sleep(&self, ms: u64) {
+        self.slept.borrow_mut().push(ms);
+        self.now.set(self.now.get() + ms);
+    }
 }
 
+/// A provider body: its pieces, or a failure where the connection broke.
+type FakeBody = VecDeque<Result<Vec<u8>, FetchError>>;
+
 impl Upstream for Fake {
-    type Body = Vec<u8>;
-    async fn fetch(&self, req: UpstreamRequest) -> Result<UpstreamResponse<Vec<u8>>, FetchError> {
+    type Body = FakeBody;
+    async fn fetch(
+        &self,
+        req: UpstreamRequest,
+        timeout_ms: u64,
+    ) -> Result<UpstreamResponse<FakeBody>, FetchError> {
         self.sent.borrow_mut().push(req);
-        self.replies
+        let reply = self
+            .replies
             .borrow_mut()
             .pop_front()
-            .unwrap_or(Err(FetchError::Network("connection refused".into())))
+            .unwrap_or(Err(FetchError::Network("connection refused".into())));
+        if matches!(reply, Err(FetchError::Timeout)) {
+            self.now.set(self.now.get() + timeout_ms);
+        }
+        reply
     }
-    async fn read_body(&self, body: Vec<u8>) -> Result<Vec<u8>, FetchError> {
-        Ok(body)
+    async fn read_body(&self, body: FakeBody, _timeout_ms: u64) -> Result<Vec<u8>, FetchError> {
+        let mut all = Vec::new();
+        for piece in body {
+            all.extend_from_slice(&piece?);
+        }
+        Ok(all)
+    }
+    async fn next_chunk(
+        &self,
+        body: &mut FakeBody,
+        _timeout_ms: u64,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        body.pop_front().transpose()
+    }
+    fn cancel(&self, _body: FakeBody) {
+        self.cancelled.set(self.cancelled.get() + 1);
     }
 }
 
@@ -47,7 +79,13 @@ impl Kv for Fake {
         self.kv_reads.set(self.kv_reads.get() + 1);
         Ok(self.kv.borrow().get(key).map(|(v, _)| v.clone()))
     }
-    async fn put(&self, key: &str, value: &str, meta: Option<&str>) -> Result<(), GatewayError> {
+    async fn put(
+        &self,
+        key: &str,
+        value: &str,
+        meta: Option<&str>,
+        _ttl: Option<u64>,
+    ) -> Result<(), GatewayError> {
         let entry = (value.to_owned(), meta.map(str::to_owned));
         self.kv.borrow_mut().insert(key.to_owned(), entry);
         Ok(())
@@ -78,12 +116,28 @@ fn reply(
     status: u16,
     content_type: &str,
     body: &str,
-) -> Result<UpstreamResponse<Vec<u8>>, FetchError> {
+) -> Result<UpstreamResponse<FakeBody>, FetchError> {
     Ok(UpstreamResponse {
         status,
         content_type: Some(content_type.into()),
         retry_after: None,
-        body: body.as_bytes().to_vec(),
+        retry_after_ms: None,
+        body: VecDeque::from([Ok(body.as_bytes().to_vec())]),
+    })
+}
+
+/// A streamed reply in pieces, optionally broken off after them.
+fn stream_reply(pieces: &[&str], broken: bool) -> Result<UpstreamResponse<FakeBody>, FetchError> {
+    let mut body: FakeBody = pieces.iter().map(|p| Ok(p.as_bytes().to_vec())).collect();
+    if broken {
+        body.push_back(Err(FetchError::Network("connection reset".into())));
+    }
+    Ok(UpstreamResponse {
+        status: 200,
+        content_type: Some("text/event-stream".into()),
+        retry_after: None,
+        retry_after_ms: None,
+        body,
     })
 }
 
@@ -154,11 +208,24 @@ impl World {
         );
         let body = match out.body {
             OutBody::Empty => Vec::new(),
-            OutBody::Bytes(b) | OutBody::Upstream(b) => b,
-            OutBody::Transformed(b, mut t) => {
-                let mut o = Vec::new();
-                t.push(&b, &mut o);
-                t.finish(&mut o, None);
+            OutBody::Bytes(b) => b,
+            OutBody::Stream {
+                prefix,
+                mut body,
+                mut transform,
+            } => {
+                let mut o = prefix;
+                let mut broke = None;
+                while let Some(piece) = body.pop_front() {
+                    match piece {
+                        Ok(c) => transform.push(&c, &mut o),
+                        Err(e) => {
+                            broke = Some(e);
+                            break;
+                        }
+                    }
+                }
+                transform.finish(&mut o, broke.as_ref());
                 o
             }
         };
@@ -380,7 +447,10 @@ fn unknown_models_of_known_providers_are_forwarded_as_is() {
         r#"{"model":"xai/grok-next","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
     );
     assert_eq!(a.status, 200);
-    assert_eq!(a.header("content-type"), Some("text/event-stream"));
+    assert_eq!(
+        a.header("content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
     let sent = w.p.sent.borrow();
     assert_eq!(sent[0].url, "https://api.x.ai/v1/chat/completions");
     assert!(String::from_utf8_lossy(&sent[0].body).contains(r#""model":"grok-next""#));
@@ -479,15 +549,23 @@ fn upstream_errors_keep_status_and_message_and_hide_the_provider_key() {
     let (_, key) = w.new_key();
     let auth = bearer(&key);
     let msg = r#"{"error":{"message":"Rate limit reached for sk-openai-provider-secret","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
-    w.p.replies.borrow_mut().push_back(Ok(UpstreamResponse {
-        status: 429,
-        content_type: Some("application/json".into()),
-        retry_after: Some("3".into()),
-        body: msg.as_bytes().to_vec(),
-    }));
+    for _ in 0..2 {
+        w.p.replies.borrow_mut().push_back(Ok(UpstreamResponse {
+            status: 429,
+            content_type: Some("application/json".into()),
+            retry_after: Some("3".into()),
+            retry_after_ms: None,
+            body: VecDeque::from([Ok(msg.as_bytes().to_vec())]),
+        }));
+    }
     let body = r#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
     let a = w.call("POST", "/v1/chat/completions", Some(&auth), body);
     assert_eq!(a.status, 429);
+    assert_eq!(
+        *w.p.slept.borrow(),
+        vec![3000],
+        "Retry-After honoured before the retry"
+    );
     assert_eq!(a.header("retry-after"), Some("3"));
     let e = &a.json()["error"];
     assert_eq!(e["code"], "rate_limit_exceeded");
@@ -695,11 +773,16 @@ fn anthropic_streams_are_translated_to_openai_chunks() {
     assert!(chunks
         .iter()
         .any(|c| c["choices"][0]["finish_reason"] == "stop"));
-    assert!(
-        chunks.last().unwrap()["usage"]["total_tokens"]
-            .as_u64()
-            .unwrap()
-            > 0
+    let usage = chunks
+        .iter()
+        .find(|c| c["usage"].is_object())
+        .expect("a usage chunk");
+    assert!(usage["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    let trailer = chunks.last().unwrap();
+    assert_eq!(trailer["choices"], json!([]));
+    assert_eq!(
+        trailer["providerMetadata"]["gateway"]["routing"]["finalProvider"],
+        "anthropic"
     );
     let sent = w.p.sent.borrow();
     let body: Value = serde_json::from_slice(&sent[0].body).unwrap();
@@ -710,11 +793,13 @@ fn anthropic_streams_are_translated_to_openai_chunks() {
 fn anthropic_overload_is_a_503_and_unsupported_parameters_are_refused() {
     let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
     let (_, key) = w.new_key();
-    w.p.replies.borrow_mut().push_back(reply(
-        529,
-        "application/json",
-        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-    ));
+    for _ in 0..2 {
+        w.p.replies.borrow_mut().push_back(reply(
+            529,
+            "application/json",
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        ));
+    }
     let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
     let a = w.call(
         "POST",
@@ -724,6 +809,11 @@ fn anthropic_overload_is_a_503_and_unsupported_parameters_are_refused() {
     );
     assert_eq!(a.status, 503);
     assert_eq!(a.json()["error"]["provider"], "anthropic");
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("anthropic:529,anthropic:529"),
+        "retried once"
+    );
     let a = w.call(
         "POST",
         "/v1/chat/completions",
@@ -736,7 +826,7 @@ fn anthropic_overload_is_a_503_and_unsupported_parameters_are_refused() {
     );
     assert_eq!(
         w.p.sent.borrow().len(),
-        1,
+        2,
         "the refused request never reached the provider"
     );
 }
@@ -781,4 +871,417 @@ fn vertex_trades_a_signed_assertion_for_a_token_once_and_reuses_it() {
     let body: Value = serde_json::from_slice(&sent[1].body).unwrap();
     assert_eq!(body["anthropic_version"], "vertex-2023-10-16");
     assert!(body.get("model").is_none());
+}
+
+const CHUNK_ROLE: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n";
+const CHUNK_HI: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n";
+const CHUNK_STOP: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+const OK_JSON: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}"#;
+
+fn gpt(extra: &str) -> String {
+    format!(r#"{{"model":"openai/gpt-4o","messages":[{{"role":"user","content":"hi"}}]{extra}}}"#)
+}
+
+fn routing_of(a: &Answer) -> Value {
+    a.json()["providerMetadata"]["gateway"]["routing"].clone()
+}
+
+#[test]
+fn a_500_is_retried_on_the_same_provider_with_backoff() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.p.replies.borrow_mut().push_back(reply(
+        500,
+        "application/json",
+        r#"{"error":{"message":"boom"}}"#,
+    ));
+    w.p.replies
+        .borrow_mut()
+        .push_back(reply(200, "application/json", OK_JSON));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(""),
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:500,openai:200")
+    );
+    assert_eq!(w.p.slept.borrow().len(), 1, "one backoff");
+    let r = routing_of(&a);
+    assert_eq!(r["finalProvider"], "openai");
+    assert_eq!(r["attempts"][0]["status"], 500);
+    assert_eq!(a.json()["id"], "chatcmpl-1", "the provider's body is kept");
+}
+
+#[test]
+fn fallback_models_serve_when_the_primary_keeps_failing_and_options_stay_home() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    for _ in 0..2 {
+        w.p.replies
+            .borrow_mut()
+            .push_back(reply(503, "application/json", "{}"));
+    }
+    w.p.replies
+        .borrow_mut()
+        .push_back(reply(200, "application/json", OK_JSON));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("x-switchyard-provider"), Some("xai"));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:503,openai:503,xai:200")
+    );
+    let sent = w.p.sent.borrow();
+    assert!(sent[2].url.starts_with("https://api.x.ai/"));
+    assert!(!String::from_utf8_lossy(&sent[2].body).contains("providerOptions"));
+    assert!(String::from_utf8_lossy(&sent[2].body).contains(r#""model":"grok-3""#));
+    assert_eq!(routing_of(&a)["fallbacksAvailable"], json!(["xai"]));
+}
+
+#[test]
+fn a_non_retryable_error_returns_at_once() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.p.replies.borrow_mut().push_back(reply(
+        400,
+        "application/json",
+        r#"{"error":{"message":"bad","param":"temperature"}}"#,
+    ));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.status, 400);
+    assert_eq!(w.p.sent.borrow().len(), 1, "no retry, no fallback");
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:400"));
+}
+
+#[test]
+fn timeouts_and_connection_failures_move_on() {
+    let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
+    let (_, key) = w.new_key();
+    w.p.replies.borrow_mut().push_back(Err(FetchError::Timeout));
+    w.p.replies
+        .borrow_mut()
+        .push_back(reply(200, "application/json", OK_JSON));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"],"timeoutMs":250}}"#),
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:timeout,xai:200")
+    );
+    assert_eq!(routing_of(&a)["attempts"][0]["latencyMs"], 250);
+    // everything times out: 504
+    let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
+    let (_, key) = w.new_key();
+    w.p.replies.borrow_mut().push_back(Err(FetchError::Timeout));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(""),
+    );
+    assert_eq!(a.status, 504);
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:timeout"));
+}
+
+#[test]
+fn malformed_json_is_retried() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.p.replies
+        .borrow_mut()
+        .push_back(reply(200, "application/json", "{not json"));
+    w.p.replies
+        .borrow_mut()
+        .push_back(reply(200, "application/json", OK_JSON));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(""),
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:malformed_response,openai:200")
+    );
+}
+
+#[test]
+fn a_stream_that_dies_before_content_falls_back_and_the_client_sees_one_clean_stream() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.p.replies
+        .borrow_mut()
+        .push_back(stream_reply(&[CHUNK_ROLE], true));
+    w.p.replies
+        .borrow_mut()
+        .push_back(stream_reply(&[CHUNK_ROLE], true));
+    w.p.replies.borrow_mut().push_back(stream_reply(
+        &[CHUNK_ROLE, CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],
+        false,
+    ));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("x-switchyard-provider"), Some("xai"));
+    let text = String::from_utf8(a.body.clone()).unwrap();
+    assert_eq!(
+        text.matches("\"role\":\"assistant\"").count(),
+        1,
+        "no leftovers of the failed attempts"
+    );
+    let events = crate::sse::tests::decode_pieces(&[&a.body]);
+    assert!(events.last().unwrap().is_done());
+    let trailer: Value = serde_json::from_str(&events[events.len() - 2].data).unwrap();
+    assert_eq!(
+        trailer["providerMetadata"]["gateway"]["routing"]["finalProvider"],
+        "xai"
+    );
+    assert_eq!(
+        w.p.cancelled.get(),
+        2,
+        "the failed attempts were cancelled upstream"
+    );
+}
+
+#[test]
+fn a_stream_that_dies_after_content_ends_with_an_error_event_and_no_fallback() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.p.replies
+        .borrow_mut()
+        .push_back(stream_reply(&[CHUNK_ROLE, CHUNK_HI], true));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.status, 200);
+    let events = crate::sse::tests::decode_pieces(&[&a.body]);
+    let n = events.len();
+    assert!(events[n - 1].is_done());
+    let err: Value = serde_json::from_str(&events[n - 3].data).unwrap();
+    assert_eq!(err["error"]["code"], "stream_interrupted");
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.data.contains("finish_reason\":\"stop")),
+        "never a fake finish"
+    );
+    assert_eq!(
+        w.p.sent.borrow().len(),
+        1,
+        "no fallback once content was sent"
+    );
+}
+
+#[test]
+fn an_in_stream_error_before_content_is_skipped() {
+    let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
+    let (_, key) = w.new_key();
+    w.p.replies.borrow_mut().push_back(stream_reply(
+        &["data: {\"error\":{\"message\":\"overloaded\",\"code\":\"server_overloaded\"}}\n\n"],
+        false,
+    ));
+    w.p.replies.borrow_mut().push_back(stream_reply(
+        &[CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],
+        false,
+    ));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:stream_error,xai:200")
+    );
+    assert!(!String::from_utf8_lossy(&a.body).contains("overloaded"));
+}
+
+#[test]
+fn a_long_retry_after_moves_to_the_next_provider_instead_of_waiting() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.p.replies.borrow_mut().push_back(Ok(UpstreamResponse {
+        status: 429,
+        content_type: None,
+        retry_after: Some("120".into()),
+        retry_after_ms: None,
+        body: VecDeque::new(),
+    }));
+    w.p.replies
+        .borrow_mut()
+        .push_back(reply(200, "application/json", OK_JSON));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:429,xai:200")
+    );
+    assert!(w.p.slept.borrow().is_empty());
+}
+
+#[test]
+fn a_breaker_opens_after_repeated_failures_and_requests_stop_paying_for_it() {
+    let w = World::with(&[
+        ("BREAKER_THRESHOLD", "2"),
+        ("BREAKER_COOLDOWN_MS", "1000"),
+        ("RETRY_MAX_ATTEMPTS", "1"),
+    ]);
+    let (_, key) = w.new_key();
+    let opts = r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#;
+    for _ in 0..2 {
+        w.p.replies
+            .borrow_mut()
+            .push_back(reply(503, "application/json", "{}"));
+        w.p.replies
+            .borrow_mut()
+            .push_back(reply(200, "application/json", OK_JSON));
+        w.call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&bearer(&key)),
+            &gpt(opts),
+        );
+    }
+    w.p.replies
+        .borrow_mut()
+        .push_back(reply(200, "application/json", OK_JSON));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(opts),
+    );
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("xai:200"),
+        "openai skipped while open"
+    );
+    w.p.now.set(w.p.now.get() + 1001);
+    w.p.replies
+        .borrow_mut()
+        .push_back(reply(200, "application/json", OK_JSON));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(opts),
+    );
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:200"),
+        "half-open trial closes it"
+    );
+}
+
+#[test]
+fn key_routing_defaults_apply_and_requests_override_them() {
+    let w = World::new();
+    let created = w.call(
+        "POST",
+        "/admin/keys",
+        Some(ADMIN),
+        r#"{"name":"r","routing":{"models":["xai/grok-3"],"timeoutMs":1000}}"#,
+    );
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    assert_eq!(created.json()["routing"]["models"], json!(["xai/grok-3"]));
+    let key = created.json()["key"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        w.p.replies
+            .borrow_mut()
+            .push_back(reply(503, "application/json", "{}"));
+    }
+    w.p.replies
+        .borrow_mut()
+        .push_back(reply(200, "application/json", OK_JSON));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(""),
+    );
+    assert_eq!(
+        a.header("x-switchyard-provider"),
+        Some("xai"),
+        "the key's fallback applied"
+    );
+    let bad = w.call(
+        "POST",
+        "/admin/keys",
+        Some(ADMIN),
+        r#"{"name":"r","routing":{"only":["nope"]}}"#,
+    );
+    assert_eq!(
+        (bad.status, bad.json()["error"]["param"].clone()),
+        (400, json!("routing.only"))
+    );
+}
+
+#[test]
+fn idempotent_requests_replay_the_first_outcome_and_refuse_a_different_body() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.p.replies
+        .borrow_mut()
+        .push_back(reply(200, "application/json", OK_JSON));
+    let auth = bearer(&key);
+    let req = |body: &str| {
+        w.call_with(
+            Inbound {
+                method: "POST",
+                url: "/v1/chat/completions",
+                authorization: Some(&auth),
+                idempotency_key: Some("order-42"),
+                ..Default::default()
+            },
+            body,
+        )
+    };
+    let first = req(&gpt(""));
+    assert_eq!(first.status, 200);
+    let again = req(&gpt(""));
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("x-switchyard-idempotent-replay"), Some("true"));
+    assert_eq!(w.p.sent.borrow().len(), 1, "the provider was called once");
+    let other = req(&gpt(r#","seed":1"#));
+    assert_eq!(
+        (other.status, other.json()["error"]["code"].clone()),
+        (409, json!("idempotency_key_reused"))
+    );
 }

@@ -8,6 +8,8 @@ use crate::providers::vertex::{self, ServiceAccount};
 
 /// Google's OAuth token endpoint, used when neither the settings nor the service account name one.
 const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+/// How long the token exchange may take.
+const TOKEN_TIMEOUT_MS: u64 = 10_000;
 
 impl Gateway {
     /// An access token for Vertex AI and the project/location base URL to call.
@@ -46,19 +48,25 @@ impl Gateway {
         });
         let assertion = vertex::signed_assertion(&sa, now, &token_url)?;
         let resp = p
-            .fetch(UpstreamRequest {
-                url: token_url,
-                headers: vec![(
-                    "content-type",
-                    "application/x-www-form-urlencoded".to_owned(),
-                )],
-                body: vertex::token_request_body(&assertion).into_bytes(),
-            })
+            .fetch(
+                UpstreamRequest {
+                    url: token_url,
+                    headers: vec![(
+                        "content-type",
+                        "application/x-www-form-urlencoded".to_owned(),
+                    )],
+                    body: vertex::token_request_body(&assertion).into_bytes(),
+                },
+                TOKEN_TIMEOUT_MS,
+            )
             .await
             .map_err(|e| {
                 super::chat::fetch_error(crate::providers::find("vertex").expect("known"), &e)
             })?;
-        let body = p.read_body(resp.body).await.unwrap_or_default();
+        let body = p
+            .read_body(resp.body, TOKEN_TIMEOUT_MS)
+            .await
+            .unwrap_or_default();
         let (token, expires_in) = vertex::parse_token_response(&body)?;
         self.vertex_token
             .borrow_mut()

@@ -22,12 +22,13 @@
 //!   tool calls without their (signed) thinking blocks, which OpenAI clients cannot send back.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::canonical::{
-    parse_data_url, AssistantMessage, ChatRequest, ChatResponse, Choice, Content, ContentPart,
-    FinishReason, Message, Reasoning, ResponseFormat, ResponseToolCall, StreamPart, ToolChoice,
-    Usage,
+    compact_json, parse_data_url, AssistantMessage, ChatRequest, ChatResponse, Choice, Content,
+    ContentPart, FinishReason, Message, Reasoning, ResponseFormat, ResponseToolCall, StreamPart,
+    ToolChoice, Usage,
 };
 use crate::error::GatewayError;
 use crate::sse::SseEvent;
@@ -403,8 +404,9 @@ fn document_block(data_url: &str, param: &str) -> Result<Value, GatewayError> {
 struct MessageBody {
     id: String,
     model: String,
+    /// Each block as sent: a tool call's `input` is read from its text (see [`ToolInput`]).
     #[serde(default)]
-    content: Vec<ResponseBlock>,
+    content: Vec<Box<RawValue>>,
     #[serde(default)]
     stop_reason: Option<String>,
     #[serde(default)]
@@ -423,10 +425,17 @@ enum ResponseBlock {
     ToolUse {
         id: String,
         name: String,
-        input: Value,
     },
     #[serde(other)]
     Other,
+}
+
+/// A `tool_use` block's `input`, kept as sent so the arguments reach the client in the model's
+/// key order (a `RawValue` cannot sit inside the tagged [`ResponseBlock`]).
+#[derive(Deserialize)]
+struct ToolInput {
+    #[serde(default)]
+    input: Option<Box<RawValue>>,
 }
 
 /// Anthropic usage; every field is cumulative.
@@ -495,7 +504,8 @@ impl RawUsage {
 pub fn translate_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
     let msg: MessageBody = serde_json::from_slice(body).map_err(|_| unreadable())?;
     let mut message = AssistantMessage::default();
-    for block in msg.content {
+    for raw in msg.content {
+        let block: ResponseBlock = serde_json::from_str(raw.get()).map_err(|_| unreadable())?;
         match block {
             ResponseBlock::Text { text } => message
                 .content
@@ -505,11 +515,15 @@ pub fn translate_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
                 .reasoning
                 .get_or_insert_with(String::new)
                 .push_str(&thinking),
-            ResponseBlock::ToolUse { id, name, input } => {
+            ResponseBlock::ToolUse { id, name } => {
+                let input: ToolInput = serde_json::from_str(raw.get()).map_err(|_| unreadable())?;
+                let arguments = input
+                    .input
+                    .map_or_else(|| "{}".to_owned(), |i| compact_json(i.get()));
                 message.tool_calls.push(ResponseToolCall {
                     id,
                     name,
-                    arguments: input.to_string(),
+                    arguments,
                 })
             }
             ResponseBlock::Other => {}
@@ -1169,6 +1183,29 @@ mod tests {
             (u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens),
             (Some(0), Some(0), Some(18))
         );
+    }
+
+    /// Constructed: tool inputs whose keys are not in alphabetical order reach the client in
+    /// the model's order, compact.
+    #[test]
+    fn tool_use_arguments_keep_the_models_key_order() {
+        let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"c",
+            "content":[
+              {"type":"text","text":"Checking."},
+              {"type":"tool_use","id":"toolu_1","name":"get_weather",
+               "input": {"unit": "celsius", "city": "New York", "nested": {"z": [1, 2], "a": "x \" y"}}},
+              {"type":"tool_use","id":"toolu_2","name":"get_time","input":{}}
+            ],
+            "stop_reason":"tool_use","usage":{"input_tokens":5,"output_tokens":7}}"#;
+        let r = translate_response(body).unwrap();
+        let m = &r.choices[0].message;
+        assert_eq!(m.content.as_deref(), Some("Checking."));
+        assert_eq!(
+            m.tool_calls[0].arguments,
+            r#"{"unit":"celsius","city":"New York","nested":{"z":[1,2],"a":"x \" y"}}"#
+        );
+        assert_eq!(m.tool_calls[1].arguments, "{}");
+        assert_eq!(r.choices[0].finish_reason, Some(FinishReason::ToolCalls));
     }
 
     #[test]

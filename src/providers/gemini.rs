@@ -23,12 +23,13 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::canonical::{
-    parse_data_url, AssistantMessage, ChatRequest, ChatResponse, Choice, Content, ContentPart,
-    FinishReason, Message, Reasoning, ResponseFormat, ResponseToolCall, StreamPart, ToolChoice,
-    Usage,
+    compact_json, parse_data_url, AssistantMessage, ChatRequest, ChatResponse, Choice, Content,
+    ContentPart, FinishReason, Message, Reasoning, ResponseFormat, ResponseToolCall, StreamPart,
+    ToolChoice, Usage,
 };
 use crate::error::GatewayError;
 use crate::sse::SseEvent;
@@ -474,8 +475,9 @@ struct Part {
 struct FunctionCallPart {
     #[serde(default)]
     name: Option<String>,
+    /// Kept as sent, so the arguments reach the client in the model's key order.
     #[serde(default)]
-    args: Option<Value>,
+    args: Option<Box<RawValue>>,
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
@@ -522,6 +524,12 @@ impl UsageMetadata {
     fn has_counts(&self) -> bool {
         self.prompt_token_count.is_some() || self.candidates_token_count.is_some()
     }
+}
+
+/// A function call's `args` as the OpenAI `arguments` string: compact, in Gemini's key order;
+/// `{}` when Gemini sent none.
+fn arguments_text(args: Option<&RawValue>) -> String {
+    args.map_or_else(|| "{}".to_owned(), |a| compact_json(a.get()))
 }
 
 /// A generated id for a function call Gemini did not give one: `call_<n>`.
@@ -576,7 +584,7 @@ fn candidate_choice(c: Candidate) -> Choice {
             message.tool_calls.push(ResponseToolCall {
                 id: call_id(fc.id, index),
                 name,
-                arguments: fc.args.map_or_else(|| "{}".to_owned(), |a| a.to_string()),
+                arguments: arguments_text(fc.args.as_deref()),
             });
         } else if let Some(text) = part.text.filter(|t| !t.is_empty()) {
             let slot = if part.thought == Some(true) {
@@ -830,7 +838,7 @@ impl StreamTranslator {
                     id: call_id(fc.id, index),
                     name,
                 });
-                let args = fc.args.map_or_else(|| "{}".to_owned(), |a| a.to_string());
+                let args = arguments_text(fc.args.as_deref());
                 out.push(StreamPart::ToolCallArgs { index, delta: args });
             } else if let Some(text) = part.text.filter(|t| !t.is_empty()) {
                 out.push(if part.thought == Some(true) {
@@ -1204,6 +1212,48 @@ mod tests {
         );
         assert_eq!(a.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(a.usage.unwrap()["prompt_tokens"], 694);
+    }
+
+    /// Constructed: arguments whose keys are not in alphabetical order, pretty-printed as
+    /// `generateContent` answers are. The client gets them compact, in the model's order.
+    #[test]
+    fn function_call_arguments_keep_the_models_key_order() {
+        let body = br#"{
+  "candidates": [{
+    "content": {"role": "model", "parts": [
+      {"functionCall": {"name": "get_weather", "args": {
+        "unit": "celsius",
+        "city": "New York",
+        "note": "a \"quoted\" word, a  double space"
+      }}},
+      {"functionCall": {"name": "get_time"}}
+    ]},
+    "finishReason": "STOP"
+  }]
+}"#;
+        let r = translate_response(body).unwrap();
+        let calls = &r.choices[0].message.tool_calls;
+        assert_eq!(
+            calls[0].arguments,
+            r#"{"unit":"celsius","city":"New York","note":"a \"quoted\" word, a  double space"}"#
+        );
+        assert_eq!(calls[1].arguments, "{}");
+
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        let data = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"f","args":{"z":1,"a":{"y":2,"b":3}}}}]},"finishReason":"STOP"}]}"#;
+        t.on_event(
+            &SseEvent {
+                event: None,
+                data: data.into(),
+            },
+            &mut parts,
+        );
+        t.finish(&mut parts);
+        assert!(parts.contains(&StreamPart::ToolCallArgs {
+            index: 0,
+            delta: r#"{"z":1,"a":{"y":2,"b":3}}"#.into()
+        }));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::{anthropic, gemini, vertex, Protocol};
 use crate::canonical::{ChatRequest, ChatResponse, StreamPart};
 use crate::error::GatewayError;
 use crate::formats::openai::ChunkEncoder;
-use crate::platform::{FetchError, StreamTransform};
+use crate::platform::{FetchError, Progress, StreamTransform};
 use crate::sse::SseDecoder;
 
 /// A protocol the gateway translates to and from OpenAI chat.
@@ -96,6 +96,8 @@ pub struct TranslatedStream {
     translator: vertex::StreamTranslator,
     encoder: ChunkEncoder,
     parts: Vec<StreamPart>,
+    progress: Progress,
+    trailer: Vec<u8>,
 }
 
 impl TranslatedStream {
@@ -105,11 +107,26 @@ impl TranslatedStream {
             translator: native.stream_translator(),
             encoder,
             parts: Vec::with_capacity(4),
+            progress: Progress::Pending,
+            trailer: Vec::new(),
         }
     }
 
     fn flush(&mut self, out: &mut Vec<u8>) {
         for part in self.parts.drain(..) {
+            if self.progress == Progress::Pending {
+                match &part {
+                    StreamPart::Start { .. } | StreamPart::Usage(_) => {}
+                    StreamPart::Error(e) => {
+                        let retryable = matches!(e.status, 408 | 409 | 429 | 500..=599);
+                        self.progress = Progress::Failed {
+                            error: e.clone(),
+                            retryable,
+                        };
+                    }
+                    _ => self.progress = Progress::Content,
+                }
+            }
             self.encoder.encode(part, out);
         }
     }
@@ -134,6 +151,19 @@ impl StreamTransform for TranslatedStream {
         self.translator.finish(&mut self.parts);
         self.flush(out);
         self.encoder.finish(out);
+        if !self.trailer.is_empty() && out.ends_with(crate::sse::DONE) {
+            out.truncate(out.len() - crate::sse::DONE.len());
+            out.extend_from_slice(&self.trailer);
+            out.extend_from_slice(crate::sse::DONE);
+        }
+    }
+
+    fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    fn set_trailer(&mut self, event: Vec<u8>) {
+        self.trailer = event;
     }
 }
 
@@ -199,6 +229,42 @@ mod tests {
             .iter()
             .any(|c| c["choices"][0]["finish_reason"] == "stop"));
         assert_eq!(chunks.last().unwrap(), "[DONE]");
+    }
+
+    #[test]
+    fn progress_is_pending_until_content_and_the_trailer_precedes_done() {
+        let mut t = TranslatedStream::new(Native::Anthropic, ChunkEncoder::new("g", "m", 1, false));
+        let mut out = Vec::new();
+        let start = ANTHROPIC.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+        t.push(&ANTHROPIC[..start], &mut out);
+        assert_eq!(
+            t.progress(),
+            &Progress::Pending,
+            "message_start is not content"
+        );
+        t.push(&ANTHROPIC[start..], &mut out);
+        assert_eq!(t.progress(), &Progress::Content);
+        t.set_trailer(b"data: {\"t\":1}\n\n".to_vec());
+        t.finish(&mut out, None);
+        assert!(out.ends_with(b"data: {\"t\":1}\n\ndata: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn an_overload_before_content_is_a_retryable_failure() {
+        let mut t = TranslatedStream::new(Native::Anthropic, ChunkEncoder::new("g", "m", 1, false));
+        let mut out = Vec::new();
+        t.push(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n", &mut out);
+        assert!(
+            matches!(
+                t.progress(),
+                Progress::Failed {
+                    retryable: true,
+                    ..
+                }
+            ),
+            "{:?}",
+            t.progress()
+        );
     }
 
     #[test]

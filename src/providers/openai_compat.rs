@@ -1,0 +1,311 @@
+//! OpenAI-compatible providers: the stream passes through byte for byte. This scanner reads only
+//! what the gateway must know: whether content has started (until then a failure may fall back
+//! to another provider), where `[DONE]` is (the routing trailer goes just before it), and whether
+//! the stream was cut (then it closes with an error event and `[DONE]`, never silently).
+
+use crate::error::GatewayError;
+use crate::platform::{FetchError, Progress, StreamTransform};
+use crate::sse::{self, SseDecoder};
+use serde::Deserialize;
+
+/// The pass-through stream transform for OpenAI-compatible providers.
+pub struct PassThroughStream {
+    provider: &'static str,
+    progress: Progress,
+    /// Until content starts, events are decoded to judge them.
+    decoder: SseDecoder,
+    /// Bytes after the last complete event, kept until the event completes.
+    tail: Vec<u8>,
+    done: bool,
+    saw_finish: bool,
+    trailer: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+    #[serde(default)]
+    usage: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    delta: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+impl PassThroughStream {
+    pub fn new(provider: &'static str) -> Self {
+        PassThroughStream {
+            provider,
+            progress: Progress::Pending,
+            decoder: SseDecoder::new(),
+            tail: Vec::new(),
+            done: false,
+            saw_finish: false,
+            trailer: Vec::new(),
+        }
+    }
+
+    /// Judges one event seen before content started.
+    fn judge(&mut self, data: &str) {
+        if data == "[DONE]" {
+            self.progress = Progress::Content;
+            return;
+        }
+        let Ok(chunk) = serde_json::from_str::<Chunk>(data) else {
+            return; // not ours to judge; passed on as sent
+        };
+        if let Some(err) = chunk.error {
+            let message = err["message"]
+                .as_str()
+                .or(err.as_str())
+                .unwrap_or("The provider reported an error in its stream.")
+                .to_owned();
+            let code = err["code"].as_str().or(err["type"].as_str()).unwrap_or("");
+            let retryable = [
+                "rate_limit",
+                "server",
+                "overloaded",
+                "unavailable",
+                "timeout",
+            ]
+            .iter()
+            .any(|w| code.contains(w));
+            let mut error = GatewayError::upstream(if retryable { 503 } else { 400 }, message)
+                .with_provider(self.provider);
+            if !code.is_empty() {
+                error.code = Some(code.to_owned());
+            }
+            self.progress = Progress::Failed { error, retryable };
+            return;
+        }
+        let content = chunk.usage.is_some()
+            || chunk.choices.iter().any(|c| {
+                c.finish_reason.is_some()
+                    || c.delta.as_ref().is_some_and(|d| {
+                        d.iter().any(|(k, v)| match k.as_str() {
+                            "role" => false,
+                            _ => match v {
+                                serde_json::Value::String(s) => !s.is_empty(),
+                                serde_json::Value::Array(a) => !a.is_empty(),
+                                serde_json::Value::Null => false,
+                                _ => true,
+                            },
+                        })
+                    })
+            });
+        if content {
+            self.progress = Progress::Content;
+        }
+    }
+
+    fn close(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.trailer);
+        out.extend_from_slice(sse::DONE);
+        self.done = true;
+    }
+}
+
+/// The end of the last complete event in `buf` (just past its blank line), if any.
+fn last_event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = buf.len();
+    while i >= 2 {
+        match (buf[i - 2], buf[i - 1]) {
+            (b'\n', b'\n') | (b'\r', b'\r') => return Some(i),
+            _ => i -= 1,
+        }
+    }
+    None
+}
+
+/// Where a `data: [DONE]` line starts in `events`, if one does.
+fn done_at(events: &[u8]) -> Option<usize> {
+    const NEEDLE: &[u8] = b"data: [DONE]";
+    let mut from = 0;
+    while let Some(pos) = events[from..]
+        .windows(NEEDLE.len())
+        .position(|w| w == NEEDLE)
+    {
+        let at = from + pos;
+        if at == 0 || matches!(events[at - 1], b'\n' | b'\r') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+impl StreamTransform for PassThroughStream {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        if self.progress == Progress::Pending {
+            self.decoder.feed(chunk);
+            while let Some(ev) = self.decoder.next_event() {
+                self.judge(&ev.data);
+                if self.progress != Progress::Pending {
+                    break;
+                }
+            }
+        }
+        self.tail.extend_from_slice(chunk);
+        let Some(end) = last_event_end(&self.tail) else {
+            return;
+        };
+        let events = &self.tail[..end];
+        if !self.saw_finish {
+            self.saw_finish = events.windows(17).any(|w| w == b"\"finish_reason\":\"");
+        }
+        match done_at(events) {
+            Some(at) => {
+                out.extend_from_slice(&events[..at]);
+                self.close(out);
+                self.tail.clear();
+            }
+            None => {
+                out.extend_from_slice(events);
+                self.tail.drain(..end);
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>, upstream_error: Option<&FetchError>) {
+        if self.done {
+            return;
+        }
+        if upstream_error.is_none() {
+            // A last event without its blank line.
+            let rest = std::mem::take(&mut self.tail);
+            if !rest.iter().all(u8::is_ascii_whitespace) {
+                self.push(&[rest.as_slice(), b"\n\n"].concat(), out);
+                if self.done {
+                    return;
+                }
+            }
+        }
+        if upstream_error.is_some() || !self.saw_finish {
+            let why = match upstream_error {
+                Some(FetchError::Timeout) => "timed out",
+                _ => "ended before completing",
+            };
+            let error = GatewayError::bad_gateway(format!(
+                "The stream from the provider `{}` {why}.",
+                self.provider
+            ))
+            .with_code("stream_interrupted")
+            .with_provider(self.provider);
+            out.extend_from_slice(&error.to_sse_event());
+            if self.progress == Progress::Pending {
+                self.progress = Progress::Failed {
+                    error,
+                    retryable: true,
+                };
+            }
+        }
+        self.close(out);
+    }
+
+    fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    fn set_trailer(&mut self, event: Vec<u8>) {
+        self.trailer = event;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse::tests::decode_pieces;
+
+    const STREAM: &str = "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+
+    fn run(stream: &[u8], split: usize, cut: bool) -> (Vec<u8>, Vec<Progress>) {
+        let mut t = PassThroughStream::new("openai");
+        t.set_trailer(b"data: {\"trailer\":1}\n\n".to_vec());
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        for piece in stream.chunks(split.max(1)) {
+            t.push(piece, &mut out);
+            seen.push(t.progress().clone());
+        }
+        let err = FetchError::Network("reset".into());
+        t.finish(&mut out, cut.then_some(&err));
+        (out, seen)
+    }
+
+    #[test]
+    fn passes_every_byte_through_with_the_trailer_before_done_at_any_split() {
+        let expected = STREAM.replace("data: [DONE]", "data: {\"trailer\":1}\n\ndata: [DONE]");
+        for split in 1..=STREAM.len() {
+            let (out, _) = run(STREAM.as_bytes(), split, false);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "split {split}");
+        }
+    }
+
+    #[test]
+    fn content_starts_with_the_first_non_empty_delta_not_the_role_chunk() {
+        let first = STREAM.find("\n\n").unwrap() + 2;
+        let (_, seen) = run(&STREAM.as_bytes()[..first], first, false);
+        assert_eq!(seen.last(), Some(&Progress::Pending));
+        let second = first + STREAM[first..].find("\n\n").unwrap() + 2;
+        let (_, seen) = run(&STREAM.as_bytes()[..second], second, false);
+        assert_eq!(seen.last(), Some(&Progress::Content));
+    }
+
+    #[test]
+    fn a_cut_stream_ends_with_an_error_event_then_done() {
+        let cut = &STREAM.as_bytes()[..STREAM.find("finish_reason\":\"stop").unwrap()];
+        let (out, _) = run(cut, 10, true);
+        let events = decode_pieces(&[&out]);
+        let n = events.len();
+        assert!(events[n - 1].is_done());
+        assert_eq!(events[n - 2].data, "{\"trailer\":1}");
+        let err: serde_json::Value = serde_json::from_str(&events[n - 3].data).unwrap();
+        assert_eq!(err["error"]["code"], "stream_interrupted");
+        assert_eq!(err["error"]["provider"], "openai");
+        // a clean close without finish or [DONE] is a cut too
+        let (out, _) = run(cut, 10, false);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("stream_interrupted"));
+    }
+
+    #[test]
+    fn an_error_before_content_is_a_failure_to_fall_back_from() {
+        let s =
+            b"data: {\"error\":{\"message\":\"overloaded\",\"code\":\"server_overloaded\"}}\n\n";
+        let (_, seen) = run(s, s.len(), false);
+        match seen.last().unwrap() {
+            Progress::Failed { error, retryable } => {
+                assert!(*retryable);
+                assert_eq!(error.message, "overloaded");
+            }
+            p => panic!("{p:?}"),
+        }
+        let s = b"data: {\"error\":{\"message\":\"bad input\",\"code\":\"invalid_prompt\"}}\n\n";
+        let (_, seen) = run(s, s.len(), false);
+        assert!(matches!(
+            seen.last().unwrap(),
+            Progress::Failed {
+                retryable: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_empty_stream_ending_cleanly_with_done_is_content() {
+        let (out, seen) = run(b"data: [DONE]\n\n", 100, false);
+        assert_eq!(seen.last(), Some(&Progress::Content));
+        assert!(out.ends_with(b"data: [DONE]\n\n"));
+    }
+}

@@ -1,0 +1,238 @@
+//! `providerOptions.gateway` (the Vercel AI Gateway's field names), per request or as a key's
+//! defaults.
+
+use crate::error::GatewayError;
+use crate::providers;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Routing options; every field optional. Request options override key defaults field by field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoutingOptions {
+    /// Providers to try first, in this order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Vec<String>>,
+    /// The only providers allowed, for the primary model and every fallback model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<String>>,
+    /// Fallback models, tried in order once the primary model's providers are exhausted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
+    /// Per-attempt time to first byte, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Time for the whole request, all attempts included, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_timeout_ms: Option<u64>,
+}
+
+const PARAM: &str = "providerOptions.gateway";
+
+impl RoutingOptions {
+    /// Reads `providerOptions.gateway` from a request's raw `providerOptions` field. Other keys of
+    /// `providerOptions` (options for particular providers) are allowed and ignored here.
+    pub fn from_provider_options(raw: Option<&RawValue>) -> Result<RoutingOptions, GatewayError> {
+        let Some(raw) = raw else {
+            return Ok(RoutingOptions::default());
+        };
+        #[derive(Deserialize)]
+        struct ProviderOptions {
+            gateway: Option<Box<RawValue>>,
+        }
+        let not_object = || {
+            GatewayError::invalid_param("providerOptions", "`providerOptions` must be an object.")
+        };
+        if !raw.get().starts_with('{') {
+            return Err(not_object());
+        }
+        let outer: ProviderOptions = serde_json::from_str(raw.get()).map_err(|_| not_object())?;
+        match outer.gateway {
+            None => Ok(RoutingOptions::default()),
+            Some(g) => Self::parse(g.get(), PARAM),
+        }
+    }
+
+    /// Parses and checks options given as JSON; `param` names them (and each field) in errors.
+    pub fn parse(json: &str, param: &str) -> Result<RoutingOptions, GatewayError> {
+        let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
+            .map_err(|_| {
+                GatewayError::invalid_param(param, format!("`{param}` must be an object."))
+            })?;
+        const KNOWN: &[&str] = &["order", "only", "models", "timeoutMs", "totalTimeoutMs"];
+        for (name, value) in &fields {
+            let field = format!("{param}.{name}");
+            if !KNOWN.contains(&name.as_str()) {
+                return Err(GatewayError::invalid_param(
+                    &field,
+                    format!("Unknown option `{field}`; known: {}.", KNOWN.join(", ")),
+                ));
+            }
+            let ok = match name.as_str() {
+                "timeoutMs" | "totalTimeoutMs" => value.is_u64() || value.is_null(),
+                _ => {
+                    value.is_null()
+                        || value
+                            .as_array()
+                            .is_some_and(|a| a.iter().all(|v| v.is_string()))
+                }
+            };
+            if !ok {
+                let want = if name.ends_with("Ms") {
+                    "a whole number of milliseconds"
+                } else {
+                    "an array of strings"
+                };
+                return Err(GatewayError::invalid_param(
+                    &field,
+                    format!("`{field}` must be {want}."),
+                ));
+            }
+        }
+        let opts: RoutingOptions = serde_json::from_value(serde_json::Value::Object(fields))
+            .map_err(|e| GatewayError::invalid_param(param, format!("Invalid `{param}`: {e}.")))?;
+        opts.validate(param)?;
+        Ok(opts)
+    }
+
+    fn validate(&self, param: &str) -> Result<(), GatewayError> {
+        for (field, list) in [("order", &self.order), ("only", &self.only)] {
+            for name in list.iter().flatten() {
+                if providers::find(name).is_none() {
+                    return Err(GatewayError::invalid_param(
+                        &format!("{param}.{field}"),
+                        format!("Unknown provider `{name}` in `{param}.{field}`."),
+                    ));
+                }
+            }
+        }
+        if self.only.as_ref().is_some_and(Vec::is_empty) {
+            return Err(GatewayError::invalid_param(
+                &format!("{param}.only"),
+                format!("`{param}.only` must name at least one provider."),
+            ));
+        }
+        if let Some(m) = self.models.iter().flatten().find(|m| m.trim().is_empty()) {
+            return Err(GatewayError::invalid_param(
+                &format!("{param}.models"),
+                format!("Invalid fallback model `{m}`."),
+            ));
+        }
+        for (field, v) in [
+            ("timeoutMs", self.timeout_ms),
+            ("totalTimeoutMs", self.total_timeout_ms),
+        ] {
+            if v == Some(0) {
+                return Err(GatewayError::invalid_param(
+                    &format!("{param}.{field}"),
+                    format!("`{param}.{field}` must be a positive number of milliseconds."),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// These options, with `defaults` filling what they leave unset.
+    pub fn over(self, defaults: Option<&RoutingOptions>) -> RoutingOptions {
+        let Some(d) = defaults else { return self };
+        RoutingOptions {
+            order: self.order.or_else(|| d.order.clone()),
+            only: self.only.or_else(|| d.only.clone()),
+            models: self.models.or_else(|| d.models.clone()),
+            timeout_ms: self.timeout_ms.or(d.timeout_ms),
+            total_timeout_ms: self.total_timeout_ms.or(d.total_timeout_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn reads_the_gateway_options_and_ignores_other_providers_options() {
+        let r = raw(
+            r#"{"gateway":{"order":["vertex","anthropic"],"only":["vertex","anthropic"],"models":["openai/gpt-4o"],"timeoutMs":500},"anthropic":{"x":1}}"#,
+        );
+        let o = RoutingOptions::from_provider_options(Some(&r)).unwrap();
+        assert_eq!(
+            o.order.as_deref(),
+            Some(&["vertex".to_owned(), "anthropic".to_owned()][..])
+        );
+        assert_eq!(o.models.as_deref(), Some(&["openai/gpt-4o".to_owned()][..]));
+        assert_eq!(o.timeout_ms, Some(500));
+        assert_eq!(
+            RoutingOptions::from_provider_options(None).unwrap(),
+            RoutingOptions::default()
+        );
+        let r = raw(r#"{"anthropic":{}}"#);
+        assert_eq!(
+            RoutingOptions::from_provider_options(Some(&r)).unwrap(),
+            RoutingOptions::default()
+        );
+    }
+
+    #[test]
+    fn bad_options_are_400s_naming_the_field() {
+        let param = |s: &str| {
+            RoutingOptions::from_provider_options(Some(&raw(s)))
+                .unwrap_err()
+                .param
+                .unwrap()
+        };
+        assert_eq!(
+            param(r#"{"gateway":{"order":"x"}}"#),
+            "providerOptions.gateway.order"
+        );
+        assert_eq!(
+            param(r#"{"gateway":{"models":[1]}}"#),
+            "providerOptions.gateway.models"
+        );
+        assert_eq!(
+            param(r#"{"gateway":{"timeoutMs":"5"}}"#),
+            "providerOptions.gateway.timeoutMs"
+        );
+        assert_eq!(param(r#"{"gateway":[]}"#), "providerOptions.gateway");
+        assert_eq!(
+            param(r#"{"gateway":{"only":["nope"]}}"#),
+            "providerOptions.gateway.only"
+        );
+        assert_eq!(
+            param(r#"{"gateway":{"only":[]}}"#),
+            "providerOptions.gateway.only"
+        );
+        assert_eq!(
+            param(r#"{"gateway":{"order":["openai","zzz"]}}"#),
+            "providerOptions.gateway.order"
+        );
+        assert_eq!(
+            param(r#"{"gateway":{"timeoutMs":0}}"#),
+            "providerOptions.gateway.timeoutMs"
+        );
+        assert_eq!(
+            param(r#"{"gateway":{"retries":3}}"#),
+            "providerOptions.gateway.retries"
+        );
+        assert_eq!(param("[1]"), "providerOptions");
+    }
+
+    #[test]
+    fn request_options_override_key_defaults_field_by_field() {
+        let defaults = RoutingOptions {
+            order: Some(vec!["vertex".into()]),
+            timeout_ms: Some(1000),
+            ..Default::default()
+        };
+        let req = RoutingOptions {
+            timeout_ms: Some(50),
+            ..Default::default()
+        };
+        let merged = req.over(Some(&defaults));
+        assert_eq!(merged.order, defaults.order);
+        assert_eq!(merged.timeout_ms, Some(50));
+    }
+}

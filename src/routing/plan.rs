@@ -1,0 +1,337 @@
+//! The routing plan: the ordered list of (model, provider) attempts for one request.
+
+use super::{resolve, Breakers, RoutingOptions, Target};
+use crate::config::Config;
+use crate::error::GatewayError;
+use std::collections::HashMap;
+
+/// One planned attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The gateway model id this attempt serves (the primary or a fallback model).
+    pub model_id: String,
+    pub target: Target,
+}
+
+/// Load-balancing weights per model id and provider (`ROUTING_WEIGHTS`).
+pub type Weights = HashMap<String, HashMap<String, f64>>;
+
+/// Plans the attempts for `primary` and the fallback models in `opts.models`:
+/// each model's providers in catalog order, then `order`'s providers first (or, without `order`,
+/// a weighted draw for the first place), `only` filtering, open breakers moved last.
+/// `random` is a uniform draw in [0, 1).
+pub fn plan(
+    primary: &str,
+    opts: &RoutingOptions,
+    config: &Config,
+    weights: &Weights,
+    breakers: &Breakers,
+    now_ms: u64,
+    random: f64,
+) -> Result<Vec<Attempt>, GatewayError> {
+    let fallbacks = opts
+        .models
+        .iter()
+        .flatten()
+        .filter(|m| m.as_str() != primary);
+    let mut attempts = Vec::new();
+    let mut first_error = None;
+    for (i, model_id) in std::iter::once(&primary.to_owned())
+        .chain(fallbacks)
+        .enumerate()
+    {
+        let mut targets = match resolve(model_id, config) {
+            Ok(t) => t,
+            Err(e) => {
+                if i == 0 && e.status == 404 {
+                    return Err(e);
+                }
+                if i > 0 && e.status == 404 {
+                    return Err(GatewayError::invalid_param(
+                        "providerOptions.gateway.models",
+                        format!("Unknown fallback model `{model_id}`."),
+                    ));
+                }
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
+        if let Some(only) = &opts.only {
+            targets.retain(|t| only.iter().any(|p| p == t.provider.name));
+        }
+        if let Some(order) = &opts.order {
+            targets.sort_by_key(|t| {
+                order
+                    .iter()
+                    .position(|p| p == t.provider.name)
+                    .unwrap_or(usize::MAX)
+            });
+        } else if let Some(w) = weights.get(model_id.as_str()) {
+            weighted_first(&mut targets, w, breakers, now_ms, random);
+        }
+        attempts.extend(targets.into_iter().map(|target| Attempt {
+            model_id: model_id.clone(),
+            target,
+        }));
+    }
+    // Healthy providers first, over every model: an open breaker is tried only when nothing
+    // else is left.
+    attempts.sort_by_key(|a| breakers.is_open(a.target.provider.name, now_ms));
+    if attempts.is_empty() {
+        return Err(first_error.unwrap_or_else(|| {
+            GatewayError::invalid_param(
+                "providerOptions.gateway.only",
+                format!(
+                    "No provider allowed by `providerOptions.gateway.only` serves `{primary}`{}.",
+                    if opts.models.is_some() {
+                        " or its fallback models"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        }));
+    }
+    Ok(attempts)
+}
+
+/// Orders `targets` by weight, highest first, with the first place drawn at random in
+/// proportion to the weights of the healthy ones. Unweighted providers get weight 0.
+fn weighted_first(
+    targets: &mut [Target],
+    weights: &HashMap<String, f64>,
+    breakers: &Breakers,
+    now_ms: u64,
+    random: f64,
+) {
+    let weight = |t: &Target| {
+        weights
+            .get(t.provider.name)
+            .copied()
+            .unwrap_or(0.0)
+            .max(0.0)
+    };
+    targets.sort_by(|a, b| weight(b).total_cmp(&weight(a)));
+    let healthy: f64 = targets
+        .iter()
+        .filter(|t| !breakers.is_open(t.provider.name, now_ms))
+        .map(weight)
+        .sum();
+    if healthy <= 0.0 {
+        return;
+    }
+    let mut point = random.clamp(0.0, 1.0) * healthy;
+    let chosen = targets
+        .iter()
+        .position(|t| {
+            if breakers.is_open(t.provider.name, now_ms) {
+                return false;
+            }
+            point -= weight(t);
+            point < 0.0
+        })
+        .unwrap_or(0);
+    targets[..=chosen].rotate_right(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::config;
+
+    fn names(a: &[Attempt]) -> Vec<String> {
+        a.iter()
+            .map(|a| format!("{}@{}", a.target.provider.name, a.model_id))
+            .collect()
+    }
+
+    fn both() -> Config {
+        config(&[
+            ("ANTHROPIC_API_KEY", "a"),
+            ("VERTEX_API_KEY", "v"),
+            ("OPENAI_API_KEY", "o"),
+            ("XAI_API_KEY", "x"),
+        ])
+    }
+
+    const SONNET: &str = "anthropic/claude-sonnet-4-6";
+
+    fn plan_with(opts: RoutingOptions) -> Result<Vec<Attempt>, GatewayError> {
+        plan(
+            SONNET,
+            &opts,
+            &both(),
+            &Weights::new(),
+            &Breakers::new(3, 1000),
+            0,
+            0.5,
+        )
+    }
+
+    #[test]
+    fn catalog_order_then_fallback_models() {
+        let p = plan_with(RoutingOptions {
+            models: Some(vec!["openai/gpt-4o".into(), SONNET.into()]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            names(&p),
+            vec![
+                format!("anthropic@{SONNET}"),
+                format!("vertex@{SONNET}"),
+                "openai@openai/gpt-4o".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn order_goes_first_and_only_filters_every_model() {
+        let p = plan_with(RoutingOptions {
+            order: Some(vec!["vertex".into()]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(names(&p)[0], format!("vertex@{SONNET}"));
+        let p = plan_with(RoutingOptions {
+            only: Some(vec!["anthropic".into()]),
+            models: Some(vec!["openai/gpt-4o".into()]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            names(&p),
+            vec![format!("anthropic@{SONNET}")],
+            "openai is not in only"
+        );
+        let e = plan_with(RoutingOptions {
+            only: Some(vec!["groq".into()]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref()),
+            (400, Some("providerOptions.gateway.only"))
+        );
+    }
+
+    #[test]
+    fn unknown_models_are_404_or_400_for_fallbacks() {
+        let e = plan(
+            "nope/x",
+            &RoutingOptions::default(),
+            &both(),
+            &Weights::new(),
+            &Breakers::new(3, 1),
+            0,
+            0.0,
+        )
+        .unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("model_not_found"));
+        let e = plan_with(RoutingOptions {
+            models: Some(vec!["nope/x".into()]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("providerOptions.gateway.models"));
+    }
+
+    #[test]
+    fn an_unconfigured_primary_falls_to_a_configured_fallback() {
+        let c = config(&[("XAI_API_KEY", "x")]);
+        let opts = RoutingOptions {
+            models: Some(vec!["xai/grok-3".into()]),
+            ..Default::default()
+        };
+        let p = plan(
+            "openai/gpt-4o",
+            &opts,
+            &c,
+            &Weights::new(),
+            &Breakers::new(3, 1),
+            0,
+            0.0,
+        )
+        .unwrap();
+        assert_eq!(names(&p), vec!["xai@xai/grok-3"]);
+        let e = plan(
+            "openai/gpt-4o",
+            &RoutingOptions::default(),
+            &c,
+            &Weights::new(),
+            &Breakers::new(3, 1),
+            0,
+            0.0,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 503);
+    }
+
+    #[test]
+    fn open_breakers_go_last() {
+        let mut b = Breakers::new(1, 1000);
+        b.record_failure("anthropic", 0);
+        let p = plan(
+            SONNET,
+            &RoutingOptions::default(),
+            &both(),
+            &Weights::new(),
+            &b,
+            10,
+            0.0,
+        )
+        .unwrap();
+        assert_eq!(names(&p)[0], format!("vertex@{SONNET}"));
+        assert_eq!(
+            names(&p)[1],
+            format!("anthropic@{SONNET}"),
+            "still there as a last resort"
+        );
+        let opts = RoutingOptions {
+            models: Some(vec!["openai/gpt-4o".into()]),
+            ..Default::default()
+        };
+        let p = plan(SONNET, &opts, &both(), &Weights::new(), &b, 10, 0.0).unwrap();
+        assert_eq!(
+            names(&p).last().unwrap(),
+            &format!("anthropic@{SONNET}"),
+            "behind fallback models too"
+        );
+    }
+
+    #[test]
+    fn weights_decide_the_first_place_in_proportion() {
+        let mut w = Weights::new();
+        w.insert(
+            SONNET.into(),
+            [("anthropic".to_owned(), 3.0), ("vertex".to_owned(), 1.0)].into(),
+        );
+        let b = Breakers::new(3, 1000);
+        let first = |r: f64| {
+            let p = plan(SONNET, &RoutingOptions::default(), &both(), &w, &b, 0, r).unwrap();
+            (p[0].target.provider.name, p.len())
+        };
+        assert_eq!(first(0.0), ("anthropic", 2));
+        assert_eq!(first(0.74), ("anthropic", 2));
+        assert_eq!(first(0.76), ("vertex", 2));
+        assert_eq!(first(0.999), ("vertex", 2));
+        let share = (0..1000)
+            .filter(|i| first(*i as f64 / 1000.0).0 == "anthropic")
+            .count();
+        assert_eq!(share, 750);
+        // an open breaker takes a provider out of the draw
+        let mut open = Breakers::new(1, 1000);
+        open.record_failure("anthropic", 0);
+        let p = plan(
+            SONNET,
+            &RoutingOptions::default(),
+            &both(),
+            &w,
+            &open,
+            1,
+            0.1,
+        )
+        .unwrap();
+        assert_eq!(p[0].target.provider.name, "vertex");
+    }
+}

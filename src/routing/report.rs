@@ -1,0 +1,221 @@
+//! What routing did for one request: `providerMetadata.gateway.routing` and the short
+//! `x-switchyard-attempts` header.
+
+use super::{Attempt, AttemptOutcome};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub provider: &'static str,
+    pub model: String,
+    /// The provider's HTTP status, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
+    pub latency_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingReport {
+    pub original_model_id: String,
+    pub resolved_provider: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_provider: Option<&'static str>,
+    /// The other providers the plan could fall back to, in order.
+    pub fallbacks_available: Vec<&'static str>,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+impl RoutingReport {
+    pub fn new(original_model_id: &str, plan: &[Attempt]) -> RoutingReport {
+        RoutingReport {
+            original_model_id: original_model_id.to_owned(),
+            resolved_provider: plan[0].target.provider.name,
+            final_provider: None,
+            fallbacks_available: plan[1..].iter().fold(Vec::new(), |mut names, a| {
+                let name = a.target.provider.name;
+                if name != plan[0].target.provider.name && !names.contains(&name) {
+                    names.push(name);
+                }
+                names
+            }),
+            attempts: Vec::new(),
+        }
+    }
+
+    pub fn record(&mut self, attempt: &Attempt, outcome: AttemptOutcome, latency_ms: u64) {
+        if outcome.is_success() {
+            self.final_provider = Some(attempt.target.provider.name);
+        }
+        self.attempts.push(AttemptRecord {
+            provider: attempt.target.provider.name,
+            model: attempt.model_id.clone(),
+            status: match outcome {
+                AttemptOutcome::Status(s) => Some(s),
+                _ => None,
+            },
+            error_kind: outcome.kind(),
+            latency_ms,
+        });
+    }
+
+    /// `anthropic:503,anthropic:503,vertex:200`.
+    pub fn header(&self) -> String {
+        let mut s = String::new();
+        for (i, a) in self.attempts.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(a.provider);
+            s.push(':');
+            match a.status {
+                Some(st) => s.push_str(&st.to_string()),
+                None => s.push_str(a.error_kind.unwrap_or("error")),
+            }
+        }
+        s
+    }
+
+    /// `{"gateway":{"routing":{…}}}`, the value of `providerMetadata`.
+    pub fn provider_metadata(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Gateway<'a> {
+            routing: &'a RoutingReport,
+        }
+        #[derive(Serialize)]
+        struct Meta<'a> {
+            gateway: Gateway<'a>,
+        }
+        serde_json::to_vec(&Meta {
+            gateway: Gateway { routing: self },
+        })
+        .expect("serializes")
+    }
+
+    /// A JSON object body with `"providerMetadata"` added as its last field; `None` when the body
+    /// is not a JSON object.
+    pub fn splice_into(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
+        if body[end] != b'}' || body.first().is_none_or(|b| *b != b'{') {
+            return None;
+        }
+        let empty = body[1..end].iter().all(u8::is_ascii_whitespace);
+        let meta = self.provider_metadata();
+        let mut out = Vec::with_capacity(body.len() + meta.len() + 24);
+        out.extend_from_slice(&body[..end]);
+        if !empty {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"providerMetadata\":");
+        out.extend_from_slice(&meta);
+        out.push(b'}');
+        Some(out)
+    }
+
+    /// The final stream chunk carrying the metadata, as one SSE event.
+    pub fn stream_trailer(&self, id: &str, model: &str, created: u64) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Trailer<'a> {
+            id: &'a str,
+            object: &'static str,
+            created: u64,
+            model: &'a str,
+            choices: [(); 0],
+            #[serde(rename = "providerMetadata")]
+            provider_metadata: &'a serde_json::value::RawValue,
+        }
+        let meta = String::from_utf8(self.provider_metadata()).expect("utf-8");
+        let raw = serde_json::value::RawValue::from_string(meta).expect("valid json");
+        let chunk = serde_json::to_vec(&Trailer {
+            id,
+            object: "chat.completion.chunk",
+            created,
+            model,
+            choices: [],
+            provider_metadata: &raw,
+        })
+        .expect("serializes");
+        let mut out = Vec::with_capacity(chunk.len() + 8);
+        crate::sse::write_data(&mut out, &chunk);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::config;
+    use crate::routing::{plan, Breakers, RoutingOptions, Weights};
+    use serde_json::{json, Value};
+
+    fn report() -> (RoutingReport, Vec<Attempt>) {
+        let c = config(&[("ANTHROPIC_API_KEY", "a"), ("VERTEX_API_KEY", "v")]);
+        let p = plan(
+            "anthropic/claude-sonnet-4-6",
+            &RoutingOptions::default(),
+            &c,
+            &Weights::new(),
+            &Breakers::new(3, 1),
+            0,
+            0.0,
+        )
+        .unwrap();
+        (RoutingReport::new("anthropic/claude-sonnet-4-6", &p), p)
+    }
+
+    #[test]
+    fn records_attempts_for_the_header_and_the_metadata() {
+        let (mut r, p) = report();
+        r.record(&p[0], AttemptOutcome::Status(503), 12);
+        r.record(&p[0], AttemptOutcome::Timeout, 300);
+        r.record(&p[1], AttemptOutcome::Status(200), 40);
+        assert_eq!(r.header(), "anthropic:503,anthropic:timeout,vertex:200");
+        let v: Value = serde_json::from_slice(&r.provider_metadata()).unwrap();
+        let routing = &v["gateway"]["routing"];
+        assert_eq!(routing["resolvedProvider"], "anthropic");
+        assert_eq!(routing["finalProvider"], "vertex");
+        assert_eq!(routing["fallbacksAvailable"], json!(["vertex"]));
+        assert_eq!(
+            routing["attempts"][1],
+            json!({"provider":"anthropic","model":"anthropic/claude-sonnet-4-6","errorKind":"timeout","latencyMs":300})
+        );
+        assert_eq!(routing["attempts"][2]["status"], 200);
+    }
+
+    #[test]
+    fn splices_metadata_into_a_json_object_without_reencoding_it() {
+        let (r, _) = report();
+        let body = br#"{"id":"x","n":1.50}  "#;
+        let out = r.splice_into(body).unwrap();
+        let s = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            s.starts_with(r#"{"id":"x","n":1.50,"providerMetadata":{"gateway""#),
+            "{s}"
+        );
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["providerMetadata"]["gateway"]["routing"]["originalModelId"],
+            "anthropic/claude-sonnet-4-6"
+        );
+        assert!(r.splice_into(b"{}").is_some());
+        assert!(r.splice_into(b"[1]").is_none());
+        assert!(r.splice_into(b"").is_none());
+    }
+
+    #[test]
+    fn the_trailer_is_a_chunk_with_no_choices() {
+        let (r, _) = report();
+        let t = r.stream_trailer("gen_1", "anthropic/claude-sonnet-4-6", 7);
+        let ev = crate::sse::tests::decode_pieces(&[&t]);
+        let v: Value = serde_json::from_str(&ev[0].data).unwrap();
+        assert_eq!(v["object"], "chat.completion.chunk");
+        assert_eq!(v["choices"], json!([]));
+        assert_eq!(
+            v["providerMetadata"]["gateway"]["routing"]["resolvedProvider"],
+            "anthropic"
+        );
+    }
+}

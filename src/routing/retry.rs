@@ -1,0 +1,153 @@
+//! Retry policy: which failures are worth another attempt, and how long to wait before it.
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The provider answered with this HTTP status.
+    Status(u16),
+    /// No connection, or it broke before a response.
+    Network,
+    /// No response head (or first token, for streams) in time.
+    Timeout,
+    /// A 2xx whose body could not be read as the protocol's JSON.
+    Malformed,
+    /// A stream that ended or failed before its first content.
+    StreamFailed,
+    /// An error reported inside a stream before its first content, with a retryable cause.
+    StreamError { retryable: bool },
+}
+
+impl AttemptOutcome {
+    pub fn is_success(self) -> bool {
+        matches!(self, AttemptOutcome::Status(200..=299))
+    }
+
+    /// Whether another attempt (same provider after a pause, or the next one) may succeed.
+    pub fn is_retryable(self) -> bool {
+        match self {
+            AttemptOutcome::Status(s) => matches!(s, 408 | 409 | 429 | 500 | 502 | 503 | 504 | 529),
+            AttemptOutcome::Network
+            | AttemptOutcome::Timeout
+            | AttemptOutcome::Malformed
+            | AttemptOutcome::StreamFailed => true,
+            AttemptOutcome::StreamError { retryable } => retryable,
+        }
+    }
+
+    /// A short word for routing metadata and the attempts header.
+    pub fn kind(self) -> Option<&'static str> {
+        match self {
+            AttemptOutcome::Status(200..=299) => None,
+            AttemptOutcome::Status(429) => Some("rate_limited"),
+            AttemptOutcome::Status(s) if s >= 500 => Some("upstream_error"),
+            AttemptOutcome::Status(_) => Some("client_error"),
+            AttemptOutcome::Network => Some("connection_failed"),
+            AttemptOutcome::Timeout => Some("timeout"),
+            AttemptOutcome::Malformed => Some("malformed_response"),
+            AttemptOutcome::StreamFailed => Some("stream_failed"),
+            AttemptOutcome::StreamError { .. } => Some("stream_error"),
+        }
+    }
+}
+
+/// Limits of the attempt loop (from configuration; timeouts may come from the request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per provider before moving on.
+    pub attempts_per_provider: u32,
+    /// Attempts in all, over every provider and model.
+    pub max_attempts: u32,
+    /// First backoff; doubles with each retry of the same provider.
+    pub base_delay_ms: u64,
+    /// Longest single backoff.
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts_per_provider: 2,
+            max_attempts: 8,
+            base_delay_ms: 250,
+            max_delay_ms: 8_000,
+        }
+    }
+}
+
+/// Exponential backoff with jitter: for the `retry`-th retry (1-based), a delay drawn uniformly
+/// from the upper half of `base × 2^(retry-1)`, capped. `random` is any u32 draw.
+pub fn backoff_ms(policy: &RetryPolicy, retry: u32, random: u32) -> u64 {
+    let exp = policy
+        .base_delay_ms
+        .saturating_mul(1u64 << retry.saturating_sub(1).min(20))
+        .min(policy.max_delay_ms);
+    let half = exp / 2;
+    half + (random as u64 % (half + 1))
+}
+
+/// The wait a provider asked for: `retry-after-ms` (milliseconds) wins over `retry-after`
+/// (seconds; an HTTP date is not honoured, the backoff applies).
+pub fn retry_after_ms(retry_after: Option<&str>, retry_after_ms: Option<&str>) -> Option<u64> {
+    if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok()) {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(ms.ceil() as u64);
+        }
+    }
+    let secs = retry_after?.trim().parse::<f64>().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0).ceil() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_statuses_and_failures() {
+        for s in [408, 409, 429, 500, 502, 503, 504, 529] {
+            assert!(AttemptOutcome::Status(s).is_retryable(), "{s}");
+        }
+        for s in [200, 400, 401, 403, 404, 413, 422] {
+            assert!(!AttemptOutcome::Status(s).is_retryable(), "{s}");
+        }
+        assert!(AttemptOutcome::Network.is_retryable());
+        assert!(AttemptOutcome::Timeout.is_retryable());
+        assert!(AttemptOutcome::Malformed.is_retryable());
+        assert!(AttemptOutcome::StreamFailed.is_retryable());
+        assert!(!AttemptOutcome::StreamError { retryable: false }.is_retryable());
+        assert_eq!(AttemptOutcome::Status(503).kind(), Some("upstream_error"));
+        assert_eq!(AttemptOutcome::Status(200).kind(), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let p = RetryPolicy {
+            base_delay_ms: 100,
+            max_delay_ms: 1000,
+            ..Default::default()
+        };
+        assert!((50..=100).contains(&backoff_ms(&p, 1, 0)));
+        assert_eq!(backoff_ms(&p, 1, 0), 50);
+        assert_eq!(backoff_ms(&p, 1, 50), 100);
+        assert!((100..=200).contains(&backoff_ms(&p, 2, 12345)));
+        assert!(
+            (500..=1000).contains(&backoff_ms(&p, 30, u32::MAX)),
+            "capped"
+        );
+        let draws: std::collections::HashSet<u64> =
+            (0..20).map(|r| backoff_ms(&p, 3, r * 7)).collect();
+        assert!(draws.len() > 5, "jitter spreads retries");
+    }
+
+    #[test]
+    fn retry_after_headers() {
+        assert_eq!(retry_after_ms(Some("2"), None), Some(2000));
+        assert_eq!(retry_after_ms(Some("0.5"), None), Some(500));
+        assert_eq!(retry_after_ms(Some("1"), Some("250")), Some(250), "ms wins");
+        assert_eq!(
+            retry_after_ms(Some("Wed, 21 Oct 2015 07:28:00 GMT"), None),
+            None
+        );
+        assert_eq!(retry_after_ms(None, None), None);
+        assert_eq!(retry_after_ms(Some("-3"), None), None);
+    }
+}
