@@ -309,3 +309,143 @@ mod tests {
         assert!(out.ends_with(b"data: [DONE]\n\n"));
     }
 }
+
+/// Golden tests over real recorded streams (tests/fixtures/openai/SOURCES.md).
+#[cfg(test)]
+mod golden {
+    use super::*;
+    use crate::sse::tests::decode_pieces;
+    use serde_json::Value;
+
+    const FIXTURES: &[(&str, &str)] = &[
+        (
+            "openai-text",
+            include_str!("../../tests/fixtures/openai/openai-text.sse"),
+        ),
+        (
+            "xai-text",
+            include_str!("../../tests/fixtures/openai/xai-text.sse"),
+        ),
+        (
+            "xai-tool-call",
+            include_str!("../../tests/fixtures/openai/xai-tool-call.sse"),
+        ),
+    ];
+    const TRAILER: &[u8] = b"data: {\"trailer\":true}\n\n";
+
+    /// The fixture through the pass-through transform, fed in `pieces`.
+    fn pass(pieces: &[&[u8]]) -> Vec<u8> {
+        let mut t = PassThroughStream::new("openai");
+        t.set_trailer(TRAILER.to_vec());
+        let mut out = Vec::new();
+        for p in pieces {
+            t.push(p, &mut out);
+        }
+        t.finish(&mut out, None);
+        out
+    }
+
+    fn chunks(events: &[crate::sse::SseEvent]) -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| !e.is_done())
+            .map(|e| serde_json::from_str(&e.data).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_byte_boundary_decodes_the_same() {
+        for (name, stream) in FIXTURES {
+            let bytes = stream.as_bytes();
+            let whole = decode_pieces(&[bytes]);
+            assert!(whole.last().unwrap().is_done(), "{name}");
+            let one_by_one: Vec<&[u8]> = bytes.chunks(1).collect();
+            assert_eq!(decode_pieces(&one_by_one), whole, "{name}: byte by byte");
+            // Every two-piece split of the stream's first events (the whole file would be
+            // quadratic; byte-by-byte above already puts a boundary at every byte).
+            let head_end = bytes[..4096.min(bytes.len())]
+                .windows(2)
+                .rposition(|w| w == b"\n\n")
+                .unwrap()
+                + 2;
+            let head = &bytes[..head_end];
+            let head_events = decode_pieces(&[head]);
+            for i in 0..=head.len() {
+                let (a, b) = head.split_at(i);
+                assert_eq!(decode_pieces(&[a, b]), head_events, "{name}: split at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn pass_through_keeps_every_byte_and_adds_only_the_trailer_at_any_split() {
+        for (name, stream) in FIXTURES {
+            let bytes = stream.as_bytes();
+            let done = bytes.len() - crate::sse::DONE.len();
+            let expected = [&bytes[..done], TRAILER, crate::sse::DONE].concat();
+            assert_eq!(pass(&[bytes]), expected, "{name}: whole");
+            let one_by_one: Vec<&[u8]> = bytes.chunks(1).collect();
+            assert_eq!(pass(&one_by_one), expected, "{name}: byte by byte");
+            for size in [2, 3, 7, 64, 1000] {
+                let pieces: Vec<&[u8]> = bytes.chunks(size).collect();
+                assert_eq!(pass(&pieces), expected, "{name}: pieces of {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn recorded_content_is_what_a_client_assembles() {
+        let text = |name: &str, field: &str| -> String {
+            let (_, s) = FIXTURES.iter().find(|(n, _)| *n == name).unwrap();
+            chunks(&decode_pieces(&[&pass(&[s.as_bytes()])]))
+                .iter()
+                .filter_map(|c| c["choices"][0]["delta"][field].as_str().map(str::to_owned))
+                .collect()
+        };
+        let openai = text("openai-text", "content");
+        assert!(
+            openai.starts_with("**Holiday Name:** Harmony Day"),
+            "{openai}"
+        );
+        assert!(text("xai-text", "reasoning_content").len() > 100);
+        assert!(!text("xai-text", "content").is_empty());
+        // the tool call's arguments parse as JSON
+        let (_, s) = FIXTURES[2];
+        let all = chunks(&decode_pieces(&[s.as_bytes()]));
+        let args: String = all
+            .iter()
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        let parsed: Value = serde_json::from_str(&args).unwrap();
+        assert!(parsed.is_object(), "{args}");
+        assert!(all
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+    }
+
+    #[test]
+    fn content_is_detected_at_the_first_real_delta() {
+        for (name, stream) in FIXTURES {
+            let mut t = PassThroughStream::new("openai");
+            let mut out = Vec::new();
+            let events: Vec<&str> = stream.split_inclusive("\n\n").collect();
+            let mut committed_at = None;
+            for (i, ev) in events.iter().enumerate() {
+                t.push(ev.as_bytes(), &mut out);
+                if t.progress() == &Progress::Content {
+                    committed_at = Some(i);
+                    break;
+                }
+            }
+            let i = committed_at.unwrap_or_else(|| panic!("{name}: never committed"));
+            assert!(
+                i <= 1,
+                "{name}: committed at event {i}, the first content is at 0 or 1"
+            );
+        }
+    }
+}
