@@ -1,0 +1,73 @@
+// The Vercel AI SDK (`ai` + `@ai-sdk/openai-compatible`) as a client of the gateway, running in
+// workerd against the upstream emulator: text, streaming, a tool call, through an
+// OpenAI-compatible provider and through a translated one (Anthropic).
+import { test, describe, before, after, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateText, streamText, tool, jsonSchema } from 'ai';
+import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
+import { startEmulator } from './emulator.mjs';
+import { startGateway } from './harness.mjs';
+
+let emu;
+let gw;
+let gateway;
+
+before(async () => {
+  emu = await startEmulator();
+  gw = await startGateway({ emulatorUrl: emu.url });
+  const apiKey = await gw.createKey('ai-sdk');
+  gateway = createOpenAICompatible({ name: 'switchyard', baseURL: `${gw.url}/v1`, apiKey, includeUsage: true });
+});
+
+after(async () => {
+  await gw?.dispose();
+  await emu?.close();
+});
+
+beforeEach(() => emu.reset());
+
+for (const model of ['openai/gpt-4o', 'anthropic/claude-sonnet-4-6']) {
+  describe(`AI SDK via ${model}`, () => {
+    test('generateText', async () => {
+      const { text, usage, finishReason } = await generateText({ model: gateway(model), prompt: 'hello there', maxRetries: 0 });
+      assert.equal(text, 'Hello from emulator: hello there');
+      assert.equal(finishReason, 'stop');
+      assert.ok(usage.inputTokens > 0 && usage.outputTokens > 0, JSON.stringify(usage));
+      assert.equal(emu.requests.length, 1);
+    });
+
+    test('streamText delivers every delta and the usage', async () => {
+      const result = streamText({ model: gateway(model), prompt: 'stream it', maxRetries: 0 });
+      const parts = [];
+      for await (const delta of result.textStream) parts.push(delta);
+      assert.ok(parts.length > 1, `several deltas (got ${parts.length})`);
+      assert.equal(parts.join(''), 'Hello from emulator: stream it');
+      const usage = await result.usage;
+      assert.ok(usage.inputTokens > 0 && usage.outputTokens > 0, JSON.stringify(usage));
+      assert.equal(await result.finishReason, 'stop');
+    });
+
+    test('a tool call comes back with the arguments the provider sent', async () => {
+      emu.script({ toolCalls: [{ name: 'get_weather', arguments: { city: 'Lisbon', unit: 'celsius' } }] });
+      const result = await generateText({
+        model: gateway(model),
+        prompt: 'weather in Lisbon?',
+        maxRetries: 0,
+        tools: {
+          get_weather: tool({
+            description: 'Current weather for a city',
+            inputSchema: jsonSchema({
+              type: 'object',
+              properties: { city: { type: 'string' }, unit: { type: 'string' } },
+              required: ['city'],
+            }),
+          }),
+        },
+      });
+      assert.equal(result.toolCalls.length, 1);
+      assert.equal(result.toolCalls[0].toolName, 'get_weather');
+      assert.deepEqual(result.toolCalls[0].input, { city: 'Lisbon', unit: 'celsius' });
+      assert.equal(result.finishReason, 'tool-calls');
+    });
+  });
+}
