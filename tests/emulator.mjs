@@ -530,7 +530,10 @@ function geminiGenerate(entry, rule) {
   const cached = rule.cachedTokens ?? 0;
   const finishReason = rule.finishReason ?? 'STOP';
   const signature = rule.signature ?? Buffer.from(`emulator-thought-signature:${lastUser}`).toString('base64');
-  const functionParts = toolCalls.map((call) => ({ functionCall: { name: call.name, args: toolArgumentsObject(call) } }));
+  // Gemini names its calls only sometimes (Gemini 3, Vertex): an `id` is sent only when the rule gives one.
+  const functionParts = toolCalls.map((call) => ({
+    functionCall: { name: call.name, args: toolArgumentsObject(call), ...(call.id !== undefined ? { id: call.id } : {}) },
+  }));
   const answerTokens = toolCalls.length
     ? functionParts.reduce((s, p) => s + estimateTokens(JSON.stringify(p.functionCall)), 0)
     : estimateTokens(text);
@@ -742,7 +745,8 @@ export async function startEmulator({ port = 0, host = '127.0.0.1', record = tru
    *   errorAfter: N  send N events then the protocol's mid-stream error event and end
    *   eventDelayMs   pause between stream events
    *   lineEnding     Gemini SSE line ending: '\r\n' (default, as Google sends) or '\n'
-   *   text, chunks (split into N pieces), toolCalls: [{name, arguments, id?}], thinking (text),
+   *   text, chunks (split into N pieces), toolCalls: [{name, arguments, id?}] (Gemini: `id` sent only
+   *                  when given), thinking (text),
    *   finishReason, cachedTokens, cacheWriteTokens, reasoningTokens, usage (fields merged),
    *   responseModel, signature, accessToken, expiresIn, models (ids for model lists)
    */
@@ -811,17 +815,21 @@ export async function startEmulator({ port = 0, host = '127.0.0.1', record = tru
     entry.status = status;
     let list = events;
     if (errorAfter !== undefined) list = [...events.slice(0, errorAfter), midStreamError(protocol, opts.rule)];
+    let flushed = Promise.resolve();
     for (let i = 0; i < list.length; i++) {
       if (cutAfter !== undefined && i >= cutAfter) break;
       if (i > 0 && eventDelayMs > 0) await sleep(eventDelayMs);
       if (entry.clientClosed || res.destroyed) return;
       let frame = frameEvent(protocol, list[i], { geminiArray, lineEnding: opts.rule?.lineEnding });
       if (geminiArray) frame = (i === 0 ? '[' : ',\r\n') + frame;
-      res.write(frame);
+      flushed = new Promise((resolve) => res.write(frame, () => resolve()));
       entry.eventsSent++;
       entry.eventTimes.push(Date.now());
     }
     if (cutAfter !== undefined) {
+      // Node corks the writes of one tick: destroying the socket at once would drop the events
+      // just written (all of them without eventDelayMs). Cut only once they have left.
+      await Promise.race([flushed, sleep(1000)]);
       entry.cut = true;
       entry.serverClosed = true;
       res.socket?.destroy();
