@@ -380,6 +380,8 @@ impl Gateway {
                 Some(n) => n.translate_error(resp.status, resp.retry_after, &bytes),
             };
             error.message = scrub(std::mem::take(&mut error.message), &credential);
+            // A wait the provider put in its body (Google's RetryInfo) counts like the header.
+            let wait = wait.or_else(|| retry_after_ms(error.retry_after.as_deref(), None));
             return Err(Failure {
                 outcome: AttemptOutcome::Status(resp.status),
                 error: error.with_provider(provider.name),

@@ -532,11 +532,27 @@ fn arguments_text(args: Option<&RawValue>) -> String {
     args.map_or_else(|| "{}".to_owned(), |a| compact_json(a.get()))
 }
 
-/// A generated id for a function call Gemini did not give one: `call_<n>`.
-fn call_id(given: Option<String>, index: u32) -> String {
-    given
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| format!("call_{index}"))
+/// The id of a function call: Gemini's own when it sent one, else `call_<responseId>_<n>`.
+///
+/// A bare `call_<n>` would repeat in every turn of a conversation, and a history with repeated
+/// ids is refused by providers that require unique tool-call ids (Anthropic: "`tool_use` ids must
+/// be unique"), e.g. when a later turn goes to Claude. The response id makes the generated ids
+/// unique per response; only its `[A-Za-z0-9_-]` characters are kept, which every provider
+/// accepts in an id. Without a response id, `call_<n>`.
+fn call_id(given: Option<String>, index: u32, response_id: Option<&str>) -> String {
+    if let Some(id) = given.filter(|s| !s.is_empty()) {
+        return id;
+    }
+    let unique: String = response_id
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    if unique.is_empty() {
+        format!("call_{index}")
+    } else {
+        format!("call_{unique}_{index}")
+    }
 }
 
 /// Translates a non-streaming `generateContent` response.
@@ -552,7 +568,12 @@ pub(crate) fn translate_response_for(
     if resp.error.is_some() {
         return Err(translate_google_error(provider, 0, None, body));
     }
-    let mut choices: Vec<Choice> = resp.candidates.into_iter().map(candidate_choice).collect();
+    let response_id = resp.response_id.as_deref();
+    let mut choices: Vec<Choice> = resp
+        .candidates
+        .into_iter()
+        .map(|c| candidate_choice(c, response_id))
+        .collect();
     if choices.is_empty() {
         // The prompt itself was blocked: no candidate, only promptFeedback.
         let blocked = resp.prompt_feedback.and_then(|f| f.block_reason).is_some();
@@ -575,14 +596,14 @@ pub(crate) fn translate_response_for(
     })
 }
 
-fn candidate_choice(c: Candidate) -> Choice {
+fn candidate_choice(c: Candidate, response_id: Option<&str>) -> Choice {
     let mut message = AssistantMessage::default();
     for part in c.content.map(|c| c.parts).unwrap_or_default() {
         if let Some(fc) = part.function_call {
             let Some(name) = fc.name else { continue };
             let index = message.tool_calls.len() as u32;
             message.tool_calls.push(ResponseToolCall {
-                id: call_id(fc.id, index),
+                id: call_id(fc.id, index, response_id),
                 name,
                 arguments: arguments_text(fc.args.as_deref()),
             });
@@ -730,6 +751,8 @@ pub struct StreamTranslator {
     usage: Option<UsageMetadata>,
     finish: Option<FinishReason>,
     failed: bool,
+    /// The response id of the first event, for generated call ids.
+    response_id: Option<String>,
 }
 
 impl std::fmt::Debug for UsageMetadata {
@@ -758,6 +781,7 @@ impl StreamTranslator {
             usage: None,
             finish: None,
             failed: false,
+            response_id: None,
         }
     }
 
@@ -776,8 +800,9 @@ impl StreamTranslator {
         }
         if !self.started {
             self.started = true;
+            self.response_id = resp.response_id.clone();
             out.push(StreamPart::Start {
-                id: resp.response_id.clone().unwrap_or_default(),
+                id: resp.response_id.unwrap_or_default(),
                 model: resp.model_version.clone().unwrap_or_default(),
             });
         }
@@ -835,7 +860,7 @@ impl StreamTranslator {
                 self.tool_count += 1;
                 out.push(StreamPart::ToolCallStart {
                     index,
-                    id: call_id(fc.id, index),
+                    id: call_id(fc.id, index, self.response_id.as_deref()),
                     name,
                 });
                 let args = arguments_text(fc.args.as_deref());
@@ -1086,7 +1111,7 @@ mod tests {
         assert_eq!(
             c.message.tool_calls,
             vec![ResponseToolCall {
-                id: "call_0".into(),
+                id: "call_m36LaZGyCLz1xs0PtNSB-QU_0".into(),
                 name: "weather".into(),
                 arguments: "{\"location\":\"San Francisco\"}".into()
             }]
@@ -1192,7 +1217,10 @@ mod tests {
     fn golden_tool_call_stream_gets_a_generated_id() {
         let (_, a) = replay("tool_call.sse");
         let (id, name, args) = &a.tools[&0];
-        assert_eq!((id.as_str(), name.as_str()), ("call_0", "weather"));
+        assert_eq!(
+            (id.as_str(), name.as_str()),
+            ("call_b36LacjwM668nsEP2tbsgQQ_0", "weather")
+        );
         assert_eq!(
             serde_json::from_str::<Value>(args).unwrap(),
             json!({"location": "San Francisco"})
@@ -1256,6 +1284,56 @@ mod tests {
         }));
     }
 
+    /// Generated ids must not repeat across the turns of a conversation: a history with two
+    /// `call_0`s is refused by Anthropic ("`tool_use` ids must be unique").
+    #[test]
+    fn generated_call_ids_are_unique_across_responses() {
+        let turn = |response_id: &str| {
+            format!(
+                r#"{{"candidates":[{{"content":{{"role":"model","parts":[{{"functionCall":{{"name":"f","args":{{}}}}}},{{"functionCall":{{"name":"g"}}}}]}},"finishReason":"STOP"}}],"responseId":"{response_id}"}}"#
+            )
+        };
+        let ids = |body: String| -> Vec<String> {
+            translate_response(body.as_bytes()).unwrap().choices[0]
+                .message
+                .tool_calls
+                .iter()
+                .map(|t| t.id.clone())
+                .collect()
+        };
+        let first = ids(turn("AbC-12_x"));
+        let second = ids(turn("ZyX-98_q"));
+        assert_eq!(first, ["call_AbC-12_x_0", "call_AbC-12_x_1"]);
+        assert_eq!(second, ["call_ZyX-98_q_0", "call_ZyX-98_q_1"]);
+        // Characters outside [A-Za-z0-9_-] are dropped; no response id: call_<n>.
+        assert_eq!(ids(turn("a.b/c+d=")), ["call_abcd_0", "call_abcd_1"]);
+        assert_eq!(ids(turn("")), ["call_0", "call_1"]);
+        // Gemini's own ids win.
+        let own = br#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","id":"fc_7"}}]}}],"responseId":"r"}"#;
+        assert_eq!(
+            translate_response(own).unwrap().choices[0]
+                .message
+                .tool_calls[0]
+                .id,
+            "fc_7"
+        );
+        // The same ids in a stream.
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        t.on_event(
+            &SseEvent {
+                event: None,
+                data: turn("AbC-12_x"),
+            },
+            &mut parts,
+        );
+        assert!(parts.contains(&StreamPart::ToolCallStart {
+            index: 1,
+            id: "call_AbC-12_x_1".into(),
+            name: "g".into()
+        }));
+    }
+
     #[test]
     fn golden_blocked_prompt_is_a_content_filter_finish() {
         let (_, a) = replay("prompt_blocked.sse");
@@ -1290,9 +1368,9 @@ mod tests {
         assert_eq!(a.reasoning, "Plan: call both.");
         assert_eq!(
             a.tools[&0],
-            ("call_0".into(), "a".into(), "{\"x\":1}".into())
+            ("call_r1_0".into(), "a".into(), "{\"x\":1}".into())
         );
-        assert_eq!(a.tools[&1], ("call_1".into(), "b".into(), "{}".into()));
+        assert_eq!(a.tools[&1], ("call_r1_1".into(), "b".into(), "{}".into()));
         assert_eq!(a.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(
             a.usage.unwrap(),

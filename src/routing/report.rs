@@ -124,6 +124,8 @@ impl RoutingReport {
             created: u64,
             model: &'a str,
             choices: [(); 0],
+            /// Every chunk but the usage chunk carries `usage: null` (OpenAI's convention).
+            usage: (),
             #[serde(rename = "providerMetadata")]
             provider_metadata: &'a serde_json::value::RawValue,
         }
@@ -135,6 +137,7 @@ impl RoutingReport {
             created,
             model,
             choices: [],
+            usage: (),
             provider_metadata: &raw,
         })
         .expect("serializes");
@@ -213,6 +216,10 @@ mod tests {
         let v: Value = serde_json::from_str(&ev[0].data).unwrap();
         assert_eq!(v["object"], "chat.completion.chunk");
         assert_eq!(v["choices"], json!([]));
+        assert!(
+            v["usage"].is_null() && v.get("usage").is_some(),
+            "usage: null, as OpenAI sends it"
+        );
         assert_eq!(
             v["providerMetadata"]["gateway"]["routing"]["resolvedProvider"],
             "anthropic"

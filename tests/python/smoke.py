@@ -1,0 +1,115 @@
+"""Smoke test of the official OpenAI Python SDK against a Switchyard gateway.
+
+Run by tests/python_sdk.test.mjs, which starts the gateway (backed by the upstream emulator) and
+passes SWITCHYARD_BASE_URL (…/v1) and SWITCHYARD_API_KEY. Every check runs; the failures are
+printed and the exit status is 1 if any failed.
+"""
+
+import os
+import re
+import sys
+
+from openai import OpenAI
+
+GEN_ID = re.compile(r"^gen_[0-9A-HJKMNP-TV-Z]{26}$")
+failures = []
+
+
+def check(condition, what):
+    if not condition:
+        failures.append(what)
+        print(f"FAIL: {what}", file=sys.stderr)
+
+
+def check_usage(usage, where):
+    check(usage is not None, f"{where}: usage present")
+    if usage is None:
+        return
+    check(usage.prompt_tokens > 0, f"{where}: prompt_tokens > 0 (got {usage.prompt_tokens})")
+    check(usage.completion_tokens > 0, f"{where}: completion_tokens > 0 (got {usage.completion_tokens})")
+    check(
+        usage.total_tokens == usage.prompt_tokens + usage.completion_tokens,
+        f"{where}: total_tokens = prompt + completion ({usage})",
+    )
+
+
+def chat_round(client, model, provider):
+    prompt = f"hello from python via {provider}"
+    expected = f"Hello from emulator: {prompt}"
+    messages = [{"role": "user", "content": prompt}]
+
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=messages)
+    completion = raw.parse()
+    check(raw.headers.get("x-switchyard-provider") == provider, f"{model}: x-switchyard-provider is {provider}")
+    gen_id = raw.headers.get("x-generation-id") or ""
+    check(GEN_ID.match(gen_id) is not None, f"{model}: x-generation-id looks like gen_<ulid> (got {gen_id!r})")
+    check(completion.object == "chat.completion", f"{model}: object")
+    check(len(completion.choices) == 1, f"{model}: one choice")
+    message = completion.choices[0].message
+    check(message.role == "assistant", f"{model}: role")
+    check(message.content == expected, f"{model}: content {message.content!r}")
+    check(completion.choices[0].finish_reason == "stop", f"{model}: finish_reason {completion.choices[0].finish_reason!r}")
+    check_usage(completion.usage, f"{model} non-stream")
+    if provider != "openai":
+        # Translated answers carry the gateway's ids.
+        check(completion.id == gen_id, f"{model}: id is the x-generation-id ({completion.id!r})")
+        check(completion.model == model, f"{model}: model is the gateway model id ({completion.model!r})")
+
+    stream = client.chat.completions.create(
+        model=model, messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    check(len(chunks) >= 3, f"{model} stream: several chunks (got {len(chunks)})")
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    check(text == expected, f"{model} stream: text {text!r}")
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    check(finishes == ["stop"], f"{model} stream: one finish_reason stop (got {finishes})")
+    usage_at = [i for i, c in enumerate(chunks) if c.usage is not None]
+    check(len(usage_at) == 1, f"{model} stream: exactly one usage chunk (got {len(usage_at)})")
+    if usage_at:
+        usage_chunk = chunks[usage_at[0]]
+        check(usage_chunk.choices == [], f"{model} stream: the usage chunk has no choices")
+        check_usage(usage_chunk.usage, f"{model} stream")
+        finish_at = max((i for i, c in enumerate(chunks) if c.choices and c.choices[0].finish_reason), default=len(chunks))
+        check(usage_at[0] > finish_at, f"{model} stream: usage comes after the finish chunk")
+        # After it, at most the gateway's routing trailer: no choices, providerMetadata.
+        after = chunks[usage_at[0] + 1 :]
+        check(len(after) <= 1, f"{model} stream: nothing but the routing trailer after the usage chunk")
+        for c in after:
+            meta = (c.model_extra or {}).get("providerMetadata") or {}
+            check(c.choices == [], f"{model} stream: the trailer has no choices")
+            check(
+                meta.get("gateway", {}).get("routing", {}).get("finalProvider") == provider,
+                f"{model} stream: the trailer names the provider ({meta})",
+            )
+    check(all(c.object == "chat.completion.chunk" for c in chunks), f"{model} stream: chunk objects")
+
+
+def main():
+    base_url = os.environ["SWITCHYARD_BASE_URL"]
+    api_key = os.environ["SWITCHYARD_API_KEY"]
+    client = OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=20.0)
+
+    models = list(client.models.list())
+    ids = [m.id for m in models]
+    check(len(ids) > 1, f"models.list: several models (got {len(ids)})")
+    for wanted in ("openai/gpt-4o", "anthropic/claude-sonnet-4-6"):
+        check(wanted in ids, f"models.list: {wanted} listed")
+    check(all(m.object == "model" for m in models), "models.list: every entry is a model")
+
+    gpt = client.models.retrieve("openai/gpt-4o")
+    check(gpt.id == "openai/gpt-4o", f"models.retrieve: id {gpt.id!r}")
+    check(gpt.owned_by == "openai", f"models.retrieve: owned_by {gpt.owned_by!r}")
+
+    chat_round(client, "openai/gpt-4o", "openai")
+    chat_round(client, "anthropic/claude-sonnet-4-6", "anthropic")
+
+    if failures:
+        print(f"{len(failures)} check(s) failed", file=sys.stderr)
+        return 1
+    print("python sdk smoke: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

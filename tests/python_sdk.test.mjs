@@ -1,0 +1,104 @@
+// Smoke test with the official OpenAI *Python* SDK: tests/python/smoke.py runs against the built
+// worker (harness.mjs) backed by the upstream emulator. The SDK is installed once, pinned, into a
+// venv under node_modules/.cache/pyvenv. Skipped (saying why) only when python3 is not installed.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEmulator } from './emulator.mjs';
+import { startGateway, PROVIDER_KEYS } from './harness.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** The pinned SDK: the last 1.x release line the smoke script is written against. */
+export const OPENAI_PYTHON_VERSION = '1.109.1';
+const VENV = join(ROOT, 'node_modules', '.cache', 'pyvenv');
+const VENV_PYTHON = process.platform === 'win32' ? join(VENV, 'Scripts', 'python.exe') : join(VENV, 'bin', 'python');
+const SMOKE = join(ROOT, 'tests', 'python', 'smoke.py');
+
+/** Runs a command without blocking the event loop (the emulator and workerd live in this process). */
+function run(cmd, args, { env, timeoutMs = 120_000 } = {}) {
+  return new Promise((resolvePromise) => {
+    let stdout = '';
+    let stderr = '';
+    let child;
+    try {
+      child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (error) {
+      resolvePromise({ code: null, stdout, stderr, error });
+      return;
+    }
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      resolvePromise({ code: null, stdout, stderr, error });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolvePromise({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+const python3 = await run('python3', ['--version'], { timeoutMs: 10_000 });
+const skip = python3.error?.code === 'ENOENT' || python3.code !== 0 ? `python3 is not installed (${python3.error?.message ?? python3.stderr.trim()}): the Python SDK smoke test needs it` : false;
+
+/** Creates the venv and installs the pinned SDK, unless already there. */
+async function ensureSdk() {
+  const pinned = ['-c', `import openai, sys; sys.exit(0 if openai.__version__ == '${OPENAI_PYTHON_VERSION}' else 1)`];
+  if (existsSync(VENV_PYTHON) && (await run(VENV_PYTHON, pinned, { timeoutMs: 30_000 })).code === 0) return;
+  if (!existsSync(VENV_PYTHON)) {
+    const venv = await run('python3', ['-m', 'venv', VENV]);
+    assert.equal(venv.code, 0, `python3 -m venv ${VENV} failed (on Debian/Ubuntu install python3-venv):\n${venv.stderr}${venv.stdout}`);
+  }
+  const pip = await run(VENV_PYTHON, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', `openai==${OPENAI_PYTHON_VERSION}`], {
+    timeoutMs: 300_000,
+  });
+  assert.equal(pip.code, 0, `pip install openai==${OPENAI_PYTHON_VERSION} failed:\n${pip.stderr}${pip.stdout}`);
+  const check = await run(VENV_PYTHON, pinned, { timeoutMs: 30_000 });
+  assert.equal(check.code, 0, `openai ${OPENAI_PYTHON_VERSION} is not importable from the venv:\n${check.stderr}`);
+}
+
+let emu;
+let gw;
+
+before(async () => {
+  if (skip) return;
+  await ensureSdk();
+  emu = await startEmulator();
+  gw = await startGateway({ emulatorUrl: emu.url });
+});
+
+after(async () => {
+  await gw?.dispose();
+  await emu?.close();
+});
+
+test(`official Python SDK (openai==${OPENAI_PYTHON_VERSION}): models, chat and streams through OpenAI and Anthropic`, { skip }, async () => {
+  const key = await gw.createKey('python-sdk');
+  const result = await run(VENV_PYTHON, [SMOKE], {
+    env: { SWITCHYARD_BASE_URL: `${gw.url}/v1`, SWITCHYARD_API_KEY: key, PYTHONUNBUFFERED: '1', OPENAI_LOG: '' },
+    timeoutMs: 120_000,
+  });
+  assert.equal(result.code, 0, `smoke.py exited with ${result.code ?? result.signal}:\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`);
+  assert.match(result.stdout, /all checks passed/);
+
+  // Both providers were really reached, each in its own protocol, with its own key.
+  const openai = emu.requests.filter((r) => r.protocol === 'openai');
+  const anthropic = emu.requests.filter((r) => r.protocol === 'anthropic');
+  assert.equal(openai.length, 2, 'OpenAI: one non-streamed and one streamed request');
+  assert.equal(anthropic.length, 2, 'Anthropic: one non-streamed and one streamed request');
+  assert.deepEqual(openai.map((r) => [r.path, r.body.model, r.body.stream ?? false]), [
+    ['/v1/chat/completions', 'gpt-4o', false],
+    ['/v1/chat/completions', 'gpt-4o', true],
+  ]);
+  assert.deepEqual(anthropic.map((r) => [r.path, r.body.model, r.body.stream ?? false]), [
+    ['/v1/messages', 'claude-sonnet-4-6', false],
+    ['/v1/messages', 'claude-sonnet-4-6', true],
+  ]);
+  assert.equal(openai[0].headers.authorization, `Bearer ${PROVIDER_KEYS.openai}`);
+  assert.equal(anthropic[0].headers['x-api-key'], PROVIDER_KEYS.anthropic);
+});
