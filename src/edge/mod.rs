@@ -106,7 +106,7 @@ fn to_response(out: Outbound<upstream::EdgeBody>) -> worker::Result<web_sys::Res
             body,
             transform,
         } => {
-            let stream = body::client_stream(prefix, body, transform);
+            let stream = body::client_stream(prefix, body, transform)?;
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
         }
     };

@@ -1,29 +1,68 @@
-//! The upstream trait over the runtime's `fetch`, with timeouts that abort the request.
+//! The upstream trait over the runtime's `fetch`.
+//!
+//! Each attempt gets one `AbortController` and one JS timer that aborts it when the attempt's
+//! time runs out: a native call, no wasm closure, no racing futures. The timer covers the
+//! response head, a whole non-streamed body, and a stream up to its first content; it is cleared
+//! when the body has been read or handed to the client.
 
 use super::Edge;
 use crate::platform::{FetchError, Upstream, UpstreamRequest, UpstreamResponse};
-use futures::future::{select, Either};
-use futures::StreamExt;
-use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-/// A provider's response body: the response, its reader once reading has started, and the
-/// controller that aborts the request (dropping the body aborts it, so an abandoned attempt or
-/// a client that went away cancels the provider's side).
+/// A provider's response body, with the controller that aborts its request and the attempt's
+/// timer. Dropping it aborts the request (an abandoned attempt cancels the provider's side),
+/// unless it has been handed to the client stream.
 pub struct EdgeBody {
-    response: web_sys::Response,
-    reader: Option<wasm_streams::readable::IntoStream<'static>>,
+    pub(super) response: web_sys::Response,
+    reader: Option<web_sys::ReadableStreamDefaultReader>,
     abort: web_sys::AbortController,
+    timer: Option<i32>,
+    handed_off: bool,
+}
+
+fn global() -> web_sys::WorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+impl EdgeBody {
+    fn clear_timer(&mut self) {
+        if let Some(id) = self.timer.take() {
+            global().clear_timeout_with_handle(id);
+        }
+    }
+
+    /// Why a read or fetch failed: our timer fired, or the network did.
+    fn failure(&self, e: JsValue) -> FetchError {
+        failure(&self.abort, e)
+    }
+
+    /// Stops the timer and releases the reader, for the client stream to take over the body.
+    pub(super) fn hand_off(mut self) -> web_sys::Response {
+        self.clear_timer();
+        if let Some(reader) = self.reader.take() {
+            reader.release_lock();
+        }
+        self.handed_off = true;
+        // The same JS object (not `Response.clone()`, which would tee the body).
+        let same: &JsValue = self.response.as_ref();
+        same.clone().unchecked_into()
+    }
 }
 
 impl Drop for EdgeBody {
     fn drop(&mut self) {
-        self.abort.abort();
+        self.clear_timer();
+        if !self.handed_off {
+            self.abort.abort();
+        }
     }
 }
 
-fn network_error(e: JsValue) -> FetchError {
+fn failure(abort: &web_sys::AbortController, e: JsValue) -> FetchError {
+    if abort.signal().aborted() {
+        return FetchError::Timeout;
+    }
     let message = e
         .dyn_ref::<js_sys::Error>()
         .map(|e| String::from(e.message()))
@@ -32,36 +71,8 @@ fn network_error(e: JsValue) -> FetchError {
     FetchError::Network(message)
 }
 
-/// Runs `fut` for at most `ms` milliseconds.
-async fn within<T>(ms: u64, fut: impl std::future::Future<Output = T>) -> Option<T> {
-    let timer = worker::Delay::from(Duration::from_millis(ms));
-    match select(std::pin::pin!(fut), timer).await {
-        Either::Left((v, _)) => Some(v),
-        Either::Right(_) => None,
-    }
-}
-
-impl EdgeBody {
-    fn reader(&mut self) -> Option<&mut wasm_streams::readable::IntoStream<'static>> {
-        if self.reader.is_none() {
-            let raw = self.response.body()?;
-            self.reader =
-                Some(wasm_streams::ReadableStream::from_raw(raw.unchecked_into()).into_stream());
-        }
-        self.reader.as_mut()
-    }
-
-    /// The next piece of the body, `None` at its end.
-    pub async fn next(&mut self) -> Result<Option<Vec<u8>>, FetchError> {
-        let Some(reader) = self.reader() else {
-            return Ok(None);
-        };
-        match reader.next().await {
-            None => Ok(None),
-            Some(Ok(chunk)) => Ok(Some(js_sys::Uint8Array::new(&chunk).to_vec())),
-            Some(Err(e)) => Err(network_error(e)),
-        }
-    }
+fn setup_error(e: JsValue) -> FetchError {
+    FetchError::Network(format!("could not build the request: {e:?}"))
 }
 
 impl Upstream for Edge {
@@ -72,58 +83,86 @@ impl Upstream for Edge {
         req: UpstreamRequest,
         timeout_ms: u64,
     ) -> Result<UpstreamResponse<EdgeBody>, FetchError> {
-        let headers = web_sys::Headers::new().map_err(network_error)?;
+        let headers = web_sys::Headers::new().map_err(setup_error)?;
         for (name, value) in &req.headers {
-            headers.append(name, value).map_err(network_error)?;
+            headers.append(name, value).map_err(setup_error)?;
         }
-        let abort = web_sys::AbortController::new().map_err(network_error)?;
+        let abort = web_sys::AbortController::new().map_err(setup_error)?;
         let init = web_sys::RequestInit::new();
         init.set_method("POST");
         init.set_headers(&headers);
         init.set_signal(Some(&abort.signal()));
-        let body = js_sys::Uint8Array::from(req.body.as_slice());
-        init.set_body(&body);
-        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let pending = JsFuture::from(global.fetch_with_str_and_init(&req.url, &init));
-        let resp = match within(timeout_ms, pending).await {
-            Some(r) => r.map_err(network_error)?,
-            None => {
-                abort.abort();
-                return Err(FetchError::Timeout);
-            }
+        init.set_body(&js_sys::Uint8Array::from(req.body.as_slice()));
+        // setTimeout(controller.abort.bind(controller), timeout)
+        let abort_fn: js_sys::Function = js_sys::Reflect::get(&abort, &"abort".into())
+            .map_err(setup_error)?
+            .unchecked_into();
+        let timer = global()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(
+                &abort_fn.bind0(&abort),
+                timeout_ms.min(i32::MAX as u64) as i32,
+            )
+            .map_err(setup_error)?;
+        let pending = JsFuture::from(global().fetch_with_str_and_init(&req.url, &init)).await;
+        let mut body = EdgeBody {
+            response: web_sys::Response::from(JsValue::UNDEFINED),
+            reader: None,
+            abort,
+            timer: Some(timer),
+            handed_off: false,
         };
-        let response: web_sys::Response = resp.unchecked_into();
+        let response: web_sys::Response = match pending {
+            Ok(r) => r.unchecked_into(),
+            Err(e) => return Err(body.failure(e)),
+        };
         let resp_headers = response.headers();
         let header = |name: &str| resp_headers.get(name).ok().flatten();
+        let (content_type, retry_after, retry_after_ms) = (
+            header("content-type"),
+            header("retry-after"),
+            header("retry-after-ms"),
+        );
+        body.response = response;
         Ok(UpstreamResponse {
-            status: response.status(),
-            content_type: header("content-type"),
-            retry_after: header("retry-after"),
-            retry_after_ms: header("retry-after-ms"),
-            body: EdgeBody {
-                response,
-                reader: None,
-                abort,
-            },
+            status: body.response.status(),
+            content_type,
+            retry_after,
+            retry_after_ms,
+            body,
         })
     }
 
-    async fn read_body(&self, body: EdgeBody, timeout_ms: u64) -> Result<Vec<u8>, FetchError> {
-        let promise = body.response.array_buffer().map_err(network_error)?;
-        match within(timeout_ms, JsFuture::from(promise)).await {
-            Some(buf) => Ok(js_sys::Uint8Array::new(&buf.map_err(network_error)?).to_vec()),
-            None => Err(FetchError::Timeout), // dropping `body` aborts the request
-        }
+    async fn read_body(&self, mut body: EdgeBody, _timeout_ms: u64) -> Result<Vec<u8>, FetchError> {
+        let promise = body.response.array_buffer().map_err(|e| body.failure(e))?;
+        let buf = JsFuture::from(promise).await.map_err(|e| body.failure(e))?;
+        body.clear_timer();
+        Ok(js_sys::Uint8Array::new(&buf).to_vec())
     }
 
     async fn next_chunk(
         &self,
         body: &mut EdgeBody,
-        timeout_ms: u64,
+        _timeout_ms: u64,
     ) -> Result<Option<Vec<u8>>, FetchError> {
-        within(timeout_ms, body.next())
+        if body.reader.is_none() {
+            let Some(stream) = body.response.body() else {
+                return Ok(None);
+            };
+            body.reader = Some(stream.get_reader().unchecked_into());
+        }
+        let reader = body.reader.as_ref().expect("set above");
+        let result = JsFuture::from(reader.read())
             .await
-            .unwrap_or(Err(FetchError::Timeout))
+            .map_err(|e| body.failure(e))?;
+        let done = js_sys::Reflect::get(&result, &"done".into())
+            .ok()
+            .and_then(|d| d.as_bool())
+            .unwrap_or(true);
+        if done {
+            return Ok(None);
+        }
+        let value = js_sys::Reflect::get(&result, &"value".into()).unwrap_or(JsValue::UNDEFINED);
+        Ok(Some(js_sys::Uint8Array::new(&value).to_vec()))
     }
 
     fn cancel(&self, body: EdgeBody) {
