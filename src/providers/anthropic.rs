@@ -21,6 +21,7 @@
 //!   `tool_choice` or a changed `temperature`, and a thinking request whose history replays
 //!   tool calls without their (signed) thinking blocks, which OpenAI clients cannot send back.
 
+use super::turns::Turns;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -228,43 +229,9 @@ fn insert_tools(req: &ChatRequest, body: &mut Map<String, Value>) -> Result<(), 
     Ok(())
 }
 
-/// Collects consecutive same-role turns into one Anthropic message.
-#[derive(Default)]
-struct Turns {
-    messages: Vec<Value>,
-    role: &'static str,
-    blocks: Vec<Value>,
-}
-
-impl Turns {
-    fn push(&mut self, role: &'static str, blocks: Vec<Value>) {
-        if blocks.is_empty() {
-            return;
-        }
-        if self.role != role {
-            self.flush();
-            self.role = role;
-        }
-        self.blocks.extend(blocks);
-    }
-
-    fn flush(&mut self) {
-        if !self.blocks.is_empty() {
-            let content = std::mem::take(&mut self.blocks);
-            self.messages
-                .push(json!({"role": self.role, "content": content}));
-        }
-    }
-
-    fn finish(mut self) -> Vec<Value> {
-        self.flush();
-        self.messages
-    }
-}
-
 fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), GatewayError> {
     let mut system = Vec::new();
-    let mut turns = Turns::default();
+    let mut turns = Turns::new("content");
     for (i, m) in messages.iter().enumerate() {
         let param = format!("messages[{i}].content");
         match m {

@@ -20,6 +20,7 @@
 //!   unknown top-level fields. Tool `strict` is accepted but Gemini has no strict mode; `user` and
 //!   `metadata` have no Gemini field and do not change the output, so they are not forwarded.
 
+use super::turns::Turns;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -133,45 +134,12 @@ fn check_supported(req: &ChatRequest, provider: &str) -> Result<(), GatewayError
     Ok(())
 }
 
-/// Collects consecutive same-role contents into one.
-#[derive(Default)]
-struct Contents {
-    done: Vec<Value>,
-    role: &'static str,
-    parts: Vec<Value>,
-}
-
-impl Contents {
-    fn push(&mut self, role: &'static str, parts: Vec<Value>) {
-        if parts.is_empty() {
-            return;
-        }
-        if self.role != role {
-            self.flush();
-            self.role = role;
-        }
-        self.parts.extend(parts);
-    }
-
-    fn flush(&mut self) {
-        if !self.parts.is_empty() {
-            let parts = std::mem::take(&mut self.parts);
-            self.done.push(json!({"role": self.role, "parts": parts}));
-        }
-    }
-
-    fn finish(mut self) -> Vec<Value> {
-        self.flush();
-        self.done
-    }
-}
-
 fn convert_messages(
     messages: &[Message],
     provider: &str,
 ) -> Result<(Vec<Value>, Vec<Value>), GatewayError> {
     let mut system = Vec::new();
-    let mut contents = Contents::default();
+    let mut contents = Turns::new("parts");
     // tool call id -> function name, from the assistant turns seen so far
     let mut call_names: HashMap<&str, &str> = HashMap::new();
     for (i, m) in messages.iter().enumerate() {

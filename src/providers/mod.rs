@@ -7,6 +7,7 @@ pub mod anthropic;
 pub mod gemini;
 pub mod native;
 pub mod openai_compat;
+mod turns;
 pub mod vertex;
 
 /// The wire protocol an upstream speaks.
