@@ -12,7 +12,7 @@ use wasm_bindgen_futures::JsFuture;
 
 /// A provider's response body, with the controller that aborts its request and the attempt's
 /// timer. Dropping it aborts the request (an abandoned attempt cancels the provider's side),
-/// unless it has been handed to the client stream.
+/// unless it has been read to its end or handed to the client stream.
 pub struct EdgeBody {
     pub(super) response: web_sys::Response,
     reader: Option<web_sys::ReadableStreamDefaultReader>,
@@ -30,6 +30,13 @@ impl EdgeBody {
         if let Some(id) = self.timer.take() {
             global().clear_timeout_with_handle(id);
         }
+    }
+
+    /// The body was read to its end: nothing is left to cancel. (Aborting a finished request
+    /// is not free: workerd builds an `AbortError` with a stack trace.)
+    fn finished(&mut self) {
+        self.clear_timer();
+        self.handed_off = true;
     }
 
     /// Why a read or fetch failed: our timer fired, or the network did.
@@ -135,7 +142,7 @@ impl Upstream for Edge {
     async fn read_body(&self, mut body: EdgeBody, _timeout_ms: u64) -> Result<Vec<u8>, FetchError> {
         let promise = body.response.array_buffer().map_err(|e| body.failure(e))?;
         let buf = JsFuture::from(promise).await.map_err(|e| body.failure(e))?;
-        body.clear_timer();
+        body.finished();
         Ok(js_sys::Uint8Array::new(&buf).to_vec())
     }
 
@@ -159,6 +166,7 @@ impl Upstream for Edge {
             .and_then(|d| d.as_bool())
             .unwrap_or(true);
         if done {
+            body.finished();
             return Ok(None);
         }
         let value = js_sys::Reflect::get(&result, &"value".into()).unwrap_or(JsValue::UNDEFINED);
