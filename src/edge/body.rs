@@ -20,105 +20,67 @@ impl InboundBody for RequestBody {
     }
 }
 
-type Controller = web_sys::TransformStreamDefaultController;
-
-/// What the stream's callbacks share.
-struct Pipe {
-    transform: Box<dyn StreamTransform>,
-    prefix: Option<Vec<u8>>,
-    controller: Option<Controller>,
-    finished: bool,
+#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/edge/pump.js")]
+extern "C" {
+    /// See `pump.js`: returns `[readable, done]`.
+    fn pump(
+        source: &web_sys::ReadableStream,
+        prefix: &js_sys::Uint8Array,
+        on_chunk: &JsValue,
+        on_end: &JsValue,
+        on_done: JsValue,
+    ) -> js_sys::Array;
 }
 
-fn enqueue(c: &Controller, bytes: &[u8]) {
-    if !bytes.is_empty() {
-        // Fails only when the client has gone away; nothing is left to do then.
-        let _ = c.enqueue_with_chunk(&js_sys::Uint8Array::from(bytes));
-    }
-}
-
-/// The client's stream: `prefix`, then the provider's body piped natively through a
-/// `TransformStream` whose `transform` is one synchronous call into the core per chunk.
-/// A client that goes away cancels the pipe, and the pipe cancels the provider's body.
+/// The client's stream: `prefix`, then each chunk of the provider's body through `transform`
+/// (one synchronous call into the core per chunk), written by a JS read loop into workerd's
+/// native `IdentityTransformStream`. Returns the readable side and a promise that settles when
+/// the provider's stream is done (for `waitUntil`). A client that goes away cancels the
+/// provider's body.
 pub fn client_stream(
     prefix: Vec<u8>,
     body: EdgeBody,
     transform: Box<dyn StreamTransform>,
-) -> Result<web_sys::ReadableStream, JsValue> {
-    let pipe = Rc::new(RefCell::new(Pipe {
-        transform,
-        prefix: Some(prefix),
-        controller: None,
-        finished: false,
-    }));
-    let start = {
-        let pipe = pipe.clone();
-        Closure::<dyn FnMut(Controller)>::new(move |c: Controller| {
-            let mut p = pipe.borrow_mut();
-            if let Some(prefix) = p.prefix.take() {
-                enqueue(&c, &prefix);
-            }
-            p.controller = Some(c);
-        })
-    };
+) -> Result<(web_sys::ReadableStream, js_sys::Promise), JsValue> {
+    let transform = Rc::new(RefCell::new(transform));
     let on_chunk = {
-        let pipe = pipe.clone();
-        Closure::<dyn FnMut(JsValue, Controller)>::new(move |chunk: JsValue, c: Controller| {
-            let bytes = js_sys::Uint8Array::new(&chunk).to_vec();
-            let mut out = Vec::with_capacity(bytes.len());
-            pipe.borrow_mut().transform.push(&bytes, &mut out);
-            if out == bytes {
-                let _ = c.enqueue_with_chunk(&chunk); // unchanged: no copy back
-            } else {
-                enqueue(&c, &out);
-            }
-        })
-    };
-    let flush = {
-        let pipe = pipe.clone();
-        Closure::<dyn FnMut(Controller)>::new(move |c: Controller| {
-            let mut p = pipe.borrow_mut();
-            let mut out = Vec::new();
-            p.transform.finish(&mut out, None);
-            p.finished = true;
-            enqueue(&c, &out);
-        })
-    };
-    let transformer = js_sys::Object::new();
-    js_sys::Reflect::set(&transformer, &"start".into(), start.as_ref())?;
-    js_sys::Reflect::set(&transformer, &"transform".into(), on_chunk.as_ref())?;
-    js_sys::Reflect::set(&transformer, &"flush".into(), flush.as_ref())?;
-    let stream = web_sys::TransformStream::new_with_transformer(&transformer)?;
-    let response = body.hand_off();
-    let Some(source) = response.body() else {
-        // No body at all: close with whatever the transform says about an empty stream.
-        let mut out = Vec::new();
-        pipe.borrow_mut().transform.finish(&mut out, None);
-        return Ok(stream.readable());
-    };
-    let options = web_sys::StreamPipeOptions::new();
-    options.set_prevent_abort(true); // a provider error is ours to report, in the stream
-    let piped = source.pipe_to_with_options(&stream.writable(), &options);
-    wasm_bindgen_futures::spawn_local(async move {
-        if let Err(e) = JsFuture::from(piped).await {
-            let mut p = pipe.borrow_mut();
-            if !p.finished {
-                p.finished = true;
-                let message = e
-                    .dyn_ref::<js_sys::Error>()
-                    .map(|e| String::from(e.message()))
-                    .unwrap_or_else(|| "the provider's stream broke".to_owned());
-                let mut out = Vec::new();
-                p.transform
-                    .finish(&mut out, Some(&FetchError::Network(message)));
-                if let Some(c) = p.controller.take() {
-                    enqueue(&c, &out);
-                    c.terminate();
+        let transform = transform.clone();
+        Closure::<dyn FnMut(js_sys::Uint8Array) -> JsValue>::new(
+            move |chunk: js_sys::Uint8Array| {
+                let bytes = chunk.to_vec();
+                let mut out = Vec::with_capacity(bytes.len());
+                transform.borrow_mut().push(&bytes, &mut out);
+                if out == bytes {
+                    JsValue::UNDEFINED // unchanged: send the chunk itself, no copy back
+                } else {
+                    js_sys::Uint8Array::from(out.as_slice()).into()
                 }
-            }
-        }
-        // The callbacks are done with once the pipe has settled.
-        drop((start, on_chunk, flush));
-    });
-    Ok(stream.readable())
+            },
+        )
+    };
+    let on_end = {
+        let transform = transform.clone();
+        Closure::<dyn FnMut(JsValue) -> js_sys::Uint8Array>::new(move |error: JsValue| {
+            let error = error.as_string().map(FetchError::Network);
+            let mut out = Vec::new();
+            transform.borrow_mut().finish(&mut out, error.as_ref());
+            js_sys::Uint8Array::from(out.as_slice())
+        })
+    };
+    let response = body.hand_off();
+    let source = match response.body() {
+        Some(s) => s,
+        None => web_sys::ReadableStream::new()?,
+    };
+    let (chunk_fn, end_fn) = (on_chunk.as_ref().clone(), on_end.as_ref().clone());
+    // Frees the two callbacks once the loop is over (it calls this last, exactly once).
+    let on_done = Closure::once_into_js(move || drop((on_chunk, on_end, transform)));
+    let pair = pump(
+        &source,
+        &js_sys::Uint8Array::from(prefix.as_slice()),
+        &chunk_fn,
+        &end_fn,
+        on_done,
+    );
+    Ok((pair.get(0).unchecked_into(), pair.get(1).unchecked_into()))
 }

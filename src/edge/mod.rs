@@ -57,11 +57,7 @@ impl crate::platform::Clock for Edge {
 }
 
 #[event(fetch)]
-async fn fetch(
-    req: web_sys::Request,
-    env: Env,
-    _ctx: Context,
-) -> worker::Result<web_sys::Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let gw = gateway(&env);
     let headers = req.headers();
     let header = |name: &str| headers.get(name).ok().flatten();
@@ -84,10 +80,13 @@ async fn fetch(
     };
     let edge = Edge { env };
     let out = gw.handle(&edge, &inbound, body::RequestBody(req)).await;
-    to_response(out)
+    to_response(out, &ctx)
 }
 
-fn to_response(out: Outbound<upstream::EdgeBody>) -> worker::Result<web_sys::Response> {
+fn to_response(
+    out: Outbound<upstream::EdgeBody>,
+    ctx: &Context,
+) -> worker::Result<web_sys::Response> {
     let headers = web_sys::Headers::new()?;
     for (name, value) in &out.headers {
         headers.append(name, value)?;
@@ -106,7 +105,11 @@ fn to_response(out: Outbound<upstream::EdgeBody>) -> worker::Result<web_sys::Res
             body,
             transform,
         } => {
-            let stream = body::client_stream(prefix, body, transform)?;
+            let (stream, done) = body::client_stream(prefix, body, transform)?;
+            // Keep the request alive until the provider's stream is done with.
+            ctx.wait_until(async move {
+                let _ = wasm_bindgen_futures::JsFuture::from(done).await;
+            });
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
         }
     };

@@ -1,0 +1,45 @@
+// Moves a provider's stream to the client: each chunk read from `source` goes through
+// `onChunk` (one synchronous call into the core; it returns the bytes to send, or undefined to
+// send the chunk unchanged) into workerd's native IdentityTransformStream, whose readable side is
+// the response body. `onEnd(error)` gives the stream's closing bytes (error: undefined for a
+// clean end, else a message). `onDone()` runs once, last. A client that goes away makes a write
+// fail; the reader is then cancelled, which cancels the provider's request.
+export function pump(source, prefix, onChunk, onEnd, onDone) {
+  const out = new IdentityTransformStream();
+  const writer = out.writable.getWriter();
+  const reader = source.getReader();
+  // The client went away (the response body was cancelled): stop reading, which cancels the
+  // provider's request.
+  writer.closed.catch((e) => reader.cancel(e).catch(() => {}));
+  const send = (bytes) => {
+    if (bytes.byteLength) writer.write(bytes).catch(() => {});
+  };
+  const done = (async () => {
+    let ended = false;
+    try {
+      send(prefix);
+      for (;;) {
+        let next;
+        try {
+          next = await reader.read();
+        } catch (e) {
+          ended = true;
+          send(onEnd(String((e && e.message) || e || 'the stream broke')));
+          break;
+        }
+        if (next.done) break;
+        const bytes = onChunk(next.value);
+        send(bytes === undefined ? next.value : bytes);
+        await writer.ready;
+      }
+      if (!ended) send(onEnd(undefined));
+      await writer.close();
+    } catch (e) {
+      try { await reader.cancel(e); } catch {}
+      try { await writer.abort(e); } catch {}
+    } finally {
+      onDone();
+    }
+  })();
+  return [out.readable, done];
+}
