@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ ! -f .dev.vars ]; then
-  echo "[dev] no .dev.vars yet: copy .dev.vars.example to .dev.vars and set ADMIN_TOKEN and provider keys" >&2
+  cp .dev.vars.example .dev.vars
+  echo "[dev] created .dev.vars from .dev.vars.example: set ADMIN_TOKEN and your provider keys there" >&2
 fi
 export CLOUDFLARE_CF_FETCH_ENABLED="${CLOUDFLARE_CF_FETCH_ENABLED:-false}"
 export WRANGLER_SEND_METRICS="${WRANGLER_SEND_METRICS:-false}"
