@@ -12,8 +12,6 @@ pub enum ErrorKind {
     InvalidRequest,
     /// No credential, or one that is not (or no longer) valid (401).
     Authentication,
-    /// The credential is valid but not allowed to do this (403).
-    PermissionDenied,
     /// No such route, model or object (404).
     NotFound,
     /// The route exists but not for this method (405).
@@ -70,10 +68,6 @@ impl GatewayError {
 
     pub fn authentication(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Authentication, 401, message).with_code("invalid_api_key")
-    }
-
-    pub fn permission_denied(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::PermissionDenied, 403, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -167,7 +161,6 @@ impl GatewayError {
             | ErrorKind::MethodNotAllowed
             | ErrorKind::PayloadTooLarge => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
-            ErrorKind::PermissionDenied => "permission_error",
             ErrorKind::NotConfigured => "configuration_error",
             ErrorKind::Upstream => match self.status {
                 400 | 404 | 409 | 413 | 422 => "invalid_request_error",

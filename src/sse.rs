@@ -155,14 +155,6 @@ pub fn write_data(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(b"\n\n");
 }
 
-/// Appends `event: <name>\ndata: <payload>\n\n`.
-pub fn write_event(out: &mut Vec<u8>, name: &str, payload: &[u8]) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'\n');
-    write_data(out, payload);
-}
-
 /// OpenAI's end-of-stream sentinel.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
@@ -256,7 +248,8 @@ pub(crate) mod tests {
     #[test]
     fn encoders_write_what_the_decoder_reads() {
         let mut out = Vec::new();
-        write_event(&mut out, "message_stop", b"{}");
+        out.extend_from_slice(b"event: message_stop\n");
+        write_data(&mut out, b"{}");
         write_data(&mut out, b"{\"x\":1}");
         out.extend_from_slice(DONE);
         let evs = decode_pieces(&[&out]);

@@ -65,11 +65,6 @@ pub fn find(id: &str) -> Option<&'static Model> {
 }
 
 impl Model {
-    /// This model's offer from `provider`, if that provider serves it.
-    pub fn offer(&self, provider: &str) -> Option<&Offer> {
-        self.offers.iter().find(|o| o.provider == provider)
-    }
-
     /// The first (preferred) offer's pricing.
     pub fn pricing(&self) -> &Pricing {
         &self.offers[0].pricing
@@ -180,7 +175,14 @@ mod tests {
                 ("vertex", "claude-opus-4-6")
             ]
         );
-        assert_eq!(m.offer("vertex").unwrap().native_id, "claude-opus-4-6");
+        assert_eq!(
+            m.offers
+                .iter()
+                .find(|o| o.provider == "vertex")
+                .unwrap()
+                .native_id,
+            "claude-opus-4-6"
+        );
         assert!(m.capabilities.tools && m.capabilities.vision && m.capabilities.reasoning);
         assert_eq!(m.pricing().input, Some("0.000005"));
         assert_eq!(m.pricing().output, Some("0.000025"));

@@ -333,7 +333,7 @@ impl Gateway {
             }
             Some(native) => {
                 let body = translated_body(native, obj, &target.native_model)
-                    .map_err(|e| Failure::new(AttemptOutcome::Status(e.status), e))?;
+                    .map_err(|e| Failure::new(AttemptOutcome::Refused, e))?;
                 let (credential, base) = match native {
                     Native::Vertex(_) => self.vertex_session(p).await.map_err(|e| {
                         let outcome = if e.status >= 500 {

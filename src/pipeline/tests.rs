@@ -825,6 +825,11 @@ fn anthropic_overload_is_a_503_and_unsupported_parameters_are_refused() {
         (400, json!("logit_bias"))
     );
     assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("anthropic:unsupported_request"),
+        "a refusal is not reported as a provider status"
+    );
+    assert_eq!(
         w.p.sent.borrow().len(),
         2,
         "the refused request never reached the provider"

@@ -125,20 +125,14 @@ pub fn find(name: &str) -> Option<&'static ProviderSpec> {
     PROVIDERS.iter().find(|p| p.name == name)
 }
 
-/// The position of a provider in [`PROVIDERS`], for per-provider tables.
-pub fn index_of(name: &str) -> Option<usize> {
-    PROVIDERS.iter().position(|p| p.name == name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_provider_is_found_by_name_and_env_names_are_upper_case() {
-        for (i, p) in PROVIDERS.iter().enumerate() {
+        for p in PROVIDERS {
             assert_eq!(find(p.name), Some(p));
-            assert_eq!(index_of(p.name), Some(i));
             assert_eq!(p.env, p.env.to_ascii_uppercase());
             assert!(p.default_base_url.starts_with("https://"));
             assert!(!p.default_base_url.ends_with('/'));

@@ -15,6 +15,9 @@ pub enum AttemptOutcome {
     StreamFailed,
     /// An error reported inside a stream before its first content, with a retryable cause.
     StreamError { retryable: bool },
+    /// The gateway could not build the provider's request (a parameter it cannot honour);
+    /// nothing was sent.
+    Refused,
 }
 
 impl AttemptOutcome {
@@ -31,6 +34,7 @@ impl AttemptOutcome {
             | AttemptOutcome::Malformed
             | AttemptOutcome::StreamFailed => true,
             AttemptOutcome::StreamError { retryable } => retryable,
+            AttemptOutcome::Refused => false,
         }
     }
 
@@ -46,6 +50,7 @@ impl AttemptOutcome {
             AttemptOutcome::Malformed => Some("malformed_response"),
             AttemptOutcome::StreamFailed => Some("stream_failed"),
             AttemptOutcome::StreamError { .. } => Some("stream_error"),
+            AttemptOutcome::Refused => Some("unsupported_request"),
         }
     }
 }
@@ -114,6 +119,8 @@ mod tests {
         assert!(AttemptOutcome::Malformed.is_retryable());
         assert!(AttemptOutcome::StreamFailed.is_retryable());
         assert!(!AttemptOutcome::StreamError { retryable: false }.is_retryable());
+        assert!(!AttemptOutcome::Refused.is_retryable());
+        assert_eq!(AttemptOutcome::Refused.kind(), Some("unsupported_request"));
         assert_eq!(AttemptOutcome::Status(503).kind(), Some("upstream_error"));
         assert_eq!(AttemptOutcome::Status(200).kind(), None);
     }
