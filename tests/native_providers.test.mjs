@@ -9,6 +9,7 @@ import { createPublicKey, verify as verifySignature } from 'node:crypto';
 import OpenAI from 'openai';
 import { startEmulator, anthropicError, googleError } from './emulator.mjs';
 import { startGateway, PROVIDER_KEYS, ADMIN_TOKEN } from './harness.mjs';
+import { recordingFetchInto, apiError } from './clients.mjs';
 
 const GEN_ID = /^gen_[0-9A-HJKMNP-TV-Z]{26}$/;
 const SERVICE_ACCOUNT_JSON = readFileSync(new URL('./fixtures/vertex/test_service_account.json', import.meta.url), 'utf8');
@@ -38,25 +39,7 @@ let key;
 const responses = []; // every response seen from a gateway, for the secrets check at the end
 const secrets = []; // [label, value] that must never reach a client
 
-/** A fetch that records each response (status, headers, body text) as the caller reads it. */
-async function recordingFetch(input, init) {
-  const res = await fetch(input, init);
-  const entry = { url: String(input?.url ?? input), status: res.status, headers: [...res.headers], body: '' };
-  responses.push(entry);
-  if (!res.body) return res;
-  if (!(res.headers.get('content-type') ?? '').includes('event-stream')) {
-    entry.body = await res.clone().text();
-    return res;
-  }
-  const decoder = new TextDecoder();
-  const tap = new TransformStream({
-    transform(chunk, controller) {
-      entry.body += decoder.decode(chunk, { stream: true });
-      controller.enqueue(chunk);
-    },
-  });
-  return new Response(res.body.pipeThrough(tap), { status: res.status, statusText: res.statusText, headers: res.headers });
-}
+const recordingFetch = recordingFetchInto(responses);
 
 function client(gateway = gw, apiKey = key) {
   return new OpenAI({ apiKey, baseURL: `${gateway.url}/v1`, maxRetries: 0, timeout: 20_000, fetch: recordingFetch });
@@ -131,20 +114,6 @@ function assemble(chunks, { response, model, provider } = {}) {
   return out;
 }
 
-/** Awaits a promise expected to reject with an OpenAI APIError of that status. */
-async function apiError(promise, status) {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof OpenAI.APIError, `expected an APIError, got ${err?.constructor?.name}: ${err?.message}`);
-    assert.equal(err.status, status, `HTTP status (message: ${err.message})`);
-    assert.equal(typeof err.error?.message, 'string', 'error.message');
-    assert.equal(typeof err.error?.type, 'string', 'error.type');
-    assert.ok('param' in err.error && 'code' in err.error, 'error.param and error.code are present');
-    return err;
-  }
-  assert.fail(`expected HTTP ${status}, the request succeeded`);
-}
 
 /** Consumes a stream expected to fail midway: returns the chunks before the error and the error. */
 async function streamError(params) {

@@ -18,6 +18,7 @@ import { randomUUID } from 'node:crypto';
 import OpenAI from 'openai';
 import { startEmulator } from './emulator.mjs';
 import { startGateway } from './harness.mjs';
+import { apiError } from './clients.mjs';
 
 const CLAUDE = 'anthropic/claude-sonnet-4-6';
 const GEMINI = 'google/gemini-3.1-pro-preview';
@@ -96,18 +97,6 @@ function routingOf(data) {
   return routing;
 }
 
-/** Awaits a promise expected to reject with an OpenAI APIError of that status. */
-async function apiError(promise, status) {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof OpenAI.APIError, `expected an APIError, got ${err?.constructor?.name}: ${err?.message}`);
-    assert.equal(err.status, status, `HTTP status (message: ${err.message})`);
-    assert.ok(err.error && typeof err.error.message === 'string' && err.error.message.length > 0, `OpenAI-shaped error: ${JSON.stringify(err.error)}`);
-    return err;
-  }
-  assert.fail(`expected HTTP ${status}, the request succeeded`);
-}
 
 /** Drains an SDK stream: text, finish reasons, chunk count, and the error it threw if any. */
 async function drain(stream) {

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import OpenAI from 'openai';
 import { startEmulator, openaiError } from './emulator.mjs';
 import { startGateway, PROVIDER_KEYS, ADMIN_TOKEN } from './harness.mjs';
+import { recordingFetchInto, apiError, assertOpenAIError } from './clients.mjs';
 
 const GEN_ID = /^gen_[0-9A-HJKMNP-TV-Z]{26}$/;
 const MAX_REQUEST_BYTES = 64 * 1024;
@@ -18,26 +19,7 @@ let key; // the main gateway key
 const gatewayKeys = []; // every gateway key issued in this file, revoked ones included
 const responses = []; // every response the tests saw from the gateway, for the secrets check
 
-/** A fetch that records each response (status, headers, body text) as the caller reads it. */
-async function recordingFetch(input, init) {
-  const res = await fetch(input, init);
-  const entry = { url: String(input?.url ?? input), status: res.status, headers: [...res.headers], body: '' };
-  responses.push(entry);
-  const type = res.headers.get('content-type') ?? '';
-  if (!res.body) return res;
-  if (!type.includes('event-stream')) {
-    entry.body = await res.clone().text();
-    return res;
-  }
-  const decoder = new TextDecoder();
-  const tap = new TransformStream({
-    transform(chunk, controller) {
-      entry.body += decoder.decode(chunk, { stream: true });
-      controller.enqueue(chunk);
-    },
-  });
-  return new Response(res.body.pipeThrough(tap), { status: res.status, statusText: res.statusText, headers: res.headers });
-}
+const recordingFetch = recordingFetchInto(responses);
 
 function client(apiKey = key) {
   return new OpenAI({ apiKey, baseURL: `${gw.url}/v1`, maxRetries: 0, timeout: 20_000, fetch: recordingFetch });
@@ -59,28 +41,7 @@ async function raw(path, { method = 'POST', headers = {}, body, auth = key, ...r
   return { status: res.status, headers: res.headers, text, json };
 }
 
-function assertOpenAIError(json, status) {
-  assert.ok(json && typeof json === 'object', `HTTP ${status}: body is JSON`);
-  assert.ok(json.error && typeof json.error === 'object', `HTTP ${status}: body has an "error" object: ${JSON.stringify(json)}`);
-  assert.equal(typeof json.error.message, 'string', 'error.message is a string');
-  assert.ok(json.error.message.length > 0, 'error.message is not empty');
-  assert.equal(typeof json.error.type, 'string', 'error.type is a string');
-  assert.ok('param' in json.error, 'error.param is present (null allowed)');
-  assert.ok('code' in json.error, 'error.code is present (null allowed)');
-}
 
-/** Awaits a promise expected to reject with an OpenAI APIError of that status. */
-async function apiError(promise, status) {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof OpenAI.APIError, `expected an APIError, got ${err?.constructor?.name}: ${err?.message}`);
-    assert.equal(err.status, status, `HTTP status (message: ${err.message})`);
-    assertOpenAIError({ error: err.error }, status);
-    return err;
-  }
-  assert.fail(`expected HTTP ${status}, the request succeeded`);
-}
 
 function lastRequest(pred = () => true) {
   return [...emu.requests].reverse().find(pred);
