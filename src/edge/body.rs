@@ -45,12 +45,15 @@ pub fn client_stream(
     let transform = Rc::new(RefCell::new(transform));
     let on_chunk = {
         let transform = transform.clone();
+        // Reused for every chunk: the chunk copied in, and the bytes to send.
+        let (mut chunk_buf, mut out) = (Vec::new(), Vec::new());
         Closure::<dyn FnMut(js_sys::Uint8Array) -> JsValue>::new(
             move |chunk: js_sys::Uint8Array| {
-                let bytes = chunk.to_vec();
-                let mut out = Vec::with_capacity(bytes.len());
-                transform.borrow_mut().push(&bytes, &mut out);
-                if out == bytes {
+                chunk_buf.resize(chunk.length() as usize, 0);
+                chunk.copy_to(&mut chunk_buf);
+                out.clear();
+                transform.borrow_mut().push(&chunk_buf, &mut out);
+                if out == chunk_buf {
                     JsValue::UNDEFINED // unchanged: send the chunk itself, no copy back
                 } else {
                     js_sys::Uint8Array::from(out.as_slice()).into()

@@ -1,11 +1,13 @@
 //! The Workers runtime adapter (wasm32 only): the fetch handler and the platform traits over
 //! `fetch`, KV, `Date.now` and `crypto.getRandomValues`. No gateway logic lives here.
 //!
-//! The handler takes and returns raw `web_sys` objects: the per-request cost is the handful of
-//! JS calls below (read five headers, read the body, one `fetch`, build one response), and a
-//! provider's body is handed to the client as the runtime's own stream.
+//! The handler takes and returns raw `web_sys` objects, and each step that touches the runtime
+//! is one call into `http.js` (read the request's fields, send an attempt, read a response head,
+//! build the response): in workerd every JS API call costs, so the hot path makes few. Header
+//! lists cross as plain objects, which the runtime converts natively.
 
 mod body;
+mod http;
 mod kv;
 mod upstream;
 
@@ -59,24 +61,17 @@ impl crate::platform::Clock for Edge {
 #[event(fetch)]
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let gw = gateway(&env);
-    let headers = req.headers();
-    let header = |name: &str| headers.get(name).ok().flatten();
-    let (authorization, request_id, origin, content_length, idempotency_key) = (
-        header("authorization"),
-        header("x-request-id"),
-        header("origin"),
-        header("content-length"),
-        header("idempotency-key"),
-    );
-    let (method, url) = (req.method(), req.url());
+    let fields = http::inbound(&req);
+    let [method, url, authorization, request_id, origin, content_length, idempotency_key] =
+        http::fields::<7>(&fields);
     let inbound = Inbound {
-        method: &method,
-        url: &url,
-        authorization: authorization.as_deref(),
-        request_id: request_id.as_deref(),
-        origin: origin.as_deref(),
-        content_length: content_length.as_deref(),
-        idempotency_key: idempotency_key.as_deref(),
+        method: method.unwrap_or("GET"),
+        url: url.unwrap_or("/"),
+        authorization,
+        request_id,
+        origin,
+        content_length,
+        idempotency_key,
     };
     let edge = Edge { env };
     let out = gw.handle(&edge, &inbound, body::RequestBody(req)).await;
@@ -87,19 +82,18 @@ fn to_response(
     out: Outbound<upstream::EdgeBody>,
     ctx: &Context,
 ) -> worker::Result<web_sys::Response> {
-    let headers = web_sys::Headers::new()?;
-    for (name, value) in &out.headers {
-        headers.append(name, value)?;
-    }
-    let init = web_sys::ResponseInit::new();
-    init.set_status(out.status);
-    init.set_headers(&headers);
-    let resp = match out.body {
-        OutBody::Empty => web_sys::Response::new_with_opt_str_and_init(None, &init)?,
-        OutBody::Bytes(bytes) => {
-            let array = js_sys::Uint8Array::from(bytes.as_slice());
-            web_sys::Response::new_with_opt_buffer_source_and_init(Some(&array), &init)?
-        }
+    // Our own headers: a value with a line break cannot occur (request ids are sanitized,
+    // the rest are ours); were one to, it is left out rather than failing the response.
+    let headers = http::flat_headers(
+        out.headers
+            .iter()
+            .filter(|(_, v)| !v.contains(['\n', '\r']))
+            .map(|(n, v)| (*n, v.as_str())),
+    )
+    .unwrap_or_default();
+    let body: JsValue = match out.body {
+        OutBody::Empty => JsValue::NULL,
+        OutBody::Bytes(bytes) => js_sys::Uint8Array::from(bytes.as_slice()).into(),
         OutBody::Stream {
             prefix,
             body,
@@ -110,8 +104,8 @@ fn to_response(
             ctx.wait_until(async move {
                 let _ = wasm_bindgen_futures::JsFuture::from(done).await;
             });
-            web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
+            stream.into()
         }
     };
-    Ok(resp)
+    Ok(http::respond(out.status, &headers, &body)?)
 }

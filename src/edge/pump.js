@@ -11,28 +11,26 @@ export function pump(source, prefix, onChunk, onEnd, onDone) {
   // The client went away (the response body was cancelled): stop reading, which cancels the
   // provider's request.
   writer.closed.catch((e) => reader.cancel(e).catch(() => {}));
-  const send = (bytes) => {
-    if (bytes.byteLength) writer.write(bytes).catch(() => {});
-  };
+  // One write per chunk, awaited: the next read waits until the client side has taken it.
+  const write = (bytes) => (bytes.byteLength ? writer.write(bytes) : undefined);
   const done = (async () => {
     let ended = false;
     try {
-      send(prefix);
+      await write(prefix);
       for (;;) {
         let next;
         try {
           next = await reader.read();
         } catch (e) {
           ended = true;
-          send(onEnd(String((e && e.message) || e || 'the stream broke')));
+          await write(onEnd(String((e && e.message) || e || 'the stream broke')));
           break;
         }
         if (next.done) break;
         const bytes = onChunk(next.value);
-        send(bytes === undefined ? next.value : bytes);
-        await writer.ready;
+        await write(bytes === undefined ? next.value : bytes);
       }
-      if (!ended) send(onEnd(undefined));
+      if (!ended) await write(onEnd(undefined));
       await writer.close();
     } catch (e) {
       try { await reader.cancel(e); } catch {}

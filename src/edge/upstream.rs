@@ -1,11 +1,11 @@
 //! The upstream trait over the runtime's `fetch`.
 //!
 //! Each attempt gets one `AbortController` and one JS timer that aborts it when the attempt's
-//! time runs out: a native call, no wasm closure, no racing futures. The timer covers the
+//! time runs out (`http.js` `send`): no wasm closure, no racing futures. The timer covers the
 //! response head, a whole non-streamed body, and a stream up to its first content; it is cleared
 //! when the body has been read or handed to the client.
 
-use super::Edge;
+use super::{http, Edge};
 use crate::platform::{FetchError, Upstream, UpstreamRequest, UpstreamResponse};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -90,48 +90,41 @@ impl Upstream for Edge {
         req: UpstreamRequest,
         timeout_ms: u64,
     ) -> Result<UpstreamResponse<EdgeBody>, FetchError> {
-        let headers = web_sys::Headers::new().map_err(setup_error)?;
-        for (name, value) in &req.headers {
-            headers.append(name, value).map_err(setup_error)?;
-        }
-        let abort = web_sys::AbortController::new().map_err(setup_error)?;
-        let init = web_sys::RequestInit::new();
-        init.set_method("POST");
-        init.set_headers(&headers);
-        init.set_signal(Some(&abort.signal()));
-        init.set_body(&js_sys::Uint8Array::from(req.body.as_slice()));
-        // setTimeout(controller.abort.bind(controller), timeout)
-        let abort_fn: js_sys::Function = js_sys::Reflect::get(&abort, &"abort".into())
-            .map_err(setup_error)?
-            .unchecked_into();
-        let timer = global()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(
-                &abort_fn.bind0(&abort),
-                timeout_ms.min(i32::MAX as u64) as i32,
-            )
-            .map_err(setup_error)?;
-        let pending = JsFuture::from(global().fetch_with_str_and_init(&req.url, &init)).await;
+        let headers = http::flat_headers(req.headers.iter().map(|(n, v)| (*n, v.as_str())))
+            .map_err(|name| {
+                FetchError::Network(format!("the `{name}` header value holds a line break"))
+            })?;
+        let sent = http::send(
+            &req.url,
+            &headers,
+            &js_sys::Uint8Array::from(req.body.as_slice()),
+            timeout_ms.min(i32::MAX as u64) as f64,
+        )
+        .map_err(setup_error)?;
+        let (pending, abort, timer) = (sent.get(0), sent.get(1), sent.get(2));
         let mut body = EdgeBody {
             response: web_sys::Response::from(JsValue::UNDEFINED),
             reader: None,
-            abort,
-            timer: Some(timer),
+            abort: abort.unchecked_into(),
+            timer: timer.as_f64().map(|t| t as i32),
             handed_off: false,
         };
-        let response: web_sys::Response = match pending {
+        let response: web_sys::Response = match JsFuture::from(js_sys::Promise::from(pending)).await
+        {
             Ok(r) => r.unchecked_into(),
             Err(e) => return Err(body.failure(e)),
         };
-        let resp_headers = response.headers();
-        let header = |name: &str| resp_headers.get(name).ok().flatten();
+        let head = http::response_head(&response);
+        let [status, content_type, retry_after, retry_after_ms] = http::fields::<4>(&head);
         let (content_type, retry_after, retry_after_ms) = (
-            header("content-type"),
-            header("retry-after"),
-            header("retry-after-ms"),
+            content_type.map(str::to_owned),
+            retry_after.map(str::to_owned),
+            retry_after_ms.map(str::to_owned),
         );
+        let status = status.and_then(|s| s.parse().ok()).unwrap_or(502);
         body.response = response;
         Ok(UpstreamResponse {
-            status: body.response.status(),
+            status,
             content_type,
             retry_after,
             retry_after_ms,

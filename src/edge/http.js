@@ -1,0 +1,59 @@
+// HTTP plumbing for the edge adapter, one call from wasm per step: header lists cross as one
+// string ("name\nvalue\n…", values checked free of newlines on the Rust side) and become plain
+// objects, which the runtime turns into headers natively (cheaper than `new Headers()` plus one
+// `append` per entry); the inbound request's few fields come back as one string.
+
+const headerObject = (flat) => {
+  const out = {};
+  if (!flat) return out;
+  const parts = flat.split('\n');
+  for (let i = 0; i + 1 < parts.length; i += 2) {
+    const name = parts[i];
+    out[name] = name in out ? `${out[name]}, ${parts[i + 1]}` : parts[i + 1];
+  }
+  return out;
+};
+
+// method, url, then the headers the gateway reads ("" when absent), joined by newlines (none of
+// them can hold one).
+export function inbound(request) {
+  const h = request.headers;
+  return [
+    request.method,
+    request.url,
+    h.get('authorization') ?? '',
+    h.get('x-request-id') ?? '',
+    h.get('origin') ?? '',
+    h.get('content-length') ?? '',
+    h.get('idempotency-key') ?? '',
+  ].join('\n');
+}
+
+// One attempt: a POST with an AbortController and a timer that aborts it after `timeoutMs`.
+// Returns [fetch promise, controller, timer id].
+export function send(url, flatHeaders, body, timeoutMs) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  const pending = fetch(url, {
+    method: 'POST',
+    headers: headerObject(flatHeaders),
+    body,
+    signal: controller.signal,
+  });
+  return [pending, controller, timer];
+}
+
+// The response head the gateway reads: status, then content-type, retry-after, retry-after-ms.
+export function responseHead(response) {
+  const h = response.headers;
+  return [
+    response.status,
+    h.get('content-type') ?? '',
+    h.get('retry-after') ?? '',
+    h.get('retry-after-ms') ?? '',
+  ].join('\n');
+}
+
+export function respond(status, flatHeaders, body) {
+  return new Response(body, { status, headers: headerObject(flatHeaders) });
+}
