@@ -324,6 +324,7 @@ function scenarios(key) {
         row('oa-json/upstream', 'upstream direct', PORTS.upstream, '/v1/chat/completions', UP_OA_JSON, up),
         row('oa-json/fixed', 'fixed-response Worker', PORTS.fixed, '/v1/chat/completions', UP_OA_JSON, up),
         row('oa-json/pass', 'JS pass-through Worker', PORTS.pass, '/v1/chat/completions', UP_OA_JSON, up),
+        row('oa-json/js-contract', 'JS doing the JSON contract\'s runtime calls (no gateway logic)', PORTS.passTs, '/v1/chat/completions?shape=contract', UP_OA_JSON, up),
         row('oa-json/gateway', 'gateway', PORTS.gateway, '/v1/chat/completions', OA_JSON, gw),
       ],
     },
@@ -335,6 +336,9 @@ function scenarios(key) {
         row('oa-stream/pass', 'JS pass-through Worker', PORTS.pass, '/v1/chat/completions', UP_OA_STREAM, up),
         row('oa-stream/pass-ts', 'JS pass-through + JS TransformStream', PORTS.passTs, '/v1/chat/completions', UP_OA_STREAM, up),
         row('oa-stream/pass-loop', 'JS pass-through + JS read loop into IdentityTransformStream', PORTS.passTs, '/v1/chat/completions?via=loop', UP_OA_STREAM, up),
+        row('oa-stream/tee-read', 'JS pass-through, body tee\'d: response native, JS reads every chunk of the copy', PORTS.passTs, '/v1/chat/completions?via=tee-read', UP_OA_STREAM, up),
+        row('oa-stream/pipe', 'JS pass-through, native pipeTo into IdentityTransformStream, JS closes it', PORTS.passTs, '/v1/chat/completions?via=pipe', UP_OA_STREAM, up),
+        row('oa-stream/tee-pipe', 'JS pass-through, tee\'d: native pipe to the client + native copy, JS closes it', PORTS.passTs, '/v1/chat/completions?via=tee-pipe', UP_OA_STREAM, up),
         row('oa-stream/gateway', 'gateway', PORTS.gateway, '/v1/chat/completions', OA_STREAM, gw),
       ],
     },
@@ -716,6 +720,23 @@ async function main() {
       const vsJs = d && floors.length ? f0(d.g.cpuUs - Math.min(...floors)) : '–';
       if (d) out.push(`| ${sc.title} | ${c} | ${f0(d.cpu)} | ${f2(d.ratio)} | ${f3(d.p50)} | ${f3(d.p99)} | ${vsJs} |`);
       else if (c === CONNS[0]) out.push(`| ${sc.title} | – | not measured (${get(sc.id, 'gateway')?.failed ?? get(sc.id, 'pass')?.failed ?? 'no data'}) | | | | |`);
+    }
+  }
+  out.push('');
+  out.push('## What a design costs before any gateway logic: JS floors − JS pass-through');
+  out.push('');
+  out.push('Each floor is a JavaScript Worker doing only the runtime calls of one design (bench/workers/passthrough-transform.js); its cost over the plain pass-through is the least any gateway built that way can add.');
+  out.push('');
+  out.push('| floor | conns | Δ CPU µs/req | req/s ratio | Δ p50 ms |');
+  out.push('|---|---:|---:|---:|---:|');
+  const floorRows = [['oa-json', 'js-contract'], ['oa-stream', 'pass-loop'], ['oa-stream', 'tee-read'], ['oa-stream', 'pipe'], ['oa-stream', 'tee-pipe'], ['an-stream', 'pass-loop']];
+  for (const [sid, id] of floorRows) {
+    const f = get(sid, id);
+    const p = get(sid, 'pass');
+    for (const c of CONNS) {
+      const fr = f?.byConn[c];
+      const pr = p?.byConn[c];
+      if (fr && pr) out.push(`| ${f.row.label} (${sid}) | ${c} | ${f0(fr.cpuUs - pr.cpuUs)} | ${f2(fr.rps / pr.rps)} | ${f3(fr.lat.p50 - pr.lat.p50)} |`);
     }
   }
   out.push('');
