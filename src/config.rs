@@ -15,10 +15,16 @@ pub const DEFAULT_TOTAL_TIMEOUT_MS: u64 = 300_000;
 /// Default time a gateway-key lookup stays cached in the isolate; override with `KEY_CACHE_TTL_MS`.
 pub const DEFAULT_KEY_CACHE_TTL_MS: u64 = 30_000;
 
+/// How many credentials one provider may have: `<PROVIDER>_API_KEY`, then `<PROVIDER>_API_KEY_2`
+/// up to `<PROVIDER>_API_KEY_9`.
+pub const MAX_CREDENTIALS: usize = 9;
+
 /// One provider's resolved settings.
 pub struct ProviderConfig {
     pub spec: &'static ProviderSpec,
-    pub api_key: Option<String>,
+    /// The gateway's credentials for this provider, in the order of their variables (empty when
+    /// none is set). Requests spread over them; one that fails is retried on the next.
+    pub api_keys: Vec<String>,
     /// Base URL without a trailing slash.
     pub base_url: String,
 }
@@ -72,7 +78,10 @@ impl Config {
             .iter()
             .map(|spec| ProviderConfig {
                 spec,
-                api_key: non_empty(&format!("{}_API_KEY", spec.env)).map(|k| k.trim().to_owned()),
+                api_keys: std::iter::once(format!("{}_API_KEY", spec.env))
+                    .chain((2..=MAX_CREDENTIALS).map(|i| format!("{}_API_KEY_{i}", spec.env)))
+                    .filter_map(|name| non_empty(&name).map(|k| k.trim().to_owned()))
+                    .collect(),
                 base_url: non_empty(&format!("{}_BASE_URL", spec.env))
                     .map(|u| u.trim().trim_end_matches('/').to_owned())
                     .unwrap_or_else(|| match spec.protocol {
@@ -127,6 +136,11 @@ impl Config {
         }
     }
 
+    /// How many credentials the gateway holds for the provider called `name`.
+    pub fn credentials(&self, name: &str) -> usize {
+        self.provider(name).map_or(0, |p| p.api_keys.len())
+    }
+
     /// The settings of the provider called `name`.
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
         self.providers.iter().find(|p| p.spec.name == name)
@@ -142,7 +156,7 @@ impl std::fmt::Debug for ProviderConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProviderConfig")
             .field("provider", &self.spec.name)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("api_keys", &format!("<{} redacted>", self.api_keys.len()))
             .field("base_url", &self.base_url)
             .finish()
     }
@@ -189,11 +203,10 @@ pub(crate) mod tests {
             ("MAX_REQUEST_BYTES", "1024"),
         ]);
         let openai = c.provider("openai").unwrap();
-        assert_eq!(openai.api_key.as_deref(), Some("sk-openai"));
+        assert_eq!(openai.api_keys, ["sk-openai"]);
         assert_eq!(openai.base_url, "http://127.0.0.1:9/v1");
-        assert_eq!(
-            c.provider("xai").unwrap().api_key,
-            None,
+        assert!(
+            c.provider("xai").unwrap().api_keys.is_empty(),
             "empty means unset"
         );
         assert_eq!(
@@ -261,6 +274,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn several_credentials_per_provider_in_variable_order() {
+        let c = config(&[
+            ("OPENAI_API_KEY", "sk-1"),
+            ("OPENAI_API_KEY_2", " sk-2 "),
+            ("OPENAI_API_KEY_4", "sk-4"),
+            ("OPENAI_API_KEY_10", "ignored: beyond the ninth"),
+            ("XAI_API_KEY_2", "xai-only-second"),
+        ]);
+        assert_eq!(
+            c.provider("openai").unwrap().api_keys,
+            ["sk-1", "sk-2", "sk-4"]
+        );
+        assert_eq!(c.credentials("openai"), 3);
+        assert_eq!(c.provider("xai").unwrap().api_keys, ["xai-only-second"]);
+        assert_eq!(c.credentials("groq"), 0);
+        let s = format!("{:?}", c.provider("openai").unwrap());
+        assert!(s.contains("<3 redacted>") && !s.contains("sk-"), "{s}");
+    }
+
+    #[test]
     fn debug_output_never_shows_secrets() {
         let c = config(&[
             ("OPENAI_API_KEY", "sk-secret-1"),
@@ -271,6 +304,6 @@ pub(crate) mod tests {
             !s.contains("sk-secret-1") && !s.contains("adm-secret-2"),
             "{s}"
         );
-        assert!(s.contains("<redacted>"));
+        assert!(s.contains("redacted>"));
     }
 }

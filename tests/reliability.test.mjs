@@ -743,6 +743,52 @@ describe('load balancing and circuit breaker', () => {
     }
   });
 
+  test('several keys for one provider: load spread over both, a rate-limited key covered by the other', async () => {
+    const SECOND = 'sk-second-openai-key';
+    const keyed = await startGateway({
+      emulatorUrl: emu.url,
+      bindings: baseBindings({ OPENAI_API_KEY_2: SECOND, RETRY_MAX_ATTEMPTS: '1', BREAKER_THRESHOLD: '2', BREAKER_COOLDOWN_MS: '60000' }),
+    });
+    try {
+      const k = await keyed.createKey('two-keys');
+      const sdk = client(keyed, k);
+      const usedKey = (r) => (r.headers.authorization === `Bearer ${SECOND}` ? 2 : r.headers.authorization === 'Bearer sk-test-openai' ? 1 : 0);
+
+      // Healthy: over 60 requests both keys serve (Binomial(60, 0.5): [15, 45] is ±3.9 sd).
+      for (let i = 0; i < 60; i += 20) {
+        await Promise.all(Array.from({ length: 20 }, () => sdk.chat.completions.create({ model: GPT, messages: userMessage('spread') })));
+      }
+      const used = upstreamCalls().map(usedKey);
+      assert.equal(used.length, 60, 'one upstream call per request');
+      assert.ok(used.every((u) => u === 1 || u === 2), 'only the two configured keys are sent');
+      const second = used.filter((u) => u === 2).length;
+      assert.ok(second >= 15 && second <= 45, `the second key served ${second} of 60`);
+
+      // The first key is rate-limited: every request is still served, by the second key, and the
+      // routing names the credentials by number only.
+      emu.reset();
+      emu.script({ match: { headers: { authorization: 'Bearer sk-test-openai' } }, status: 429, headers: { 'retry-after': '30' }, persistent: true });
+      const answers = [];
+      for (let i = 0; i < 6; i++) {
+        answers.push(await sdk.chat.completions.create({ model: GPT, messages: userMessage('limited') }).withResponse());
+      }
+      for (const { data, response } of answers) {
+        assert.equal(data.choices[0].message.content.length > 0, true);
+        const attempts = response.headers.get('x-switchyard-attempts');
+        assert.match(attempts, /^(openai#1:429,)?openai#2:200$/, attempts);
+        const routing = routingOf(data);
+        assert.equal(routing.attempts.at(-1).credential, 2);
+        assert.ok(!JSON.stringify(data).includes(SECOND) && !attempts.includes('sk-'), 'no key in the answer');
+      }
+      // After two 429s the first key's breaker is open: later requests go straight to the second.
+      const firstKeyCalls = upstreamCalls().filter((r) => usedKey(r) === 1).length;
+      assert.ok(firstKeyCalls <= 3, `the limited key was tried ${firstKeyCalls} times in 6 requests (breaker threshold 2, one half-open trial at most)`);
+      assert.match(answers.at(-1).response.headers.get('x-switchyard-attempts'), /^openai#2:200$/);
+    } finally {
+      await keyed.dispose();
+    }
+  });
+
   test('circuit breaker: opens after 2 failures, skips anthropic, half-open trial, closes on success', async () => {
     const COOLDOWN = 500;
     const breaker = await startGateway({

@@ -176,11 +176,12 @@ impl Gateway {
                 &breakers,
                 started,
                 self.random_unit(p),
+                self.random_unit(p),
             )?
         };
         self.breakers
             .borrow_mut()
-            .admit(plan[0].target.provider.name, started);
+            .admit(plan[0].target.key(), started);
         let policy = self.config.retry;
         let attempt_timeout = opts.timeout_ms.unwrap_or(self.config.timeout_ms);
         let deadline = started
@@ -207,11 +208,11 @@ impl Gateway {
                 let timeout = attempt_timeout.min(deadline - now);
                 let result = self.attempt(p, obj, summary, attempt, ids, timeout).await;
                 let latency = p.now_ms().saturating_sub(now);
-                let provider = attempt.target.provider.name;
+                let breaker = attempt.target.key();
                 match result {
                     Ok(served) => {
                         report.record(attempt, AttemptOutcome::Status(200), latency);
-                        self.breakers.borrow_mut().record_success(provider);
+                        self.breakers.borrow_mut().record_success(breaker);
                         return Ok(self.answer(p, served, &report, attempt, summary, ids));
                     }
                     Err(failure) => {
@@ -220,7 +221,7 @@ impl Gateway {
                         if retryable {
                             self.breakers
                                 .borrow_mut()
-                                .record_failure(provider, p.now_ms());
+                                .record_failure(breaker, p.now_ms());
                         }
                         let wait = failure
                             .retry_after_ms
@@ -317,9 +318,14 @@ impl Gateway {
             .config
             .provider(provider.name)
             .expect("every provider has a config");
+        let api_key = cfg
+            .api_keys
+            .get(usize::from(target.credential))
+            .cloned()
+            .unwrap_or_default();
         let (request, credential) = match native {
             None => {
-                let secret = cfg.api_key.clone().unwrap_or_default();
+                let secret = api_key;
                 let req = UpstreamRequest {
                     url: format!("{}/chat/completions", cfg.base_url),
                     headers: vec![
@@ -335,18 +341,19 @@ impl Gateway {
                 let body = translated_body(native, obj, &target.native_model)
                     .map_err(|e| Failure::new(AttemptOutcome::Refused, e))?;
                 let (credential, base) = match native {
-                    Native::Vertex(_) => self.vertex_session(p).await.map_err(|e| {
-                        let outcome = if e.status >= 500 {
-                            AttemptOutcome::Network
-                        } else {
-                            AttemptOutcome::Status(e.status)
-                        };
-                        Failure::new(outcome, e)
-                    })?,
-                    _ => (
-                        cfg.api_key.clone().unwrap_or_default(),
-                        cfg.base_url.clone(),
-                    ),
+                    Native::Vertex(_) => {
+                        self.vertex_session(p, target.credential)
+                            .await
+                            .map_err(|e| {
+                                let outcome = if e.status >= 500 {
+                                    AttemptOutcome::Network
+                                } else {
+                                    AttemptOutcome::Status(e.status)
+                                };
+                                Failure::new(outcome, e)
+                            })?
+                    }
+                    _ => (api_key, cfg.base_url.clone()),
                 };
                 let mut headers = native.auth_headers(&credential);
                 headers.push(("x-request-id", ids.request.to_owned()));

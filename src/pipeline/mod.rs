@@ -178,7 +178,8 @@ pub struct Gateway {
     pub config: Config,
     key_cache: RefCell<KeyCache>,
     models_list: OnceCell<Vec<u8>>,
-    vertex_token: RefCell<crate::providers::vertex::TokenCache>,
+    /// Vertex access tokens, one cache per service account (credential index).
+    vertex_tokens: RefCell<std::collections::HashMap<u8, crate::providers::vertex::TokenCache>>,
     breakers: RefCell<Breakers>,
 }
 
@@ -190,7 +191,7 @@ impl Gateway {
             config,
             key_cache: RefCell::new(KeyCache::default()),
             models_list: OnceCell::new(),
-            vertex_token: RefCell::default(),
+            vertex_tokens: RefCell::default(),
         }
     }
 

@@ -1290,3 +1290,101 @@ fn idempotent_requests_replay_the_first_outcome_and_refuse_a_different_body() {
         (409, json!("idempotency_key_reused"))
     );
 }
+
+/// Several keys for one provider: a rate-limited key moves the request to the next key of the
+/// same provider, the routing names credentials by number (never by value), each key has its own
+/// breaker, and requests spread over the keys.
+#[test]
+fn several_credentials_for_one_provider_share_the_load_and_cover_for_each_other() {
+    let w = World::with(&[
+        ("OPENAI_API_KEY_2", "sk-openai-second-secret"),
+        ("RETRY_MAX_ATTEMPTS", "1"),
+        ("BREAKER_THRESHOLD", "1"),
+    ]);
+    let (_, key) = w.new_key();
+    let mut r = reply(
+        429,
+        "application/json",
+        r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#,
+    );
+    if let Ok(resp) = r.as_mut() {
+        resp.retry_after = Some("30".into());
+    }
+    w.p.replies.borrow_mut().push_back(r);
+    w.p.replies
+        .borrow_mut()
+        .push_back(reply(200, "application/json", OK_JSON));
+    let a = w.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&bearer(&key)),
+        &gpt(""),
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let auth = |i: usize| header_of(&w.p.sent.borrow()[i], "authorization").unwrap();
+    let (first, second) = (auth(0), auth(1));
+    assert_ne!(first, second, "the retry used the other key");
+    let limited = if first.ends_with("sk-openai-provider-secret") {
+        1
+    } else {
+        2
+    };
+    let served = 3 - limited;
+    assert_eq!(
+        a.header("x-switchyard-attempts").unwrap(),
+        format!("openai#{limited}:429,openai#{served}:200")
+    );
+    let routing = routing_of(&a);
+    assert_eq!(routing["attempts"][0]["credential"], limited);
+    assert_eq!(routing["attempts"][1]["credential"], served);
+    assert_eq!(routing["finalProvider"], "openai");
+    let text = String::from_utf8_lossy(&a.body);
+    assert!(!text.contains("secret"), "no key in the answer: {text}");
+
+    // The limited key's breaker is open: the next requests go to the other key first.
+    for _ in 0..3 {
+        w.p.replies
+            .borrow_mut()
+            .push_back(reply(200, "application/json", OK_JSON));
+        let a = w.call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&bearer(&key)),
+            &gpt(""),
+        );
+        assert_eq!(
+            a.header("x-switchyard-attempts").unwrap(),
+            format!("openai#{served}:200")
+        );
+    }
+
+    // With both keys healthy, requests spread over both (the plan's tests check the shares; the
+    // fake's random bytes are a counter, not uniform).
+    let w = World::with(&[("OPENAI_API_KEY_2", "sk-openai-second-secret")]);
+    let (_, key) = w.new_key();
+    for _ in 0..40 {
+        w.p.replies
+            .borrow_mut()
+            .push_back(reply(200, "application/json", OK_JSON));
+        w.call(
+            "POST",
+            "/v1/chat/completions",
+            Some(&bearer(&key)),
+            &gpt(""),
+        );
+    }
+    let second =
+        w.p.sent
+            .borrow()
+            .iter()
+            .filter(|r| {
+                header_of(r, "authorization")
+                    .unwrap()
+                    .ends_with("second-secret")
+            })
+            .count();
+    assert!(
+        (5..=35).contains(&second),
+        "second key served {second} of 40"
+    );
+}

@@ -12,16 +12,22 @@ const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 const TOKEN_TIMEOUT_MS: u64 = 10_000;
 
 impl Gateway {
-    /// An access token for Vertex AI and the project/location base URL to call.
+    /// An access token for Vertex AI with the service account of `credential` (one token cache
+    /// per service account), and the project/location base URL to call.
     pub(super) async fn vertex_session<P: Clock + Upstream>(
         &self,
         p: &P,
+        credential: u8,
     ) -> Result<(String, String), GatewayError> {
         let cfg = self
             .config
             .provider("vertex")
             .expect("vertex is a provider");
-        let json = cfg.api_key.as_deref().unwrap_or_default();
+        let json = cfg
+            .api_keys
+            .get(usize::from(credential))
+            .map(String::as_str)
+            .unwrap_or_default();
         let sa = ServiceAccount::from_json(json.as_bytes())?;
         let project = self
             .config
@@ -36,7 +42,12 @@ impl Gateway {
             })?;
         let base = vertex::location_base(&cfg.base_url, &project, &self.config.vertex.location);
         let now = p.now_ms() / 1000;
-        if let Some(token) = self.vertex_token.borrow().get(now) {
+        if let Some(token) = self
+            .vertex_tokens
+            .borrow()
+            .get(&credential)
+            .and_then(|cache| cache.get(now))
+        {
             return Ok((token.to_owned(), base));
         }
         let token_url = self.config.vertex.token_url.clone().unwrap_or_else(|| {
@@ -68,8 +79,10 @@ impl Gateway {
             .await
             .unwrap_or_default();
         let (token, expires_in) = vertex::parse_token_response(&body)?;
-        self.vertex_token
+        self.vertex_tokens
             .borrow_mut()
+            .entry(credential)
+            .or_default()
             .put(token.clone(), expires_in, now);
         Ok((token, base))
     }

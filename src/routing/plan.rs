@@ -18,8 +18,10 @@ pub type Weights = HashMap<String, HashMap<String, f64>>;
 
 /// Plans the attempts for `primary` and the fallback models in `opts.models`:
 /// each model's providers in catalog order, then `order`'s providers first (or, without `order`,
-/// a weighted draw for the first place), `only` filtering, open breakers moved last.
-/// `random` is a uniform draw in [0, 1).
+/// a weighted draw for the first place), `only` filtering; each provider then becomes one attempt
+/// per credential, starting at a drawn one so that load spreads evenly over a provider's keys;
+/// open breakers move last. `random` and `spread` are independent uniform draws in [0, 1).
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     primary: &str,
     opts: &RoutingOptions,
@@ -28,6 +30,7 @@ pub fn plan(
     breakers: &Breakers,
     now_ms: u64,
     random: f64,
+    spread: f64,
 ) -> Result<Vec<Attempt>, GatewayError> {
     let fallbacks = opts
         .models
@@ -69,14 +72,21 @@ pub fn plan(
         } else if let Some(w) = weights.get(model_id.as_str()) {
             weighted_first(&mut targets, w, breakers, now_ms, random);
         }
-        attempts.extend(targets.into_iter().map(|target| Attempt {
-            model_id: model_id.clone(),
-            target,
-        }));
+        for target in targets {
+            let n = target.credentials.max(1);
+            let first = ((spread.clamp(0.0, 1.0) * f64::from(n)) as u8).min(n - 1);
+            attempts.extend((0..n).map(|i| Attempt {
+                model_id: model_id.clone(),
+                target: Target {
+                    credential: (first + i) % n,
+                    ..target.clone()
+                },
+            }));
+        }
     }
-    // Healthy providers first, over every model: an open breaker is tried only when nothing
+    // Healthy credentials first, over every model: an open breaker is tried only when nothing
     // else is left.
-    attempts.sort_by_key(|a| breakers.is_open(a.target.provider.name, now_ms));
+    attempts.sort_by_key(|a| breakers.is_open(a.target.key(), now_ms));
     if attempts.is_empty() {
         return Err(first_error.unwrap_or_else(|| {
             GatewayError::invalid_param(
@@ -112,11 +122,8 @@ fn weighted_first(
             .max(0.0)
     };
     targets.sort_by(|a, b| weight(b).total_cmp(&weight(a)));
-    let healthy: f64 = targets
-        .iter()
-        .filter(|t| !breakers.is_open(t.provider.name, now_ms))
-        .map(weight)
-        .sum();
+    let open = |t: &Target| breakers.all_open(t.provider.name, t.credentials, now_ms);
+    let healthy: f64 = targets.iter().filter(|t| !open(t)).map(weight).sum();
     if healthy <= 0.0 {
         return;
     }
@@ -124,7 +131,7 @@ fn weighted_first(
     let chosen = targets
         .iter()
         .position(|t| {
-            if breakers.is_open(t.provider.name, now_ms) {
+            if open(t) {
                 return false;
             }
             point -= weight(t);
@@ -165,6 +172,7 @@ mod tests {
             &Breakers::new(3, 1000),
             0,
             0.5,
+            0.0,
         )
     }
 
@@ -225,6 +233,7 @@ mod tests {
             &Breakers::new(3, 1),
             0,
             0.0,
+            0.0,
         )
         .unwrap_err();
         assert_eq!(e.code.as_deref(), Some("model_not_found"));
@@ -251,6 +260,7 @@ mod tests {
             &Breakers::new(3, 1),
             0,
             0.0,
+            0.0,
         )
         .unwrap();
         assert_eq!(names(&p), vec!["xai@xai/grok-3"]);
@@ -262,6 +272,7 @@ mod tests {
             &Breakers::new(3, 1),
             0,
             0.0,
+            0.0,
         )
         .unwrap_err();
         assert_eq!(e.status, 503);
@@ -270,7 +281,7 @@ mod tests {
     #[test]
     fn open_breakers_go_last() {
         let mut b = Breakers::new(1, 1000);
-        b.record_failure("anthropic", 0);
+        b.record_failure(("anthropic", 0), 0);
         let p = plan(
             SONNET,
             &RoutingOptions::default(),
@@ -278,6 +289,7 @@ mod tests {
             &Weights::new(),
             &b,
             10,
+            0.0,
             0.0,
         )
         .unwrap();
@@ -291,7 +303,7 @@ mod tests {
             models: Some(vec!["openai/gpt-4o".into()]),
             ..Default::default()
         };
-        let p = plan(SONNET, &opts, &both(), &Weights::new(), &b, 10, 0.0).unwrap();
+        let p = plan(SONNET, &opts, &both(), &Weights::new(), &b, 10, 0.0, 0.0).unwrap();
         assert_eq!(
             names(&p).last().unwrap(),
             &format!("anthropic@{SONNET}"),
@@ -308,7 +320,17 @@ mod tests {
         );
         let b = Breakers::new(3, 1000);
         let first = |r: f64| {
-            let p = plan(SONNET, &RoutingOptions::default(), &both(), &w, &b, 0, r).unwrap();
+            let p = plan(
+                SONNET,
+                &RoutingOptions::default(),
+                &both(),
+                &w,
+                &b,
+                0,
+                r,
+                0.0,
+            )
+            .unwrap();
             (p[0].target.provider.name, p.len())
         };
         assert_eq!(first(0.0), ("anthropic", 2));
@@ -321,7 +343,7 @@ mod tests {
         assert_eq!(share, 750);
         // an open breaker takes a provider out of the draw
         let mut open = Breakers::new(1, 1000);
-        open.record_failure("anthropic", 0);
+        open.record_failure(("anthropic", 0), 0);
         let p = plan(
             SONNET,
             &RoutingOptions::default(),
@@ -330,8 +352,94 @@ mod tests {
             &open,
             1,
             0.1,
+            0.0,
         )
         .unwrap();
         assert_eq!(p[0].target.provider.name, "vertex");
+    }
+
+    fn labels(a: &[Attempt]) -> Vec<String> {
+        a.iter().map(|a| a.target.label()).collect()
+    }
+
+    #[test]
+    fn a_provider_with_several_credentials_gets_one_attempt_each_starting_at_the_draw() {
+        let c = config(&[
+            ("OPENAI_API_KEY", "o1"),
+            ("OPENAI_API_KEY_2", "o2"),
+            ("OPENAI_API_KEY_3", "o3"),
+            ("XAI_API_KEY", "x"),
+        ]);
+        let opts = RoutingOptions {
+            models: Some(vec!["xai/grok-3".into()]),
+            ..Default::default()
+        };
+        let b = Breakers::new(1, 1000);
+        let at = |spread: f64| {
+            labels(
+                &plan(
+                    "openai/gpt-4o",
+                    &opts,
+                    &c,
+                    &Weights::new(),
+                    &b,
+                    0,
+                    0.0,
+                    spread,
+                )
+                .unwrap(),
+            )
+        };
+        assert_eq!(at(0.0), ["openai#1", "openai#2", "openai#3", "xai"]);
+        assert_eq!(at(0.5), ["openai#2", "openai#3", "openai#1", "xai"]);
+        assert_eq!(at(0.99), ["openai#3", "openai#1", "openai#2", "xai"]);
+        // Even shares of the first place over the draws.
+        let firsts: Vec<String> = (0..300).map(|i| at(i as f64 / 300.0)[0].clone()).collect();
+        for k in ["openai#1", "openai#2", "openai#3"] {
+            assert_eq!(firsts.iter().filter(|f| *f == k).count(), 100, "{k}");
+        }
+        // A credential whose breaker is open goes last; the provider's others still lead.
+        let mut open = Breakers::new(1, 1000);
+        open.record_failure(("openai", 1), 0);
+        let p = plan(
+            "openai/gpt-4o",
+            &opts,
+            &c,
+            &Weights::new(),
+            &open,
+            1,
+            0.0,
+            0.5,
+        )
+        .unwrap();
+        assert_eq!(labels(&p), ["openai#3", "openai#1", "xai", "openai#2"]);
+    }
+
+    #[test]
+    fn weights_count_a_provider_as_open_only_when_all_its_credentials_are() {
+        let c = config(&[
+            ("ANTHROPIC_API_KEY", "a1"),
+            ("ANTHROPIC_API_KEY_2", "a2"),
+            ("VERTEX_API_KEY", "v"),
+        ]);
+        let mut w = Weights::new();
+        w.insert(
+            SONNET.into(),
+            [("anthropic".to_owned(), 1.0), ("vertex".to_owned(), 1.0)].into(),
+        );
+        let mut b = Breakers::new(1, 1000);
+        b.record_failure(("anthropic", 0), 0);
+        let first = |b: &Breakers| {
+            plan(SONNET, &RoutingOptions::default(), &c, &w, b, 1, 0.1, 0.0).unwrap()[0]
+                .target
+                .label()
+        };
+        assert_eq!(
+            first(&b),
+            "anthropic#2",
+            "one key open: the provider still draws"
+        );
+        b.record_failure(("anthropic", 1), 0);
+        assert_eq!(first(&b), "vertex", "both keys open: out of the draw");
     }
 }

@@ -8,6 +8,10 @@ use serde::Serialize;
 #[serde(rename_all = "camelCase")]
 pub struct AttemptRecord {
     pub provider: &'static str,
+    /// Which of the provider's credentials (1-based, as its variables are numbered), when the
+    /// gateway holds several. Never the credential itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<u8>,
     pub model: String,
     /// The provider's HTTP status, when it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,8 +54,10 @@ impl RoutingReport {
         if outcome.is_success() {
             self.final_provider = Some(attempt.target.provider.name);
         }
+        let target = &attempt.target;
         self.attempts.push(AttemptRecord {
-            provider: attempt.target.provider.name,
+            provider: target.provider.name,
+            credential: (target.credentials > 1).then_some(target.credential + 1),
             model: attempt.model_id.clone(),
             status: match outcome {
                 AttemptOutcome::Status(s) => Some(s),
@@ -62,7 +68,8 @@ impl RoutingReport {
         });
     }
 
-    /// `anthropic:503,anthropic:503,vertex:200`.
+    /// `anthropic:503,anthropic:503,vertex:200`; a provider with several credentials shows
+    /// which one: `openai#1:429,openai#2:200`.
     pub fn header(&self) -> String {
         let mut s = String::new();
         for (i, a) in self.attempts.iter().enumerate() {
@@ -70,6 +77,10 @@ impl RoutingReport {
                 s.push(',');
             }
             s.push_str(a.provider);
+            if let Some(c) = a.credential {
+                s.push('#');
+                s.push_str(&c.to_string());
+            }
             s.push(':');
             match a.status {
                 Some(st) => s.push_str(&st.to_string()),
@@ -163,6 +174,7 @@ mod tests {
             &Weights::new(),
             &Breakers::new(3, 1),
             0,
+            0.0,
             0.0,
         )
         .unwrap();

@@ -18,12 +18,32 @@ pub struct Target {
     pub native_model: String,
     /// The catalog entry, when the model is in the catalog (and so priced).
     pub model: Option<&'static Model>,
+    /// Which of the provider's credentials to use (0-based), and how many it has. `resolve`
+    /// gives one target per provider (credential 0); the plan spreads it over all of them.
+    pub credential: u8,
+    pub credentials: u8,
+}
+
+impl Target {
+    /// This target's circuit breaker.
+    pub fn key(&self) -> super::breaker::Key {
+        (self.provider.name, self.credential)
+    }
+
+    /// `openai`, or `openai#2` when the provider has several credentials (1-based, as the
+    /// variables are numbered). Never the credential itself.
+    pub fn label(&self) -> String {
+        if self.credentials > 1 {
+            format!("{}#{}", self.provider.name, self.credential + 1)
+        } else {
+            self.provider.name.to_owned()
+        }
+    }
 }
 
 /// The providers to try for `model_id`, best first. Never empty on success.
 pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayError> {
-    let configured =
-        |p: &ProviderSpec| config.provider(p.name).is_some_and(|c| c.api_key.is_some());
+    let configured = |p: &ProviderSpec| config.credentials(p.name) > 0;
     if let Some(model) = catalog::find(model_id) {
         let all: Vec<Target> = model
             .offers
@@ -33,6 +53,8 @@ pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayEr
                     provider: providers::find(o.provider)?,
                     native_model: o.native_id.to_owned(),
                     model: Some(model),
+                    credential: 0,
+                    credentials: config.credentials(o.provider) as u8,
                 })
             })
             .collect();
@@ -68,6 +90,8 @@ pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayEr
         provider,
         native_model: native.to_owned(),
         model: None,
+        credential: 0,
+        credentials: config.credentials(provider.name) as u8,
     }])
 }
 
