@@ -9,6 +9,7 @@
 // Environment: BENCH_DURATION (s, 5), BENCH_WARMUP (s, 1), BENCH_CONNECTIONS ("1,32"),
 // BENCH_PORT_BASE (18700), BENCH_STREAM_EVENTS (32), BENCH_WRANGLER_DEV (1; 0 skips it),
 // BENCH_DEV_DURATION (s, 4), BENCH_ONLY (comma list of row ids to run, for debugging),
+// BENCH_V8_FLAGS (comma list of V8 flags for the measured workerd, for investigation),
 // BENCH_PROFILE (comma list of row ids, e.g. "oa-json/gateway,oa-json/pass": after the load runs,
 // sample workerd with `perf record -e cpu-clock` during a wrk run of each, V8 started with
 // --perf-basic-prof so JIT and wasm frames have names; flat profiles go to the results).
@@ -34,6 +35,9 @@ const DEV = (env.BENCH_WRANGLER_DEV ?? '1') !== '0';
 const DEV_DURATION = Number(env.BENCH_DEV_DURATION ?? 4);
 const ONLY = env.BENCH_ONLY ? env.BENCH_ONLY.split(',') : null;
 const PROFILE = env.BENCH_PROFILE ? env.BENCH_PROFILE.split(',') : [];
+// Extra V8 flags for the measured workerd (e.g. BENCH_V8_FLAGS=--trace-gc; its output goes to
+// bench/.out/workerd.log). Flags change what is measured: for investigation, not for figures.
+const V8_FLAGS = env.BENCH_V8_FLAGS ? env.BENCH_V8_FLAGS.split(',') : [];
 const PORTS = { upstream: BASE, gateway: BASE + 1, pass: BASE + 2, fixed: BASE + 3, devGateway: BASE + 4, devPass: BASE + 5, passTs: BASE + 6 };
 const ADMIN_TOKEN = 'bench-admin-token-0123456789';
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
@@ -558,7 +562,7 @@ async function main() {
     return proc;
   };
 
-  const workerd = await startWorkerd(writeConfig('config.capnp', []), 'workerd.log');
+  const workerd = await startWorkerd(writeConfig('config.capnp', V8_FLAGS), 'workerd.log');
   log(`workerd pid ${workerd.pid} serving gateway :${PORTS.gateway}, pass-through :${PORTS.pass}, fixed :${PORTS.fixed}; upstream :${PORTS.upstream}`);
 
   const setup = await createKey(PORTS.gateway);
