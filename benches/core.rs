@@ -7,7 +7,8 @@
 //! Per event: SSE decode, provider-to-OpenAI translation and OpenAI chunk encoding of long
 //! Anthropic and Gemini streams, built by repeating the content-delta events of the real recorded
 //! streams in tests/fixtures. Per request: the fast-path body handling (`RawObject::parse`,
-//! `chat_summary`, `to_json_with_model`), `routing::resolve`, and the translated path's request
+//! `chat_summary`, `to_json_with_model`), `routing::resolve` and the whole `routing::plan`, and the
+//! translated path's request
 //! and response translation.
 //!
 //! Output: a Markdown table on stdout. `BENCH_NATIVE_MS` sets the time per round (default 300).
@@ -265,8 +266,11 @@ fn main() {
         ("ADMIN_TOKEN", "admin"),
         ("OPENAI_API_KEY", "sk-o"),
         ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        ("OPENAI_API_KEY_2", "sk-o2"),
         ("ANTHROPIC_API_KEY", "sk-a"),
+        ("VERTEX_API_KEY", "{}"),
         ("GOOGLE_API_KEY", "g"),
+        ("XAI_API_KEY", "x"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -296,6 +300,44 @@ fn main() {
         });
         rows.push((
             format!("routing::resolve({model})"),
+            String::new(),
+            s.best_ns,
+            s.median_ns,
+            "ns/request".into(),
+        ));
+    }
+
+    // the whole routing plan for one request (resolve, options, weights, breakers, one attempt
+    // per credential), with a fallback model and weights in play
+    let opts: routing::RoutingOptions =
+        serde_json::from_str(r#"{"models":["xai/grok-3"]}"#).expect("options");
+    let breakers = routing::Breakers::new(3, 30_000);
+    let mut weights = routing::Weights::new();
+    weights.insert(
+        "anthropic/claude-sonnet-4-6".into(),
+        [("anthropic".to_owned(), 3.0), ("vertex".to_owned(), 1.0)].into(),
+    );
+    for model in ["openai/gpt-4o", "anthropic/claude-sonnet-4-6"] {
+        if routing::plan(model, &opts, &config, &weights, &breakers, 0, 0.3, 0.6).is_err() {
+            continue;
+        }
+        let s = time(budget, || {
+            black_box(
+                routing::plan(
+                    black_box(model),
+                    &opts,
+                    &config,
+                    &weights,
+                    &breakers,
+                    1_700_000_000_000,
+                    0.3,
+                    0.6,
+                )
+                .unwrap(),
+            );
+        });
+        rows.push((
+            format!("routing::plan({model}, fallback xai/grok-3)"),
             String::new(),
             s.best_ns,
             s.median_ns,
