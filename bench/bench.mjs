@@ -10,6 +10,7 @@
 // BENCH_PORT_BASE (18700), BENCH_STREAM_EVENTS (32), BENCH_WRANGLER_DEV (1; 0 skips it),
 // BENCH_DEV_DURATION (s, 4), BENCH_ONLY (comma list of row ids to run, for debugging),
 // BENCH_V8_FLAGS (comma list of V8 flags for the measured workerd, for investigation),
+// BENCH_WORKERD (path of another workerd binary to serve the raw runtime with),
 // BENCH_PROFILE (comma list of row ids, e.g. "oa-json/gateway,oa-json/pass": after the load runs,
 // sample workerd with `perf record -e cpu-clock` during a wrk run of each, V8 started with
 // --perf-basic-prof so JIT and wasm frames have names; flat profiles go to the results).
@@ -41,7 +42,9 @@ const V8_FLAGS = env.BENCH_V8_FLAGS ? env.BENCH_V8_FLAGS.split(',') : [];
 const PORTS = { upstream: BASE, gateway: BASE + 1, pass: BASE + 2, fixed: BASE + 3, devGateway: BASE + 4, devPass: BASE + 5, passTs: BASE + 6 };
 const ADMIN_TOKEN = 'bench-admin-token-0123456789';
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-const WORKERD = path.join(ROOT, 'node_modules/.bin/workerd');
+// BENCH_WORKERD: another workerd binary for the raw runtime (e.g. a newer release, closer to what
+// Cloudflare runs than the one wrangler 4.86.0 brings).
+const WORKERD = env.BENCH_WORKERD || path.join(ROOT, 'node_modules/.bin/workerd');
 const WRANGLER = path.join(ROOT, 'node_modules/.bin/wrangler');
 
 const log = (...a) => console.error('[bench]', ...a);
