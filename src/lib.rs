@@ -20,6 +20,7 @@
 //! | [`platform`] | the traits the core reaches the world through: clock, upstream, KV |
 //! | [`error`] | the one error type, grouped by cause |
 //! | [`ids`] | generation, key and request ids |
+//! | [`fields`] | the newline-joined lists the edge's JavaScript and the core exchange |
 //! | `edge` | wasm32 only: the Workers fetch handler and trait adapters |
 pub mod auth;
 pub mod canonical;
@@ -29,6 +30,7 @@ pub mod config;
 #[cfg(target_arch = "wasm32")]
 pub mod edge;
 pub mod error;
+pub mod fields;
 pub mod formats;
 pub mod ids;
 pub mod pipeline;

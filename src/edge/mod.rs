@@ -63,7 +63,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let gw = gateway(&env);
     let fields = http::inbound(&req);
     let [method, url, authorization, request_id, origin, content_length, idempotency_key] =
-        http::fields::<7>(&fields);
+        crate::fields::split::<7>(&fields);
     let inbound = Inbound {
         method: method.unwrap_or("GET"),
         url: url.unwrap_or("/"),
@@ -84,7 +84,7 @@ fn to_response(
 ) -> worker::Result<web_sys::Response> {
     // Our own headers: a value with a line break cannot occur (request ids are sanitized,
     // the rest are ours); were one to, it is left out rather than failing the response.
-    let headers = http::flat_headers(
+    let headers = crate::fields::join_headers(
         out.headers
             .iter()
             .filter(|(_, v)| !v.contains(['\n', '\r']))

@@ -90,10 +90,11 @@ impl Upstream for Edge {
         req: UpstreamRequest,
         timeout_ms: u64,
     ) -> Result<UpstreamResponse<EdgeBody>, FetchError> {
-        let headers = http::flat_headers(req.headers.iter().map(|(n, v)| (*n, v.as_str())))
-            .map_err(|name| {
-                FetchError::Network(format!("the `{name}` header value holds a line break"))
-            })?;
+        let headers =
+            crate::fields::join_headers(req.headers.iter().map(|(n, v)| (*n, v.as_str())))
+                .map_err(|name| {
+                    FetchError::Network(format!("the `{name}` header value holds a line break"))
+                })?;
         let sent = http::send(
             &req.url,
             &headers,
@@ -115,7 +116,7 @@ impl Upstream for Edge {
             Err(e) => return Err(body.failure(e)),
         };
         let head = http::response_head(&response);
-        let [status, content_type, retry_after, retry_after_ms] = http::fields::<4>(&head);
+        let [status, content_type, retry_after, retry_after_ms] = crate::fields::split::<4>(&head);
         let (content_type, retry_after, retry_after_ms) = (
             content_type.map(str::to_owned),
             retry_after.map(str::to_owned),
