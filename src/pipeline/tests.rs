@@ -236,6 +236,16 @@ impl World {
         }
     }
 
+    /// Queues the provider's next reply.
+    fn reply(&self, r: Result<UpstreamResponse<FakeBody>, FetchError>) {
+        self.p.replies.borrow_mut().push_back(r);
+    }
+
+    /// A chat completion with gateway key `key`.
+    fn chat(&self, key: &str, body: &str) -> Answer {
+        self.call("POST", "/v1/chat/completions", Some(&bearer(key)), body)
+    }
+
     fn new_key(&self) -> (String, String) {
         let a = self.call("POST", "/admin/keys", Some(ADMIN), r#"{"name":"ci"}"#);
         assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
@@ -387,7 +397,7 @@ fn bad_gateway_keys_are_401_in_openai_shape() {
 fn chat_is_forwarded_with_the_native_model_and_every_other_field_as_sent() {
     let w = World::new();
     let (_, key) = w.new_key();
-    w.p.replies.borrow_mut().push_back(reply(
+    w.reply(reply(
         200,
         "application/json",
         r#"{"id":"chatcmpl-1","object":"chat.completion","choices":[]}"#,
@@ -437,13 +447,9 @@ fn chat_is_forwarded_with_the_native_model_and_every_other_field_as_sent() {
 fn unknown_models_of_known_providers_are_forwarded_as_is() {
     let w = World::new();
     let (_, key) = w.new_key();
-    w.p.replies
-        .borrow_mut()
-        .push_back(reply(200, "text/event-stream", "data: [DONE]\n\n"));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
+    w.reply(reply(200, "text/event-stream", "data: [DONE]\n\n"));
+    let a = w.chat(
+        &key,
         r#"{"model":"xai/grok-next","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
     );
     assert_eq!(a.status, 200);
@@ -550,7 +556,7 @@ fn upstream_errors_keep_status_and_message_and_hide_the_provider_key() {
     let auth = bearer(&key);
     let msg = r#"{"error":{"message":"Rate limit reached for sk-openai-provider-secret","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
     for _ in 0..2 {
-        w.p.replies.borrow_mut().push_back(Ok(UpstreamResponse {
+        w.reply(Ok(UpstreamResponse {
             status: 429,
             content_type: Some("application/json".into()),
             retry_after: Some("3".into()),
@@ -590,10 +596,8 @@ fn upstream_errors_keep_status_and_message_and_hide_the_provider_key() {
 fn a_provider_without_a_key_is_a_clear_configuration_error() {
     let w = World::new();
     let (_, key) = w.new_key();
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
+    let a = w.chat(
+        &key,
         r#"{"model":"groq/some-model","messages":[{"role":"user","content":"hi"}]}"#,
     );
     assert_eq!(a.status, 503);
@@ -709,12 +713,12 @@ fn header_of(req: &UpstreamRequest, name: &str) -> Option<String> {
 fn anthropic_json_is_translated_both_ways() {
     let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
     let (_, key) = w.new_key();
-    w.p.replies.borrow_mut().push_back(reply(
+    w.reply(reply(
         200,
         "application/json",
         include_str!("../../tests/fixtures/anthropic/text.json"),
     ));
-    let a = w.call("POST", "/v1/chat/completions", Some(&bearer(&key)), r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],"max_tokens":100}"#);
+    let a = w.chat(&key, r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],"max_tokens":100}"#);
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let v = a.json();
     assert_eq!(v["object"], "chat.completion");
@@ -750,12 +754,12 @@ fn anthropic_json_is_translated_both_ways() {
 fn anthropic_streams_are_translated_to_openai_chunks() {
     let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
     let (_, key) = w.new_key();
-    w.p.replies.borrow_mut().push_back(reply(
+    w.reply(reply(
         200,
         "text/event-stream",
         include_str!("../../tests/fixtures/anthropic/basic_text.sse"),
     ));
-    let a = w.call("POST", "/v1/chat/completions", Some(&bearer(&key)), r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#);
+    let a = w.chat(&key, r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#);
     assert_eq!(a.status, 200);
     assert!(a
         .header("content-type")
@@ -794,17 +798,15 @@ fn anthropic_overload_is_a_503_and_unsupported_parameters_are_refused() {
     let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
     let (_, key) = w.new_key();
     for _ in 0..2 {
-        w.p.replies.borrow_mut().push_back(reply(
+        w.reply(reply(
             529,
             "application/json",
             r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
         ));
     }
     let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
+    let a = w.chat(
+        &key,
         &format!(r#"{{"model":"anthropic/claude-sonnet-4-6",{msgs}}}"#),
     );
     assert_eq!(a.status, 503);
@@ -814,10 +816,8 @@ fn anthropic_overload_is_a_503_and_unsupported_parameters_are_refused() {
         Some("anthropic:529,anthropic:529"),
         "retried once"
     );
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
+    let a = w.chat(
+        &key,
         &format!(r#"{{"model":"anthropic/claude-sonnet-4-6",{msgs},"logit_bias":{{"1":2}}}}"#),
     );
     assert_eq!(
@@ -853,11 +853,11 @@ fn vertex_trades_a_signed_assertion_for_a_token_once_and_reuses_it() {
         reply(200, "application/json", answer),
         reply(200, "application/json", answer),
     ] {
-        w.p.replies.borrow_mut().push_back(r);
+        w.reply(r);
     }
     // Claude on Vertex only (no ANTHROPIC_API_KEY), twice.
     for _ in 0..2 {
-        let a = w.call("POST", "/v1/chat/completions", Some(&bearer(&key)), r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}]}"#);
+        let a = w.chat(&key, r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}]}"#);
         assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
         assert_eq!(a.header("x-switchyard-provider"), Some("vertex"));
     }
@@ -895,20 +895,13 @@ fn routing_of(a: &Answer) -> Value {
 fn a_500_is_retried_on_the_same_provider_with_backoff() {
     let w = World::new();
     let (_, key) = w.new_key();
-    w.p.replies.borrow_mut().push_back(reply(
+    w.reply(reply(
         500,
         "application/json",
         r#"{"error":{"message":"boom"}}"#,
     ));
-    w.p.replies
-        .borrow_mut()
-        .push_back(reply(200, "application/json", OK_JSON));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
-        &gpt(""),
-    );
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, &gpt(""));
     assert_eq!(a.status, 200);
     assert_eq!(
         a.header("x-switchyard-attempts"),
@@ -926,17 +919,11 @@ fn fallback_models_serve_when_the_primary_keeps_failing_and_options_stay_home() 
     let w = World::new();
     let (_, key) = w.new_key();
     for _ in 0..2 {
-        w.p.replies
-            .borrow_mut()
-            .push_back(reply(503, "application/json", "{}"));
+        w.reply(reply(503, "application/json", "{}"));
     }
-    w.p.replies
-        .borrow_mut()
-        .push_back(reply(200, "application/json", OK_JSON));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
         &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
     );
     assert_eq!(a.status, 200);
@@ -956,15 +943,13 @@ fn fallback_models_serve_when_the_primary_keeps_failing_and_options_stay_home() 
 fn a_non_retryable_error_returns_at_once() {
     let w = World::new();
     let (_, key) = w.new_key();
-    w.p.replies.borrow_mut().push_back(reply(
+    w.reply(reply(
         400,
         "application/json",
         r#"{"error":{"message":"bad","param":"temperature"}}"#,
     ));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
+    let a = w.chat(
+        &key,
         &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
     );
     assert_eq!(a.status, 400);
@@ -976,14 +961,10 @@ fn a_non_retryable_error_returns_at_once() {
 fn timeouts_and_connection_failures_move_on() {
     let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
     let (_, key) = w.new_key();
-    w.p.replies.borrow_mut().push_back(Err(FetchError::Timeout));
-    w.p.replies
-        .borrow_mut()
-        .push_back(reply(200, "application/json", OK_JSON));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
+    w.reply(Err(FetchError::Timeout));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
         &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"],"timeoutMs":250}}"#),
     );
     assert_eq!(a.status, 200);
@@ -995,13 +976,8 @@ fn timeouts_and_connection_failures_move_on() {
     // everything times out: 504
     let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
     let (_, key) = w.new_key();
-    w.p.replies.borrow_mut().push_back(Err(FetchError::Timeout));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
-        &gpt(""),
-    );
+    w.reply(Err(FetchError::Timeout));
+    let a = w.chat(&key, &gpt(""));
     assert_eq!(a.status, 504);
     assert_eq!(a.header("x-switchyard-attempts"), Some("openai:timeout"));
 }
@@ -1010,18 +986,9 @@ fn timeouts_and_connection_failures_move_on() {
 fn malformed_json_is_retried() {
     let w = World::new();
     let (_, key) = w.new_key();
-    w.p.replies
-        .borrow_mut()
-        .push_back(reply(200, "application/json", "{not json"));
-    w.p.replies
-        .borrow_mut()
-        .push_back(reply(200, "application/json", OK_JSON));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
-        &gpt(""),
-    );
+    w.reply(reply(200, "application/json", "{not json"));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, &gpt(""));
     assert_eq!(a.status, 200);
     assert_eq!(
         a.header("x-switchyard-attempts"),
@@ -1033,20 +1000,14 @@ fn malformed_json_is_retried() {
 fn a_stream_that_dies_before_content_falls_back_and_the_client_sees_one_clean_stream() {
     let w = World::new();
     let (_, key) = w.new_key();
-    w.p.replies
-        .borrow_mut()
-        .push_back(stream_reply(&[CHUNK_ROLE], true));
-    w.p.replies
-        .borrow_mut()
-        .push_back(stream_reply(&[CHUNK_ROLE], true));
-    w.p.replies.borrow_mut().push_back(stream_reply(
+    w.reply(stream_reply(&[CHUNK_ROLE], true));
+    w.reply(stream_reply(&[CHUNK_ROLE], true));
+    w.reply(stream_reply(
         &[CHUNK_ROLE, CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],
         false,
     ));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
+    let a = w.chat(
+        &key,
         &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
     );
     assert_eq!(a.status, 200);
@@ -1075,13 +1036,9 @@ fn a_stream_that_dies_before_content_falls_back_and_the_client_sees_one_clean_st
 fn a_stream_that_dies_after_content_ends_with_an_error_event_and_no_fallback() {
     let w = World::new();
     let (_, key) = w.new_key();
-    w.p.replies
-        .borrow_mut()
-        .push_back(stream_reply(&[CHUNK_ROLE, CHUNK_HI], true));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
+    w.reply(stream_reply(&[CHUNK_ROLE, CHUNK_HI], true));
+    let a = w.chat(
+        &key,
         &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
     );
     assert_eq!(a.status, 200);
@@ -1107,18 +1064,16 @@ fn a_stream_that_dies_after_content_ends_with_an_error_event_and_no_fallback() {
 fn an_in_stream_error_before_content_is_skipped() {
     let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
     let (_, key) = w.new_key();
-    w.p.replies.borrow_mut().push_back(stream_reply(
+    w.reply(stream_reply(
         &["data: {\"error\":{\"message\":\"overloaded\",\"code\":\"server_overloaded\"}}\n\n"],
         false,
     ));
-    w.p.replies.borrow_mut().push_back(stream_reply(
+    w.reply(stream_reply(
         &[CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],
         false,
     ));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
+    let a = w.chat(
+        &key,
         &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
     );
     assert_eq!(
@@ -1132,20 +1087,16 @@ fn an_in_stream_error_before_content_is_skipped() {
 fn a_long_retry_after_moves_to_the_next_provider_instead_of_waiting() {
     let w = World::new();
     let (_, key) = w.new_key();
-    w.p.replies.borrow_mut().push_back(Ok(UpstreamResponse {
+    w.reply(Ok(UpstreamResponse {
         status: 429,
         content_type: None,
         retry_after: Some("120".into()),
         retry_after_ms: None,
         body: VecDeque::new(),
     }));
-    w.p.replies
-        .borrow_mut()
-        .push_back(reply(200, "application/json", OK_JSON));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
         &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
     );
     assert_eq!(
@@ -1165,43 +1116,20 @@ fn a_breaker_opens_after_repeated_failures_and_requests_stop_paying_for_it() {
     let (_, key) = w.new_key();
     let opts = r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#;
     for _ in 0..2 {
-        w.p.replies
-            .borrow_mut()
-            .push_back(reply(503, "application/json", "{}"));
-        w.p.replies
-            .borrow_mut()
-            .push_back(reply(200, "application/json", OK_JSON));
-        w.call(
-            "POST",
-            "/v1/chat/completions",
-            Some(&bearer(&key)),
-            &gpt(opts),
-        );
+        w.reply(reply(503, "application/json", "{}"));
+        w.reply(reply(200, "application/json", OK_JSON));
+        w.chat(&key, &gpt(opts));
     }
-    w.p.replies
-        .borrow_mut()
-        .push_back(reply(200, "application/json", OK_JSON));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
-        &gpt(opts),
-    );
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, &gpt(opts));
     assert_eq!(
         a.header("x-switchyard-attempts"),
         Some("xai:200"),
         "openai skipped while open"
     );
     w.p.now.set(w.p.now.get() + 1001);
-    w.p.replies
-        .borrow_mut()
-        .push_back(reply(200, "application/json", OK_JSON));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
-        &gpt(opts),
-    );
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, &gpt(opts));
     assert_eq!(
         a.header("x-switchyard-attempts"),
         Some("openai:200"),
@@ -1227,19 +1155,10 @@ fn key_routing_defaults_apply_and_requests_override_them() {
     assert_eq!(created.json()["routing"]["models"], json!(["xai/grok-3"]));
     let key = created.json()["key"].as_str().unwrap().to_owned();
     for _ in 0..2 {
-        w.p.replies
-            .borrow_mut()
-            .push_back(reply(503, "application/json", "{}"));
+        w.reply(reply(503, "application/json", "{}"));
     }
-    w.p.replies
-        .borrow_mut()
-        .push_back(reply(200, "application/json", OK_JSON));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
-        &gpt(""),
-    );
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, &gpt(""));
     assert_eq!(
         a.header("x-switchyard-provider"),
         Some("xai"),
@@ -1261,9 +1180,7 @@ fn key_routing_defaults_apply_and_requests_override_them() {
 fn idempotent_requests_replay_the_first_outcome_and_refuse_a_different_body() {
     let w = World::new();
     let (_, key) = w.new_key();
-    w.p.replies
-        .borrow_mut()
-        .push_back(reply(200, "application/json", OK_JSON));
+    w.reply(reply(200, "application/json", OK_JSON));
     let auth = bearer(&key);
     let req = |body: &str| {
         w.call_with(
@@ -1310,16 +1227,9 @@ fn several_credentials_for_one_provider_share_the_load_and_cover_for_each_other(
     if let Ok(resp) = r.as_mut() {
         resp.retry_after = Some("30".into());
     }
-    w.p.replies.borrow_mut().push_back(r);
-    w.p.replies
-        .borrow_mut()
-        .push_back(reply(200, "application/json", OK_JSON));
-    let a = w.call(
-        "POST",
-        "/v1/chat/completions",
-        Some(&bearer(&key)),
-        &gpt(""),
-    );
+    w.reply(r);
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, &gpt(""));
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let auth = |i: usize| header_of(&w.p.sent.borrow()[i], "authorization").unwrap();
     let (first, second) = (auth(0), auth(1));
@@ -1343,15 +1253,8 @@ fn several_credentials_for_one_provider_share_the_load_and_cover_for_each_other(
 
     // The limited key's breaker is open: the next requests go to the other key first.
     for _ in 0..3 {
-        w.p.replies
-            .borrow_mut()
-            .push_back(reply(200, "application/json", OK_JSON));
-        let a = w.call(
-            "POST",
-            "/v1/chat/completions",
-            Some(&bearer(&key)),
-            &gpt(""),
-        );
+        w.reply(reply(200, "application/json", OK_JSON));
+        let a = w.chat(&key, &gpt(""));
         assert_eq!(
             a.header("x-switchyard-attempts").unwrap(),
             format!("openai#{served}:200")
@@ -1363,15 +1266,8 @@ fn several_credentials_for_one_provider_share_the_load_and_cover_for_each_other(
     let w = World::with(&[("OPENAI_API_KEY_2", "sk-openai-second-secret")]);
     let (_, key) = w.new_key();
     for _ in 0..40 {
-        w.p.replies
-            .borrow_mut()
-            .push_back(reply(200, "application/json", OK_JSON));
-        w.call(
-            "POST",
-            "/v1/chat/completions",
-            Some(&bearer(&key)),
-            &gpt(""),
-        );
+        w.reply(reply(200, "application/json", OK_JSON));
+        w.chat(&key, &gpt(""));
     }
     let second =
         w.p.sent
