@@ -191,7 +191,7 @@ impl Gateway {
         let mut report = RoutingReport::new(&summary.model, &plan);
         let mut last: Option<GatewayError> = None;
         let mut total = 0;
-        'targets: for attempt in &plan {
+        'targets: for (i, attempt) in plan.iter().enumerate() {
             let mut tries = 0;
             loop {
                 let now = p.now_ms();
@@ -218,7 +218,15 @@ impl Gateway {
                     Err(failure) => {
                         report.record(attempt, failure.outcome, latency);
                         let retryable = failure.outcome.is_retryable();
-                        if retryable {
+                        // The provider refused the gateway's own key (revoked, no access):
+                        // the request is not at fault, so the provider's next key may serve it.
+                        let key_refused =
+                            matches!(failure.outcome, AttemptOutcome::Status(401 | 403))
+                                && plan.get(i + 1).is_some_and(|next| {
+                                    next.target.provider.name == attempt.target.provider.name
+                                        && next.model_id == attempt.model_id
+                                });
+                        if retryable || key_refused {
                             self.breakers
                                 .borrow_mut()
                                 .record_failure(breaker, p.now_ms());
@@ -227,6 +235,9 @@ impl Gateway {
                             .retry_after_ms
                             .unwrap_or_else(|| backoff_ms(&policy, tries, self.random_u32(p)));
                         last = Some(failure.error);
+                        if key_refused {
+                            continue 'targets;
+                        }
                         if !retryable {
                             break 'targets;
                         }

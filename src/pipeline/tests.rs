@@ -1284,3 +1284,53 @@ fn several_credentials_for_one_provider_share_the_load_and_cover_for_each_other(
         "second key served {second} of 40"
     );
 }
+
+/// A provider that refuses one of the gateway's keys (401/403) is tried with its next key; with
+/// a single key, or none left, the refusal goes back to the client as before, and no other
+/// provider is burned.
+#[test]
+fn a_refused_key_moves_to_the_providers_next_key_only() {
+    let refused = || {
+        reply(
+            401,
+            "application/json",
+            r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+        )
+    };
+    let w = World::with(&[("OPENAI_API_KEY_2", "sk-openai-second-secret")]);
+    let (_, key) = w.new_key();
+    w.reply(refused());
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.status, 200);
+    let attempts = a.header("x-switchyard-attempts").unwrap().to_owned();
+    assert!(
+        attempts == "openai#1:401,openai#2:200" || attempts == "openai#2:401,openai#1:200",
+        "{attempts}"
+    );
+
+    // Both keys refused: the refusal is the answer; the fallback model's provider is not tried.
+    w.reply(refused());
+    w.reply(refused());
+    let a = w.chat(
+        &key,
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.status, 401, "{}", String::from_utf8_lossy(&a.body));
+    assert!(!a.header("x-switchyard-attempts").unwrap().contains("xai"));
+    assert!(!String::from_utf8_lossy(&a.body).contains("secret"));
+
+    // One key: as before, straight back.
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.reply(refused());
+    let a = w.chat(
+        &key,
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.status, 401);
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:401"));
+}
