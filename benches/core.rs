@@ -20,7 +20,8 @@ use switchyard::canonical::ChatRequest;
 use switchyard::chat_body::RawObject;
 use switchyard::config::Config;
 use switchyard::formats::openai::ChunkEncoder;
-use switchyard::providers::{anthropic, gemini};
+use switchyard::platform::StreamTransform;
+use switchyard::providers::{anthropic, gemini, openai_compat::PassThroughStream};
 use switchyard::routing;
 use switchyard::sse::SseDecoder;
 
@@ -236,6 +237,40 @@ fn main() {
             ));
         }
     }
+
+    // The OpenAI-compatible pass-through scanner (content start, `[DONE]`, finish), per event:
+    // what the edge runs on every chunk of a pass-through stream.
+    let openai = lengthen(&split_events(&fixture("openai/openai-text.sse")), 4, |e| {
+        e.contains("\"content\":\"") && !e.contains("\"role\"")
+    });
+    let pass = |chunks: &[Vec<u8>]| {
+        let mut t = PassThroughStream::new("openai");
+        t.set_trailer(b"data: {}\n\n".to_vec());
+        let (mut out, mut bytes) = (Vec::with_capacity(4096), 0);
+        for c in chunks {
+            t.push(c, &mut out);
+            bytes += out.len();
+            out.clear();
+        }
+        t.finish(&mut out, None);
+        bytes + out.len()
+    };
+    let in_bytes: usize = openai.iter().map(Vec::len).sum();
+    let out_bytes = pass(&openai);
+    assert!(out_bytes > in_bytes, "the trailer is added");
+    let s = time(budget, || {
+        black_box(pass(black_box(&openai)));
+    });
+    rows.push((
+        "openai-compatible stream (text): pass-through scan".into(),
+        format!(
+            "{} events, {in_bytes} B in, {out_bytes} B out",
+            openai.len()
+        ),
+        s.best_ns / openai.len() as f64,
+        s.median_ns / openai.len() as f64,
+        "ns/event".into(),
+    ));
 
     // --- requests ---
     let small =

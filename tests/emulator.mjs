@@ -225,16 +225,16 @@ function errorFor(protocol, status, message, type) {
 // Frames one stream event in the protocol's SSE form. Strings are written as they are ('[DONE]'
 // becomes OpenAI's terminator), { raw } objects too; any other object is JSON in a data line.
 function frameEvent(protocol, event, ctx) {
-  if (typeof event === 'string') return event === '[DONE]' ? 'data: [DONE]\n\n' : event;
+  const eol = ctx?.lineEnding ?? (protocol === 'gemini' ? '\r\n' : '\n');
+  if (typeof event === 'string') return event === '[DONE]' ? `data: [DONE]${eol}${eol}` : event;
   if (event && typeof event === 'object' && typeof event.raw === 'string' && Object.keys(event).length === 1) return event.raw;
   const json = JSON.stringify(event);
   if (protocol === 'anthropic') return `event: ${event.type ?? 'message'}\ndata: ${json}\n\n`;
   if (protocol === 'gemini') {
     if (ctx?.geminiArray) return json; // joined by the array writer
-    const eol = ctx?.lineEnding ?? '\r\n';
     return `data: ${json}${eol}${eol}`;
   }
-  return `data: ${json}\n\n`;
+  return `data: ${json}${eol}${eol}`;
 }
 
 function midStreamError(protocol, rule) {
@@ -744,7 +744,8 @@ export async function startEmulator({ port = 0, host = '127.0.0.1', record = tru
    *   cutAfter: N    send N events then destroy the socket (with `stream`, or the default stream)
    *   errorAfter: N  send N events then the protocol's mid-stream error event and end
    *   eventDelayMs   pause between stream events
-   *   lineEnding     Gemini SSE line ending: '\r\n' (default, as Google sends) or '\n'
+   *   lineEnding     SSE line ending of OpenAI and Gemini streams: '\n', '\r\n' or '\r'
+   *                  (defaults: '\n' for OpenAI; '\r\n' for Gemini, as Google sends)
    *   text, chunks (split into N pieces), toolCalls: [{name, arguments, id?}] (Gemini: `id` sent only
    *                  when given), thinking (text),
    *   finishReason, cachedTokens, cacheWriteTokens, reasoningTokens, usage (fields merged),

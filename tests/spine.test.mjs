@@ -418,6 +418,45 @@ describe('chat completions: streaming', () => {
     );
   });
 
+  test('streams with CRLF or CR line endings are passed on event by event, trailer before [DONE]', async () => {
+    // SSE allows LF, CRLF or CR line endings; each event must go on as it completes (not held
+    // until the stream ends), and the routing trailer still goes just before the terminator.
+    for (const lineEnding of ['\r\n', '\r']) {
+      emu.reset();
+      emu.script({ match: { model: 'gpt-4o' }, eventDelayMs: 200, lineEnding, text: 'one two three four five six' });
+      const res = await raw('/v1/chat/completions', {
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'openai/gpt-4o', messages: userMessage('crlf'), stream: true }),
+      });
+      assert.equal(res.status, 200);
+      const events = res.text.split(`${lineEnding}${lineEnding}`).filter((e) => e.trim());
+      // The gateway's own terminator (LF) closes the stream; everything before it is the
+      // provider's bytes in the provider's framing, then the routing chunk.
+      assert.ok(res.text.endsWith('data: [DONE]\n\n'), JSON.stringify(res.text.slice(-80)));
+      assert.equal(res.text.match(/\[DONE\]/g).length, 1, 'one [DONE]');
+      const routing = events.at(-1).replace(/\n?data: \[DONE\]\n*$/, '');
+      assert.equal(JSON.parse(routing.replace(/^data: /, '')).providerMetadata.gateway.routing.finalProvider, 'openai');
+      const text = events
+        .slice(0, -1)
+        .map((e) => JSON.parse(e.replace(/^data: /, '')).choices[0]?.delta?.content ?? '')
+        .join('');
+      assert.equal(text, 'one two three four five six', JSON.stringify(lineEnding));
+    }
+    // Incremental: the SDK sees the first chunk well before the emulator sends its last event.
+    emu.reset();
+    emu.script({ match: { model: 'gpt-4o' }, eventDelayMs: 200, lineEnding: '\r\n', text: 'one two three four five six seven eight' });
+    const stream = await client().chat.completions.create({ model: 'openai/gpt-4o', messages: userMessage('slow crlf'), stream: true });
+    let firstAt = null;
+    let text = '';
+    for await (const chunk of stream) {
+      firstAt ??= Date.now();
+      text += chunk.choices[0]?.delta?.content ?? '';
+    }
+    assert.equal(text, 'one two three four five six seven eight');
+    const lastSentAt = emu.requests[0].eventTimes.at(-1);
+    assert.ok(firstAt < lastSentAt - 1000, `first chunk ${lastSentAt - firstAt} ms before the last event was sent (want > 1000 ms)`);
+  });
+
   test('client abort mid-stream cancels the upstream request', async () => {
     const words = Array.from({ length: 40 }, (_, i) => `w${i}`).join(' ');
     emu.script({ match: { model: 'gpt-4o' }, eventDelayMs: 150, text: words });

@@ -14,8 +14,9 @@ pub struct PassThroughStream {
     progress: Progress,
     /// Until content starts, events are decoded to judge them.
     decoder: SseDecoder,
-    /// Bytes after the last complete event, kept until the event completes.
-    tail: Vec<u8>,
+    /// Bytes after the last complete event, held until the event completes.
+    held: Vec<u8>,
+    lines: EventEnds,
     done: bool,
     saw_finish: bool,
     trailer: Vec<u8>,
@@ -45,7 +46,8 @@ impl PassThroughStream {
             provider,
             progress: Progress::Pending,
             decoder: SseDecoder::new(),
-            tail: Vec::new(),
+            held: Vec::new(),
+            lines: EventEnds::default(),
             done: false,
             saw_finish: false,
             trailer: Vec::new(),
@@ -105,40 +107,97 @@ impl PassThroughStream {
         }
     }
 
+    /// Sends complete events on, up to a `[DONE]` (replaced by the trailer and our own).
+    fn forward(&mut self, events: &[u8], out: &mut Vec<u8>) {
+        if !self.saw_finish {
+            self.saw_finish = has_finish_reason(events);
+        }
+        match done_at(events) {
+            Some(at) => {
+                out.extend_from_slice(&events[..at]);
+                self.close(out);
+            }
+            None => out.extend_from_slice(events),
+        }
+    }
+
     fn close(&mut self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.trailer);
         out.extend_from_slice(sse::DONE);
         self.done = true;
+        self.held = Vec::new();
     }
 }
 
-/// The end of the last complete event in `buf` (just past its blank line), if any.
-fn last_event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = buf.len();
-    while i >= 2 {
-        match (buf[i - 2], buf[i - 1]) {
-            (b'\n', b'\n') | (b'\r', b'\r') => return Some(i),
-            _ => i -= 1,
+/// Finds where SSE events end (just past the blank line that closes each), one byte stream fed
+/// in pieces. Lines end in LF, CR or CRLF, as the SSE format allows; a CRLF split across two
+/// pieces is one line ending.
+#[derive(Default)]
+struct EventEnds {
+    /// The current line has no bytes yet (the last byte was a line ending).
+    line_empty: bool,
+    /// The last byte was a CR, which an LF may complete.
+    after_cr: bool,
+}
+
+impl EventEnds {
+    /// Feeds `bytes`; returns the end of the last event completed inside them, if any.
+    fn last_end(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut last = None;
+        let mut i = 0;
+        while let Some(k) = memchr::memchr2(b'\n', b'\r', &bytes[i..]) {
+            let at = i + k;
+            if k > 0 {
+                self.line_empty = false;
+                self.after_cr = false;
+            }
+            if bytes[at] == b'\n' && self.after_cr {
+                // the LF of a CRLF: part of the line ending just seen
+                self.after_cr = false;
+                if last == Some(at) {
+                    last = Some(at + 1);
+                }
+            } else {
+                if self.line_empty {
+                    last = Some(at + 1);
+                }
+                self.line_empty = true;
+                self.after_cr = bytes[at] == b'\r';
+            }
+            i = at + 1;
         }
+        if i < bytes.len() {
+            self.line_empty = false;
+            self.after_cr = false;
+        }
+        last
     }
-    None
 }
 
-/// Where a `data: [DONE]` line starts in `events`, if one does.
+/// Whether `events` hold a `"finish_reason"` with a string value (`null` until the end).
+fn has_finish_reason(events: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"finish_reason\"";
+    fn skip_ws(b: &[u8]) -> &[u8] {
+        &b[b.iter().take_while(|c| c.is_ascii_whitespace()).count()..]
+    }
+    memchr::memmem::find_iter(events, KEY).any(|at| {
+        let rest = skip_ws(&events[at + KEY.len()..]);
+        rest.first() == Some(&b':') && skip_ws(&rest[1..]).first() == Some(&b'"')
+    })
+}
+
+/// Where the line `data: [DONE]` (or `data:[DONE]`) starts in complete `events`, if it does.
 fn done_at(events: &[u8]) -> Option<usize> {
-    const NEEDLE: &[u8] = b"data: [DONE]";
-    let mut from = 0;
-    while let Some(pos) = events[from..]
-        .windows(NEEDLE.len())
-        .position(|w| w == NEEDLE)
-    {
-        let at = from + pos;
-        if at == 0 || matches!(events[at - 1], b'\n' | b'\r') {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
+    const DONE: &[u8] = b"[DONE]";
+    memchr::memmem::find_iter(events, DONE).find_map(|at| {
+        let head = match events[..at].strip_suffix(b"data: ") {
+            Some(h) => h,
+            None => events[..at].strip_suffix(b"data:")?,
+        };
+        let line_start = head.is_empty() || matches!(head[head.len() - 1], b'\n' | b'\r');
+        let line_end = matches!(events.get(at + DONE.len()), Some(b'\n' | b'\r'));
+        (line_start && line_end).then_some(head.len())
+    })
 }
 
 impl StreamTransform for PassThroughStream {
@@ -155,24 +214,24 @@ impl StreamTransform for PassThroughStream {
                 }
             }
         }
-        self.tail.extend_from_slice(chunk);
-        let Some(end) = last_event_end(&self.tail) else {
+        let Some(end) = self.lines.last_end(chunk) else {
+            self.held.extend_from_slice(chunk);
             return;
         };
-        let events = &self.tail[..end];
-        if !self.saw_finish {
-            self.saw_finish = events.windows(17).any(|w| w == b"\"finish_reason\":\"");
+        if self.held.is_empty() {
+            // The usual case: the chunk is whole events; nothing is copied to be held.
+            self.forward(&chunk[..end], out);
+        } else {
+            let mut events = std::mem::take(&mut self.held);
+            events.extend_from_slice(&chunk[..end]);
+            self.forward(&events, out);
+            if !self.done {
+                events.clear();
+                self.held = events; // keeps its capacity
+            }
         }
-        match done_at(events) {
-            Some(at) => {
-                out.extend_from_slice(&events[..at]);
-                self.close(out);
-                self.tail.clear();
-            }
-            None => {
-                out.extend_from_slice(events);
-                self.tail.drain(..end);
-            }
+        if !self.done {
+            self.held.extend_from_slice(&chunk[end..]);
         }
     }
 
@@ -180,14 +239,11 @@ impl StreamTransform for PassThroughStream {
         if self.done {
             return;
         }
-        if upstream_error.is_none() {
-            // A last event without its blank line.
-            let rest = std::mem::take(&mut self.tail);
-            if !rest.iter().all(u8::is_ascii_whitespace) {
-                self.push(&[rest.as_slice(), b"\n\n"].concat(), out);
-                if self.done {
-                    return;
-                }
+        if upstream_error.is_none() && !self.held.iter().all(u8::is_ascii_whitespace) {
+            // A last event without its blank line: complete it.
+            self.push(b"\n\n", out);
+            if self.done {
+                return;
             }
         }
         if upstream_error.is_some() || !self.saw_finish {
@@ -249,6 +305,63 @@ mod tests {
             let (out, _) = run(STREAM.as_bytes(), split, false);
             assert_eq!(String::from_utf8(out).unwrap(), expected, "split {split}");
         }
+    }
+
+    #[test]
+    fn each_event_goes_on_as_it_completes_with_any_line_ending_at_any_split() {
+        for eol in ["\n", "\r\n", "\r"] {
+            let stream = STREAM.replace('\n', eol);
+            let trailer = format!("data: {{\"trailer\":1}}{eol}{eol}");
+            let done = format!("data: [DONE]{eol}{eol}");
+            let expected = stream.replace(&done, &format!("{trailer}data: [DONE]\n\n"));
+            for split in 1..=stream.len() {
+                let mut t = PassThroughStream::new("openai");
+                t.set_trailer(trailer.clone().into_bytes());
+                let mut out = Vec::new();
+                for piece in stream.as_bytes().chunks(split) {
+                    t.push(piece, &mut out);
+                }
+                t.finish(&mut out, None);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    expected,
+                    "{eol:?} split {split}"
+                );
+            }
+            // One event per push: each is sent on by its own push, nothing held back.
+            let mut t = PassThroughStream::new("openai");
+            let sep = format!("{eol}{eol}");
+            for event in stream
+                .split_inclusive(&sep)
+                .filter(|e| !e.starts_with("data: [DONE]"))
+            {
+                let mut out = Vec::new();
+                t.push(event.as_bytes(), &mut out);
+                assert_eq!(String::from_utf8(out).unwrap(), event, "{eol:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn done_without_a_space_and_a_spaced_finish_reason_are_recognised() {
+        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\": \"stop\"}]}\n\ndata:[DONE]\n\n";
+        let (out, _) = run(stream.as_bytes(), 7, false);
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.ends_with("data: {\"trailer\":1}\n\ndata: [DONE]\n\n"),
+            "{out}"
+        );
+        assert!(!out.contains("data:[DONE]"), "{out}");
+        // Finished, then closed without [DONE]: not a cut.
+        let finished = &stream[..stream.find("data:[DONE]").unwrap()];
+        let (out, _) = run(finished.as_bytes(), 5, false);
+        assert!(!String::from_utf8(out)
+            .unwrap()
+            .contains("stream_interrupted"));
+        // `[DONE]` inside content is content.
+        let quoted = "data: {\"choices\":[{\"delta\":{\"content\":\"data: [DONE]\"},\"finish_reason\":\"stop\"}]}\n\n";
+        let (out, _) = run(quoted.as_bytes(), 3, false);
+        assert!(String::from_utf8(out).unwrap().starts_with(quoted));
     }
 
     #[test]
