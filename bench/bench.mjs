@@ -265,9 +265,17 @@ async function profile(row, pid) {
     .sort((x, y) => y.pct - x.pct)
     .slice(0, 15)
     .map((e) => `${e.pct.toFixed(2).padStart(6)}%  ${e.dso.padEnd(18)} ${e.sym.length > 110 ? e.sym.slice(0, 107) + '...' : e.sym}`);
+  // The gateway's own functions (wasm), by self time: where its Rust code spends per request.
+  const wasm = CATEGORIES[1][1];
+  const topWasm = entries
+    .filter((e) => wasm(e.dso, e.sym))
+    .sort((x, y) => y.pct - x.pct)
+    .slice(0, 10)
+    .map((e) => `${e.pct.toFixed(2).padStart(6)}%  ${f0((d.cpuUs ?? 0) * e.pct / 100).padStart(4)} µs  ${e.sym.replace(/^JS:/, '').replace(/::h[0-9a-f]{16}-\d+-(liftoff|turbofan)$/, ' [$1]').slice(0, 110)}`);
   return {
     label: row.label,
     rps: w.rps,
+    topWasm,
     cpuUs: d.cpuUs,
     categories: [...cats.entries()].filter(([, v]) => v > 0).sort((x, y) => y[1] - x[1]).map(([n, v]) => ({ name: n, share: v / total, us: d.cpuUs != null ? (d.cpuUs * v) / total : null })),
     top,
@@ -814,6 +822,10 @@ async function main() {
       out.push('');
       out.push('```');
       out.push(...p.top);
+      if (p.topWasm?.length) {
+        out.push('', 'wasm functions (self time, µs per request):');
+        out.push(...p.topWasm);
+      }
       out.push('```');
       out.push('</details>');
       out.push('');

@@ -174,22 +174,46 @@ impl EventEnds {
     }
 }
 
+/// The two substring searchers the scanner runs on every event, built once.
+fn needles() -> &'static (
+    memchr::memmem::Finder<'static>,
+    memchr::memmem::Finder<'static>,
+) {
+    static NEEDLES: std::sync::OnceLock<(
+        memchr::memmem::Finder<'static>,
+        memchr::memmem::Finder<'static>,
+    )> = std::sync::OnceLock::new();
+    NEEDLES.get_or_init(|| {
+        (
+            memchr::memmem::FinderBuilder::new()
+                .prefilter(memchr::memmem::Prefilter::None)
+                .build_forward(FINISH_KEY)
+                .into_owned(),
+            memchr::memmem::FinderBuilder::new()
+                .prefilter(memchr::memmem::Prefilter::None)
+                .build_forward(DONE)
+                .into_owned(),
+        )
+    })
+}
+
+const FINISH_KEY: &[u8] = b"\"finish_reason\"";
+const DONE: &[u8] = b"[DONE]";
+
 /// Whether `events` hold a `"finish_reason"` with a string value (`null` until the end).
 fn has_finish_reason(events: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"finish_reason\"";
     fn skip_ws(b: &[u8]) -> &[u8] {
         &b[b.iter().take_while(|c| c.is_ascii_whitespace()).count()..]
     }
-    memchr::memmem::find_iter(events, KEY).any(|at| {
-        let rest = skip_ws(&events[at + KEY.len()..]);
+    needles().0.find_iter(events).any(|at| {
+        let rest = skip_ws(&events[at + FINISH_KEY.len()..]);
         rest.first() == Some(&b':') && skip_ws(&rest[1..]).first() == Some(&b'"')
     })
 }
 
 /// Where the line `data: [DONE]` (or `data:[DONE]`) starts in complete `events`, if it does.
 fn done_at(events: &[u8]) -> Option<usize> {
-    const DONE: &[u8] = b"[DONE]";
-    memchr::memmem::find_iter(events, DONE).find_map(|at| {
+    needles().1.find_iter(events).find_map(|at| {
         let head = match events[..at].strip_suffix(b"data: ") {
             Some(h) => h,
             None => events[..at].strip_suffix(b"data:")?,
