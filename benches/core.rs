@@ -22,7 +22,7 @@ use switchyard::config::Config;
 use switchyard::formats::openai::ChunkEncoder;
 use switchyard::platform::StreamTransform;
 use switchyard::providers::{anthropic, gemini, openai_compat::PassThroughStream};
-use switchyard::routing;
+use switchyard::routing::{self, Draws};
 use switchyard::sse::SseDecoder;
 
 const ROUNDS: usize = 5;
@@ -352,8 +352,12 @@ fn main() {
         "anthropic/claude-sonnet-4-6".into(),
         [("anthropic".to_owned(), 3.0), ("vertex".to_owned(), 1.0)].into(),
     );
+    let draws = Draws {
+        provider: 0.3,
+        credential: 0.6,
+    };
     for model in ["openai/gpt-4o", "anthropic/claude-sonnet-4-6"] {
-        if routing::plan(model, &opts, &config, &weights, &breakers, 0, 0.3, 0.6).is_err() {
+        if routing::plan(model, &opts, &config, &weights, &breakers, 0, draws).is_err() {
             continue;
         }
         let s = time(budget, || {
@@ -365,8 +369,7 @@ fn main() {
                     &weights,
                     &breakers,
                     1_700_000_000_000,
-                    0.3,
-                    0.6,
+                    draws,
                 )
                 .unwrap(),
             );

@@ -24,7 +24,7 @@ use crate::providers::native::{Native, TranslatedStream};
 use crate::providers::openai_compat::PassThroughStream;
 use crate::providers::ProviderSpec;
 use crate::routing::{
-    self, backoff_ms, retry_after_ms, Attempt, AttemptOutcome, RoutingOptions, RoutingReport,
+    self, backoff_ms, retry_after_ms, Attempt, AttemptOutcome, Draws, RoutingOptions, RoutingReport,
 };
 use serde::{Deserialize, Serialize};
 
@@ -175,8 +175,10 @@ impl Gateway {
                 &self.config.weights,
                 &breakers,
                 started,
-                self.random_unit(p),
-                self.random_unit(p),
+                Draws {
+                    provider: self.random_unit(p),
+                    credential: self.random_unit(p),
+                },
             )?
         };
         self.breakers

@@ -13,7 +13,7 @@ mod retry;
 
 pub use breaker::Breakers;
 pub use options::RoutingOptions;
-pub use plan::{plan, Attempt, Weights};
+pub use plan::{plan, Attempt, Draws, Weights};
 pub use report::RoutingReport;
 pub use resolve::{resolve, Target};
 pub use retry::{backoff_ms, retry_after_ms, AttemptOutcome, RetryPolicy};

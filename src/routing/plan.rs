@@ -13,6 +13,14 @@ pub struct Attempt {
     pub target: Target,
 }
 
+/// A request's two independent uniform draws in [0, 1): which provider takes the first place
+/// when weights decide it, and which credential of each provider is tried first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Draws {
+    pub provider: f64,
+    pub credential: f64,
+}
+
 /// Load-balancing weights per model id and provider (`ROUTING_WEIGHTS`).
 pub type Weights = HashMap<String, HashMap<String, f64>>;
 
@@ -20,8 +28,7 @@ pub type Weights = HashMap<String, HashMap<String, f64>>;
 /// each model's providers in catalog order, then `order`'s providers first (or, without `order`,
 /// a weighted draw for the first place), `only` filtering; each provider then becomes one attempt
 /// per credential, starting at a drawn one so that load spreads evenly over a provider's keys;
-/// open breakers move last. `random` and `spread` are independent uniform draws in [0, 1).
-#[allow(clippy::too_many_arguments)]
+/// open breakers move last.
 pub fn plan(
     primary: &str,
     opts: &RoutingOptions,
@@ -29,9 +36,12 @@ pub fn plan(
     weights: &Weights,
     breakers: &Breakers,
     now_ms: u64,
-    random: f64,
-    spread: f64,
+    draws: Draws,
 ) -> Result<Vec<Attempt>, GatewayError> {
+    let Draws {
+        provider: random,
+        credential: spread,
+    } = draws;
     let fallbacks = opts
         .models
         .iter()
@@ -144,6 +154,13 @@ fn weighted_first(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn draws(provider: f64, credential: f64) -> Draws {
+        Draws {
+            provider,
+            credential,
+        }
+    }
     use crate::config::tests::config;
 
     fn names(a: &[Attempt]) -> Vec<String> {
@@ -171,8 +188,7 @@ mod tests {
             &Weights::new(),
             &Breakers::new(3, 1000),
             0,
-            0.5,
-            0.0,
+            draws(0.5, 0.0),
         )
     }
 
@@ -232,8 +248,7 @@ mod tests {
             &Weights::new(),
             &Breakers::new(3, 1),
             0,
-            0.0,
-            0.0,
+            draws(0.0, 0.0),
         )
         .unwrap_err();
         assert_eq!(e.code.as_deref(), Some("model_not_found"));
@@ -259,8 +274,7 @@ mod tests {
             &Weights::new(),
             &Breakers::new(3, 1),
             0,
-            0.0,
-            0.0,
+            draws(0.0, 0.0),
         )
         .unwrap();
         assert_eq!(names(&p), vec!["xai@xai/grok-3"]);
@@ -271,8 +285,7 @@ mod tests {
             &Weights::new(),
             &Breakers::new(3, 1),
             0,
-            0.0,
-            0.0,
+            draws(0.0, 0.0),
         )
         .unwrap_err();
         assert_eq!(e.status, 503);
@@ -289,8 +302,7 @@ mod tests {
             &Weights::new(),
             &b,
             10,
-            0.0,
-            0.0,
+            draws(0.0, 0.0),
         )
         .unwrap();
         assert_eq!(names(&p)[0], format!("vertex@{SONNET}"));
@@ -303,7 +315,16 @@ mod tests {
             models: Some(vec!["openai/gpt-4o".into()]),
             ..Default::default()
         };
-        let p = plan(SONNET, &opts, &both(), &Weights::new(), &b, 10, 0.0, 0.0).unwrap();
+        let p = plan(
+            SONNET,
+            &opts,
+            &both(),
+            &Weights::new(),
+            &b,
+            10,
+            draws(0.0, 0.0),
+        )
+        .unwrap();
         assert_eq!(
             names(&p).last().unwrap(),
             &format!("anthropic@{SONNET}"),
@@ -327,8 +348,7 @@ mod tests {
                 &w,
                 &b,
                 0,
-                r,
-                0.0,
+                draws(r, 0.0),
             )
             .unwrap();
             (p[0].target.provider.name, p.len())
@@ -351,8 +371,7 @@ mod tests {
             &w,
             &open,
             1,
-            0.1,
-            0.0,
+            draws(0.1, 0.0),
         )
         .unwrap();
         assert_eq!(p[0].target.provider.name, "vertex");
@@ -384,8 +403,7 @@ mod tests {
                     &Weights::new(),
                     &b,
                     0,
-                    0.0,
-                    spread,
+                    draws(0.0, spread),
                 )
                 .unwrap(),
             )
@@ -408,8 +426,7 @@ mod tests {
             &Weights::new(),
             &open,
             1,
-            0.0,
-            0.5,
+            draws(0.0, 0.5),
         )
         .unwrap();
         assert_eq!(labels(&p), ["openai#3", "openai#1", "xai", "openai#2"]);
@@ -430,7 +447,16 @@ mod tests {
         let mut b = Breakers::new(1, 1000);
         b.record_failure(("anthropic", 0), 0);
         let first = |b: &Breakers| {
-            plan(SONNET, &RoutingOptions::default(), &c, &w, b, 1, 0.1, 0.0).unwrap()[0]
+            plan(
+                SONNET,
+                &RoutingOptions::default(),
+                &c,
+                &w,
+                b,
+                1,
+                draws(0.1, 0.0),
+            )
+            .unwrap()[0]
                 .target
                 .label()
         };

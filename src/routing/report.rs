@@ -161,8 +161,15 @@ impl RoutingReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn draws(provider: f64, credential: f64) -> Draws {
+        Draws {
+            provider,
+            credential,
+        }
+    }
     use crate::config::tests::config;
-    use crate::routing::{plan, Breakers, RoutingOptions, Weights};
+    use crate::routing::{plan, Breakers, Draws, RoutingOptions, Weights};
     use serde_json::{json, Value};
 
     fn report() -> (RoutingReport, Vec<Attempt>) {
@@ -174,8 +181,7 @@ mod tests {
             &Weights::new(),
             &Breakers::new(3, 1),
             0,
-            0.0,
-            0.0,
+            draws(0.0, 0.0),
         )
         .unwrap();
         (RoutingReport::new("anthropic/claude-sonnet-4-6", &p), p)
