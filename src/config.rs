@@ -8,10 +8,15 @@ use crate::routing::{RetryPolicy, Weights};
 
 /// Default body limit for inbound requests (10 MiB); override with `MAX_REQUEST_BYTES`.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
-/// Default per-attempt time to first byte: generous, since a non-streamed answer arrives whole.
-pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
-/// Default time for a whole request, every attempt included.
-pub const DEFAULT_TOTAL_TIMEOUT_MS: u64 = 300_000;
+/// Default per-attempt time to first byte (to first content for a stream): 10 minutes, the
+/// official OpenAI and Anthropic SDKs' own default. A non-streamed answer arrives whole, and a
+/// reasoning model may think for minutes before its first token: a shorter default would cut
+/// (and pay again for) generations that succeed when the provider is called directly. Keys and
+/// requests set `timeoutMs` for quicker failover.
+pub const DEFAULT_TIMEOUT_MS: u64 = 600_000;
+/// Default time for a whole request, every attempt included: room for one fallback after an
+/// attempt that ran to its timeout.
+pub const DEFAULT_TOTAL_TIMEOUT_MS: u64 = 900_000;
 /// Default time a gateway-key lookup stays cached in the isolate; override with `KEY_CACHE_TTL_MS`.
 pub const DEFAULT_KEY_CACHE_TTL_MS: u64 = 30_000;
 
