@@ -27,6 +27,9 @@ pub struct SseDecoder {
     buf: Vec<u8>,
     /// Bytes of `buf` already split into lines.
     pos: usize,
+    /// Bytes of `buf` already searched for a line ending (from `pos`): a long line arriving in
+    /// many pieces is scanned once, not once per piece.
+    scanned: usize,
     /// The last line ended in `\r`; a `\n` that follows belongs to it.
     skip_lf: bool,
     /// No byte seen yet (a leading UTF-8 BOM is dropped).
@@ -49,8 +52,10 @@ impl SseDecoder {
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
+            self.scanned = 0;
         } else if self.pos > 4096 && self.pos * 2 > self.buf.len() {
             self.buf.drain(..self.pos);
+            self.scanned = self.scanned.saturating_sub(self.pos);
             self.pos = 0;
         }
         self.buf.extend_from_slice(chunk);
@@ -77,14 +82,18 @@ impl SseDecoder {
                 }
                 self.skip_lf = false;
             }
-            let rest = &self.buf[self.pos..];
-            let end = rest.iter().position(|&b| b == b'\n' || b == b'\r')?;
+            let from = self.scanned.max(self.pos);
+            let Some(end) = memchr::memchr2(b'\n', b'\r', &self.buf[from..]) else {
+                self.scanned = self.buf.len();
+                return None;
+            };
             let line_start = self.pos;
-            let line_end = self.pos + end;
-            if rest[end] == b'\r' {
+            let line_end = from + end;
+            if self.buf[line_end] == b'\r' {
                 self.skip_lf = true;
             }
             self.pos = line_end + 1;
+            self.scanned = self.pos;
             if line_start == line_end {
                 if let Some(ev) = self.dispatch() {
                     return Some(ev);
