@@ -113,4 +113,7 @@ pub trait StreamTransform {
     fn progress(&self) -> &Progress;
     /// One SSE event to write just before the final `[DONE]` (the routing metadata chunk).
     fn set_trailer(&mut self, event: Vec<u8>);
+    /// The client's stream is complete (`[DONE]` written): nothing more will be sent, so the
+    /// provider's stream need not be read further.
+    fn closed(&self) -> bool;
 }

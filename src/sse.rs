@@ -21,6 +21,11 @@ impl SseEvent {
     }
 }
 
+/// The largest event a stream may send (a pending line, or one event's data): past it the stream is
+/// stopped rather than buffered without end. Generous for chat (an inline image or a whole
+/// function call fits many times over), small beside an isolate's 128 MB.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
 /// Incremental SSE decoder. `feed` bytes, then drain with `next_event` until it returns `None`.
 #[derive(Debug, Default)]
 pub struct SseDecoder {
@@ -37,6 +42,8 @@ pub struct SseDecoder {
     event: Option<String>,
     data: String,
     has_data: bool,
+    /// An event outgrew [`MAX_EVENT_BYTES`]: nothing more is buffered or decoded.
+    too_large: bool,
 }
 
 impl SseDecoder {
@@ -47,8 +54,16 @@ impl SseDecoder {
         }
     }
 
+    /// Whether an event outgrew [`MAX_EVENT_BYTES`] (the stream is then refused).
+    pub fn too_large(&self) -> bool {
+        self.too_large
+    }
+
     /// Appends bytes from the stream.
     pub fn feed(&mut self, chunk: &[u8]) {
+        if self.too_large {
+            return;
+        }
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -72,7 +87,7 @@ impl SseDecoder {
 
     /// The next complete event, if the bytes fed so far hold one.
     pub fn next_event(&mut self) -> Option<SseEvent> {
-        if self.at_start {
+        if self.at_start || self.too_large {
             return None;
         }
         loop {
@@ -85,6 +100,9 @@ impl SseDecoder {
             let from = self.scanned.max(self.pos);
             let Some(end) = memchr::memchr2(b'\n', b'\r', &self.buf[from..]) else {
                 self.scanned = self.buf.len();
+                if self.buf.len() - self.pos + self.data.len() > MAX_EVENT_BYTES {
+                    self.refuse();
+                }
                 return None;
             };
             let line_start = self.pos;
@@ -133,6 +151,10 @@ impl SseDecoder {
         };
         match name {
             b"data" => {
+                if self.data.len() + value.len() > MAX_EVENT_BYTES {
+                    self.refuse();
+                    return;
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
@@ -144,8 +166,17 @@ impl SseDecoder {
         }
     }
 
+    fn refuse(&mut self) {
+        self.too_large = true;
+        self.buf = Vec::new();
+        self.data = String::new();
+        self.has_data = false;
+        self.pos = 0;
+        self.scanned = 0;
+    }
+
     fn dispatch(&mut self) -> Option<SseEvent> {
-        if !self.has_data {
+        if self.too_large || !self.has_data {
             self.event = None;
             return None;
         }
@@ -170,6 +201,46 @@ pub const DONE: &[u8] = b"data: [DONE]\n\n";
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_past_the_limit_stops_the_decoder_and_nothing_more_is_buffered() {
+        let mib = vec![b'a'; 1 << 20];
+        // One endless line arriving in pieces.
+        let mut d = SseDecoder::new();
+        d.feed(b"data: ok\n\ndata: ");
+        assert_eq!(d.next_event().unwrap().data, "ok");
+        for i in 0..=(MAX_EVENT_BYTES >> 20) {
+            // refused once the pending line ("data: " + i MiB) is past the limit, not before
+            assert_eq!(d.too_large(), i == MAX_EVENT_BYTES >> 20);
+            d.feed(&mib);
+            assert!(d.next_event().is_none());
+        }
+        assert!(d.too_large());
+        d.feed(b"\n\ndata: later\n\n");
+        assert!(d.next_event().is_none() && d.finish().is_none());
+        assert!(
+            d.buf.capacity() == 0 && d.data.capacity() == 0,
+            "buffers released"
+        );
+        // Many short data lines adding up to one oversized event.
+        let mut d = SseDecoder::new();
+        let line = [b"data: ".as_slice(), &mib, b"\n"].concat();
+        for _ in 0..=(MAX_EVENT_BYTES >> 20) {
+            d.feed(&line);
+            assert!(d.next_event().is_none());
+        }
+        assert!(d.too_large());
+        // Just under the limit is an event like any other.
+        let mut d = SseDecoder::new();
+        let big = vec![b'b'; MAX_EVENT_BYTES - 1];
+        d.feed(b"data: ");
+        for piece in big.chunks(1 << 16) {
+            d.feed(piece);
+        }
+        d.feed(b"\n\n");
+        assert_eq!(d.next_event().unwrap().data.len(), MAX_EVENT_BYTES - 1);
+        assert!(!d.too_large());
+    }
 
     /// Decodes a whole stream fed in the given pieces.
     pub(crate) fn decode_pieces(pieces: &[&[u8]]) -> Vec<SseEvent> {

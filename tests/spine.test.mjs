@@ -457,6 +457,43 @@ describe('chat completions: streaming', () => {
     assert.ok(firstAt < lastSentAt - 1000, `first chunk ${lastSentAt - firstAt} ms before the last event was sent (want > 1000 ms)`);
   });
 
+  test('an event over 16 MiB ends the stream with a clear error and cancels the provider', async () => {
+    const chunk = (delta, finish = null) => ({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta, finish_reason: finish }] });
+    const later = Array.from({ length: 30 }, () => chunk({ content: ' more' }));
+    emu.script({
+      match: { model: 'gpt-4o' },
+      eventDelayMs: 100,
+      stream: [
+        chunk({ role: 'assistant', content: '' }),
+        chunk({ content: 'Hello' }),
+        { raw: `data: {"choices":[{"index":0,"delta":{"content":"${'x'.repeat(17 * 1024 * 1024)}` },
+        { raw: '"}}]}\n\n' },
+        ...later,
+        chunk({}, 'stop'),
+        '[DONE]',
+      ],
+    });
+    const res = await raw('/v1/chat/completions', {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'openai/gpt-4o', messages: userMessage('huge'), stream: true }),
+    });
+    assert.equal(res.status, 200);
+    assert.ok(res.text.length < 64 * 1024, `the oversized event was not forwarded (${res.text.length} bytes)`);
+    const data = res.text.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6));
+    assert.equal(data.at(-1), '[DONE]');
+    assert.equal(data.filter((d) => d === '[DONE]').length, 1);
+    const chunks = data.slice(0, -1).map((d) => JSON.parse(d));
+    assert.equal(chunks.map((c) => c.choices?.[0]?.delta?.content ?? '').join(''), 'Hello');
+    // The routing chunk (the last chunk), then the error event right before [DONE].
+    const error = chunks.at(-1);
+    assert.equal(error.error.code, 'stream_event_too_large');
+    assert.match(error.error.message, /larger than 16 MiB/);
+    assert.equal(chunks.at(-2).providerMetadata.gateway.routing.finalProvider, 'openai');
+    const upstream = await emu.waitForRequest((r) => r.clientClosed, 5000).catch(() => null);
+    assert.ok(upstream, 'the provider request was cancelled');
+    assert.ok(upstream.eventsSent < 36, `upstream stopped early (sent ${upstream.eventsSent} of 36 events)`);
+  });
+
   test('client abort mid-stream cancels the upstream request', async () => {
     const words = Array.from({ length: 40 }, (_, i) => `w${i}`).join(' ');
     emu.script({ match: { model: 'gpt-4o' }, eventDelayMs: 150, text: words });

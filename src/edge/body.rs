@@ -49,10 +49,14 @@ pub fn client_stream(
         let (mut chunk_buf, mut out) = (Vec::new(), Vec::new());
         Closure::<dyn FnMut(js_sys::Uint8Array) -> JsValue>::new(
             move |chunk: js_sys::Uint8Array| {
+                let mut t = transform.borrow_mut();
+                if t.closed() {
+                    return JsValue::NULL; // the client's stream is complete: stop reading
+                }
                 chunk_buf.resize(chunk.length() as usize, 0);
                 chunk.copy_to(&mut chunk_buf);
                 out.clear();
-                transform.borrow_mut().push(&chunk_buf, &mut out);
+                t.push(&chunk_buf, &mut out);
                 if out == chunk_buf {
                     JsValue::UNDEFINED // unchanged: send the chunk itself, no copy back
                 } else {

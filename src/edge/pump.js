@@ -1,7 +1,8 @@
 // Moves a provider's stream to the client: each chunk read from `source` goes through
-// `onChunk` (one synchronous call into the core; it returns the bytes to send, or undefined to
-// send the chunk unchanged) into workerd's native IdentityTransformStream, whose readable side is
-// the response body. `onEnd(error)` gives the stream's closing bytes (error: undefined for a
+// `onChunk` (one synchronous call into the core; it returns the bytes to send, undefined to
+// send the chunk unchanged, or null once the client's stream is complete, which stops reading
+// and cancels the provider's request) into workerd's native IdentityTransformStream, whose
+// readable side is the response body. `onEnd(error)` gives the stream's closing bytes (error: undefined for a
 // clean end, else a message). `onDone()` runs once, last. A client that goes away makes a write
 // fail; the reader is then cancelled, which cancels the provider's request.
 export function pump(source, prefix, onChunk, onEnd, onDone) {
@@ -28,6 +29,11 @@ export function pump(source, prefix, onChunk, onEnd, onDone) {
         }
         if (next.done) break;
         const bytes = onChunk(next.value);
+        if (bytes === null) {
+          ended = true; // nothing more to send: the provider's request is cancelled
+          reader.cancel().catch(() => {});
+          break;
+        }
         await write(bytes === undefined ? next.value : bytes);
       }
       if (!ended) await write(onEnd(undefined));

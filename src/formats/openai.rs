@@ -86,6 +86,11 @@ impl ChunkEncoder {
         }
     }
 
+    /// Whether the stream's end (`[DONE]`, after an error or `finish`) has been written.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
     /// Appends the events for one part. Parts after an error (or after `finish`) are ignored.
     pub fn encode(&mut self, part: StreamPart, out: &mut Vec<u8>) {
         if self.done {

@@ -1045,8 +1045,10 @@ fn a_stream_that_dies_after_content_ends_with_an_error_event_and_no_fallback() {
     let events = crate::sse::tests::decode_pieces(&[&a.body]);
     let n = events.len();
     assert!(events[n - 1].is_done());
-    let err: Value = serde_json::from_str(&events[n - 3].data).unwrap();
+    let err: Value = serde_json::from_str(&events[n - 2].data).unwrap();
     assert_eq!(err["error"]["code"], "stream_interrupted");
+    let trailer: Value = serde_json::from_str(&events[n - 3].data).unwrap();
+    assert!(trailer["providerMetadata"]["gateway"]["routing"].is_object());
     assert!(
         events
             .iter()

@@ -98,6 +98,10 @@ pub struct TranslatedStream {
     parts: Vec<StreamPart>,
     progress: Progress,
     trailer: Vec<u8>,
+    /// The client's stream is complete (`[DONE]` written); the rest is ignored.
+    closed: bool,
+    /// The routing trailer has been written (just before an error event).
+    trailer_sent: bool,
 }
 
 impl TranslatedStream {
@@ -109,7 +113,21 @@ impl TranslatedStream {
             parts: Vec::with_capacity(4),
             progress: Progress::Pending,
             trailer: Vec::new(),
+            closed: false,
+            trailer_sent: false,
         }
+    }
+
+    /// `[DONE]`, with the routing trailer just before it (unless an error event, which ends the
+    /// stream with `[DONE]`, already came after the trailer).
+    fn close(&mut self, out: &mut Vec<u8>) {
+        self.encoder.finish(out);
+        if !self.trailer_sent && !self.trailer.is_empty() && out.ends_with(crate::sse::DONE) {
+            out.truncate(out.len() - crate::sse::DONE.len());
+            out.extend_from_slice(&self.trailer);
+            out.extend_from_slice(crate::sse::DONE);
+        }
+        self.closed = true;
     }
 
     fn flush(&mut self, out: &mut Vec<u8>) {
@@ -127,6 +145,16 @@ impl TranslatedStream {
                     _ => self.progress = Progress::Content,
                 }
             }
+            if matches!(part, StreamPart::Error(_))
+                && !self.trailer.is_empty()
+                && !self.trailer_sent
+                && !self.encoder.is_done()
+            {
+                // A failure ends the stream: the routing trailer stays the last chunk, the
+                // error event comes right before `[DONE]`.
+                out.extend_from_slice(&self.trailer);
+                self.trailer_sent = true;
+            }
             self.encoder.encode(part, out);
         }
     }
@@ -134,14 +162,34 @@ impl TranslatedStream {
 
 impl StreamTransform for TranslatedStream {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if self.closed {
+            return;
+        }
         self.decoder.feed(chunk);
         while let Some(ev) = self.decoder.next_event() {
             self.translator.on_event(&ev, &mut self.parts);
             self.flush(out);
         }
+        if self.encoder.is_done() {
+            // The provider reported an error mid-stream: its error event and `[DONE]` were
+            // just written; the routing trailer goes before that `[DONE]`.
+            self.close(out);
+        } else if self.decoder.too_large() {
+            let error = GatewayError::bad_gateway(format!(
+                "The provider sent a stream event larger than {} MiB; the stream was stopped.",
+                crate::sse::MAX_EVENT_BYTES >> 20
+            ))
+            .with_code("stream_event_too_large");
+            self.parts.push(StreamPart::Error(error));
+            self.flush(out);
+            self.close(out);
+        }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>, upstream_error: Option<&FetchError>) {
+        if self.closed {
+            return;
+        }
         if upstream_error.is_none() {
             while let Some(ev) = self.decoder.finish() {
                 self.translator.on_event(&ev, &mut self.parts);
@@ -150,12 +198,7 @@ impl StreamTransform for TranslatedStream {
         // A stream cut short makes the translator report an error part; never a fake finish.
         self.translator.finish(&mut self.parts);
         self.flush(out);
-        self.encoder.finish(out);
-        if !self.trailer.is_empty() && out.ends_with(crate::sse::DONE) {
-            out.truncate(out.len() - crate::sse::DONE.len());
-            out.extend_from_slice(&self.trailer);
-            out.extend_from_slice(crate::sse::DONE);
-        }
+        self.close(out);
     }
 
     fn progress(&self) -> &Progress {
@@ -164,6 +207,10 @@ impl StreamTransform for TranslatedStream {
 
     fn set_trailer(&mut self, event: Vec<u8>) {
         self.trailer = event;
+    }
+
+    fn closed(&self) -> bool {
+        self.closed
     }
 }
 
@@ -218,6 +265,56 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_event_ends_the_stream_with_an_error_then_the_trailer_and_done() {
+        let content_end = ANTHROPIC
+            .windows(4)
+            .position(|w| w == b"Hi t")
+            .map(|i| {
+                i + ANTHROPIC[i..]
+                    .windows(2)
+                    .position(|w| w == b"\n\n")
+                    .unwrap()
+                    + 2
+            })
+            .unwrap();
+        let mib = vec![b'x'; 1 << 20];
+        for (prefix, started) in [(&ANTHROPIC[..0], false), (&ANTHROPIC[..content_end], true)] {
+            let mut t = TranslatedStream::new(
+                Native::Anthropic,
+                ChunkEncoder::new("gen_x", "anthropic/m", 1, true),
+            );
+            let mut out = Vec::new();
+            t.push(prefix, &mut out);
+            if started {
+                // as the pipeline does, once content has started
+                t.set_trailer(b"data: {\"trailer\":1}\n\n".to_vec());
+            }
+            t.push(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"", &mut out);
+            for _ in 0..=(crate::sse::MAX_EVENT_BYTES >> 20) {
+                t.push(&mib, &mut out);
+            }
+            t.push(b"\"}}\n\n", &mut out);
+            t.finish(&mut out, None);
+            let events = decode_pieces(&[&out]);
+            let n = events.len();
+            assert_eq!(events[n - 1].data, "[DONE]");
+            let err: serde_json::Value = serde_json::from_str(&events[n - 2].data).unwrap();
+            assert_eq!(err["error"]["code"], "stream_event_too_large");
+            // once content had started, the routing trailer is the last chunk
+            assert_eq!(
+                events.iter().position(|e| e.data == "{\"trailer\":1}"),
+                started.then(|| n - 3)
+            );
+            assert_eq!(events.iter().filter(|e| e.is_done()).count(), 1);
+            match t.progress() {
+                Progress::Failed { retryable, .. } => assert!(!started && *retryable),
+                Progress::Content => assert!(started),
+                p => panic!("{p:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_cut_stream_ends_in_an_error_event_not_a_finish() {
         let cut = &ANTHROPIC[..ANTHROPIC.len() / 2];
         let chunks = run(Native::Anthropic, cut, 3, true);
@@ -247,6 +344,46 @@ mod tests {
         t.set_trailer(b"data: {\"t\":1}\n\n".to_vec());
         t.finish(&mut out, None);
         assert!(out.ends_with(b"data: {\"t\":1}\n\ndata: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn a_provider_error_after_content_is_followed_by_the_trailer_then_done() {
+        let mut t = TranslatedStream::new(Native::Anthropic, ChunkEncoder::new("g", "m", 1, false));
+        let mut out = Vec::new();
+        let content_end = ANTHROPIC
+            .windows(4)
+            .position(|w| w == b"Hi t")
+            .map(|i| {
+                i + ANTHROPIC[i..]
+                    .windows(2)
+                    .position(|w| w == b"\n\n")
+                    .unwrap()
+                    + 2
+            })
+            .unwrap();
+        t.push(&ANTHROPIC[..content_end], &mut out);
+        assert_eq!(t.progress(), &Progress::Content);
+        assert!(!t.closed());
+        t.set_trailer(b"data: {\"t\":1}\n\n".to_vec());
+        t.push(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n", &mut out);
+        assert!(t.closed(), "the client's stream is complete");
+        let events = decode_pieces(&[&out]);
+        let n = events.len();
+        assert!(events[n - 1].is_done());
+        assert!(
+            events[n - 2].data.contains("Overloaded"),
+            "the error right before [DONE]"
+        );
+        assert_eq!(
+            events[n - 3].data,
+            "{\"t\":1}",
+            "the routing trailer, the last chunk"
+        );
+        // Whatever the provider sends after that, and its end, add nothing.
+        let before = out.len();
+        t.push(&ANTHROPIC[content_end..], &mut out);
+        t.finish(&mut out, None);
+        assert_eq!(out.len(), before);
     }
 
     #[test]

@@ -121,6 +121,35 @@ impl PassThroughStream {
         }
     }
 
+    /// An event outgrew [`sse::MAX_EVENT_BYTES`]: the stream ends here (a failure to fall back
+    /// from if content had not started).
+    fn refuse_oversized(&mut self, out: &mut Vec<u8>) {
+        let error = GatewayError::bad_gateway(format!(
+            "The provider `{}` sent a stream event larger than {} MiB; the stream was stopped.",
+            self.provider,
+            sse::MAX_EVENT_BYTES >> 20
+        ))
+        .with_code("stream_event_too_large");
+        self.fail(error, out);
+    }
+
+    /// Ends the stream on a failure: the routing trailer (the last chunk), the error event, then
+    /// `[DONE]`, so a client reads the error just before the end.
+    fn fail(&mut self, error: GatewayError, out: &mut Vec<u8>) {
+        let error = error.with_provider(self.provider);
+        out.extend_from_slice(&self.trailer);
+        out.extend_from_slice(&error.to_sse_event());
+        out.extend_from_slice(sse::DONE);
+        self.done = true;
+        self.held = Vec::new();
+        if self.progress == Progress::Pending {
+            self.progress = Progress::Failed {
+                error,
+                retryable: true,
+            };
+        }
+    }
+
     fn close(&mut self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.trailer);
         out.extend_from_slice(sse::DONE);
@@ -240,6 +269,9 @@ impl StreamTransform for PassThroughStream {
         }
         let Some(end) = self.lines.last_end(chunk) else {
             self.held.extend_from_slice(chunk);
+            if self.held.len() > sse::MAX_EVENT_BYTES {
+                self.refuse_oversized(out);
+            }
             return;
         };
         if self.held.is_empty() {
@@ -279,15 +311,9 @@ impl StreamTransform for PassThroughStream {
                 "The stream from the provider `{}` {why}.",
                 self.provider
             ))
-            .with_code("stream_interrupted")
-            .with_provider(self.provider);
-            out.extend_from_slice(&error.to_sse_event());
-            if self.progress == Progress::Pending {
-                self.progress = Progress::Failed {
-                    error,
-                    retryable: true,
-                };
-            }
+            .with_code("stream_interrupted");
+            self.fail(error, out);
+            return;
         }
         self.close(out);
     }
@@ -298,6 +324,10 @@ impl StreamTransform for PassThroughStream {
 
     fn set_trailer(&mut self, event: Vec<u8>) {
         self.trailer = event;
+    }
+
+    fn closed(&self) -> bool {
+        self.done
     }
 }
 
@@ -389,6 +419,42 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_event_stops_the_stream_with_an_error_before_or_after_content() {
+        let mib = vec![b'x'; 1 << 20];
+        let content = &STREAM[..STREAM
+            .find("data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},")
+            .unwrap()];
+        for (prefix, started) in [("", false), (content, true)] {
+            let mut t = PassThroughStream::new("openai");
+            t.set_trailer(b"data: {\"trailer\":1}\n\n".to_vec());
+            let mut out = Vec::new();
+            t.push(prefix.as_bytes(), &mut out);
+            t.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"", &mut out);
+            for _ in 0..=(crate::sse::MAX_EVENT_BYTES >> 20) {
+                t.push(&mib, &mut out);
+            }
+            t.push(b"\"}}]}\n\ndata: [DONE]\n\n", &mut out);
+            t.finish(&mut out, None);
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.starts_with(prefix));
+            let tail = &text[prefix.len()..];
+            // the trailer (the last chunk), the error, [DONE]; nothing of the oversized event
+            let events = decode_pieces(&[tail.as_bytes()]);
+            assert_eq!(events.len(), 3, "{}", &tail[..tail.len().min(300)]);
+            assert_eq!(events[0].data, "{\"trailer\":1}");
+            let err: serde_json::Value = serde_json::from_str(&events[1].data).unwrap();
+            assert_eq!(err["error"]["code"], "stream_event_too_large");
+            assert_eq!(err["error"]["provider"], "openai");
+            assert!(events[2].is_done());
+            match t.progress() {
+                Progress::Failed { retryable, .. } => assert!(!started && *retryable),
+                Progress::Content => assert!(started),
+                p => panic!("{p:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn content_starts_with_the_first_non_empty_delta_not_the_role_chunk() {
         let first = STREAM.find("\n\n").unwrap() + 2;
         let (_, seen) = run(&STREAM.as_bytes()[..first], first, false);
@@ -399,14 +465,14 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_stream_ends_with_an_error_event_then_done() {
+    fn a_cut_stream_ends_with_the_trailer_an_error_event_then_done() {
         let cut = &STREAM.as_bytes()[..STREAM.find("finish_reason\":\"stop").unwrap()];
         let (out, _) = run(cut, 10, true);
         let events = decode_pieces(&[&out]);
         let n = events.len();
         assert!(events[n - 1].is_done());
-        assert_eq!(events[n - 2].data, "{\"trailer\":1}");
-        let err: serde_json::Value = serde_json::from_str(&events[n - 3].data).unwrap();
+        assert_eq!(events[n - 3].data, "{\"trailer\":1}");
+        let err: serde_json::Value = serde_json::from_str(&events[n - 2].data).unwrap();
         assert_eq!(err["error"]["code"], "stream_interrupted");
         assert_eq!(err["error"]["provider"], "openai");
         // a clean close without finish or [DONE] is a cut too
