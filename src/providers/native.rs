@@ -264,19 +264,19 @@ mod tests {
             .all(|c| c == "[DONE]" || c["model"] == "anthropic/m"));
     }
 
+    /// The end of `ANTHROPIC`'s first content event (its text delta).
+    fn first_content_end() -> usize {
+        let at = ANTHROPIC.windows(4).position(|w| w == b"Hi t").unwrap();
+        at + ANTHROPIC[at..]
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .unwrap()
+            + 2
+    }
+
     #[test]
     fn an_oversized_event_ends_the_stream_with_an_error_then_the_trailer_and_done() {
-        let content_end = ANTHROPIC
-            .windows(4)
-            .position(|w| w == b"Hi t")
-            .map(|i| {
-                i + ANTHROPIC[i..]
-                    .windows(2)
-                    .position(|w| w == b"\n\n")
-                    .unwrap()
-                    + 2
-            })
-            .unwrap();
+        let content_end = first_content_end();
         let mib = vec![b'x'; 1 << 20];
         for (prefix, started) in [(&ANTHROPIC[..0], false), (&ANTHROPIC[..content_end], true)] {
             let mut t = TranslatedStream::new(
@@ -350,17 +350,7 @@ mod tests {
     fn a_provider_error_after_content_is_followed_by_the_trailer_then_done() {
         let mut t = TranslatedStream::new(Native::Anthropic, ChunkEncoder::new("g", "m", 1, false));
         let mut out = Vec::new();
-        let content_end = ANTHROPIC
-            .windows(4)
-            .position(|w| w == b"Hi t")
-            .map(|i| {
-                i + ANTHROPIC[i..]
-                    .windows(2)
-                    .position(|w| w == b"\n\n")
-                    .unwrap()
-                    + 2
-            })
-            .unwrap();
+        let content_end = first_content_end();
         t.push(&ANTHROPIC[..content_end], &mut out);
         assert_eq!(t.progress(), &Progress::Content);
         assert!(!t.closed());
