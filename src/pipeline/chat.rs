@@ -400,6 +400,12 @@ impl Gateway {
                 Some(n) => n.translate_error(resp.status, resp.retry_after, &bytes),
             };
             error.message = scrub(std::mem::take(&mut error.message), &credential);
+            if resp.status == 401 {
+                // The provider refused the gateway's own credential: not the client's fault (a
+                // 401 would read as its gateway key being wrong), and providers' messages show
+                // part of the key they refused.
+                error = credential_refused(target);
+            }
             // A wait the provider put in its body (Google's RetryInfo) counts like the header.
             let wait = wait.or_else(|| retry_after_ms(error.retry_after.as_deref(), None));
             return Err(Failure {
@@ -557,6 +563,24 @@ pub(crate) fn fetch_error(provider: &'static ProviderSpec, e: &FetchError) -> Ga
         )),
     }
     .with_provider(provider.name)
+}
+
+/// The error for a provider that refused the gateway's credential (HTTP 401): a 502 naming the
+/// provider and the variable that holds the credential, never the provider's message.
+fn credential_refused(target: &routing::Target) -> GatewayError {
+    let var = match target.credential {
+        0 => format!("{}_API_KEY", target.provider.env),
+        n => format!("{}_API_KEY_{}", target.provider.env, n + 1),
+    };
+    GatewayError::upstream(
+        502,
+        format!(
+            "The provider `{}` did not accept the gateway's credential ({var}, HTTP 401); the \
+             gateway's operator must renew it.",
+            target.provider.name
+        ),
+    )
+    .with_code("upstream_authentication_failed")
 }
 
 /// An error answer from an OpenAI-compatible provider, kept in OpenAI's shape: its status, message,

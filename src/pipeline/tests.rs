@@ -1321,18 +1321,40 @@ fn a_refused_key_moves_to_the_providers_next_key_only() {
         &key,
         &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
     );
-    assert_eq!(a.status, 401, "{}", String::from_utf8_lossy(&a.body));
+    // Not a 401 to the client (its gateway key is fine): a 502 naming the refused credential's
+    // variable, never the provider's message (which shows part of the key).
+    assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+    let e = &a.json()["error"];
+    assert_eq!(e["code"], "upstream_authentication_failed");
+    assert_eq!(e["provider"], "openai");
+    let m = e["message"].as_str().unwrap();
+    assert!(
+        m.contains("OPENAI_API_KEY") && !m.contains("Incorrect API key"),
+        "{m}"
+    );
     assert!(!a.header("x-switchyard-attempts").unwrap().contains("xai"));
     assert!(!String::from_utf8_lossy(&a.body).contains("secret"));
 
-    // One key: as before, straight back.
+    // One key: as before, straight back (one attempt, the refusal recorded as the provider's 401).
     let w = World::new();
     let (_, key) = w.new_key();
-    w.reply(refused());
+    w.reply(reply(
+        401,
+        "application/json",
+        r#"{"error":{"message":"Incorrect API key provided: sk-proj-****************abcd.","code":"invalid_api_key"}}"#,
+    ));
     let a = w.chat(
         &key,
         &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
     );
-    assert_eq!(a.status, 401);
+    assert_eq!(a.status, 502);
     assert_eq!(a.header("x-switchyard-attempts"), Some("openai:401"));
+    assert!(
+        !String::from_utf8_lossy(&a.body).contains("abcd"),
+        "no part of the key"
+    );
+    assert!(a.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("(OPENAI_API_KEY, HTTP 401)"));
 }
