@@ -401,9 +401,9 @@ impl Gateway {
             };
             error.message = scrub(std::mem::take(&mut error.message), &credential);
             if resp.status == 401 {
-                // The provider refused the gateway's own credential: not the client's fault (a
-                // 401 would read as its gateway key being wrong), and providers' messages show
-                // part of the key they refused.
+                // The provider refused the gateway's own credential: a 502, as for every other
+                // provider credential the gateway holds (a 401 would read as the client's gateway
+                // key being wrong), and our message: the provider's shows part of the key.
                 error = credential_refused(target);
             }
             // A wait the provider put in its body (Google's RetryInfo) counts like the header.
@@ -565,8 +565,10 @@ pub(crate) fn fetch_error(provider: &'static ProviderSpec, e: &FetchError) -> Ga
     .with_provider(provider.name)
 }
 
-/// The error for a provider that refused the gateway's credential (HTTP 401): a 502 naming the
-/// provider and the variable that holds the credential, never the provider's message.
+/// The error for a provider that refused the gateway's credential (HTTP 401): a 502
+/// `upstream_authentication_failed` (as the native providers' translators and the Vertex token
+/// exchange answer) naming the provider and the variable that holds the credential, never the
+/// provider's message.
 fn credential_refused(target: &routing::Target) -> GatewayError {
     let var = match target.credential {
         0 => format!("{}_API_KEY", target.provider.env),
@@ -575,8 +577,8 @@ fn credential_refused(target: &routing::Target) -> GatewayError {
     GatewayError::upstream(
         502,
         format!(
-            "The provider `{}` did not accept the gateway's credential ({var}, HTTP 401); the \
-             gateway's operator must renew it.",
+            "The provider `{}` did not accept the gateway's credential ({var}); your gateway \
+             key is fine, the gateway's operator must renew that credential.",
             target.provider.name
         ),
     )

@@ -1356,5 +1356,5 @@ fn a_refused_key_moves_to_the_providers_next_key_only() {
     assert!(a.json()["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("(OPENAI_API_KEY, HTTP 401)"));
+        .contains("credential (OPENAI_API_KEY)"));
 }
