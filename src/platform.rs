@@ -33,6 +33,8 @@ pub struct UpstreamResponse<B> {
     pub retry_after: Option<String>,
     /// `retry-after-ms` (OpenAI and Anthropic send it), as the provider sent it.
     pub retry_after_ms: Option<String>,
+    /// `Content-Length`, when the provider sent one (of the body as sent, maybe compressed).
+    pub content_length: Option<u64>,
     pub body: B,
 }
 

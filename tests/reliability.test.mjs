@@ -243,6 +243,23 @@ describe('retries', () => {
     assertNoProviderOptionsUpstream();
   });
 
+  test('an answer announced over 32 MiB is not read: the next attempt serves', async () => {
+    const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(33 * 1024 * 1024)}"}`;
+    emu.script({ match: { model: 'gpt-4o' }, body: huge, headers: { 'content-type': 'application/json' }, times: 1 });
+    const { data, response } = await client()
+      .chat.completions.create({ model: GPT, messages: userMessage('not that much') })
+      .withResponse();
+    assert.equal(data.choices[0].message.content, 'Hello from emulator: not that much');
+    assert.deepEqual(providersCalled(), ['openai', 'openai']);
+    const routing = data.providerMetadata.gateway.routing;
+    assert.equal(routing.attempts[0].errorKind, 'malformed_response');
+
+    emu.reset();
+    emu.script({ match: { model: 'gpt-4o' }, body: huge, headers: { 'content-type': 'application/json' }, persistent: true });
+    const err = await apiError(client().chat.completions.create({ model: GPT, messages: userMessage('too much') }), 502);
+    assert.equal(err.code, 'upstream_response_too_large');
+  });
+
   test('malformed upstream JSON is retryable: retried on the same provider, then falls back', async () => {
     // OpenAI-compatible provider: one malformed body, the retry serves.
     emu.script({ match: { model: 'gpt-4o' }, malformed: true, times: 1 });

@@ -51,6 +51,7 @@ export function responseHead(response) {
     h.get('content-type') ?? '',
     h.get('retry-after') ?? '',
     h.get('retry-after-ms') ?? '',
+    h.get('content-length') ?? '',
   ].join('\n');
 }
 

@@ -116,7 +116,9 @@ impl Upstream for Edge {
             Err(e) => return Err(body.failure(e)),
         };
         let head = http::response_head(&response);
-        let [status, content_type, retry_after, retry_after_ms] = crate::fields::split::<4>(&head);
+        let [status, content_type, retry_after, retry_after_ms, content_length] =
+            crate::fields::split::<5>(&head);
+        let content_length = content_length.and_then(|n| n.parse().ok());
         let (content_type, retry_after, retry_after_ms) = (
             content_type.map(str::to_owned),
             retry_after.map(str::to_owned),
@@ -129,6 +131,7 @@ impl Upstream for Edge {
             content_type,
             retry_after,
             retry_after_ms,
+            content_length,
             body,
         })
     }

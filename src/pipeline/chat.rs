@@ -387,11 +387,18 @@ impl Gateway {
             .fetch(request, timeout)
             .await
             .map_err(|e| transport_failure(provider, &e))?;
+        let too_large = resp
+            .content_length
+            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64);
         if !(200..300).contains(&resp.status) {
-            let bytes = p
-                .read_body(resp.body, remaining(p))
-                .await
-                .unwrap_or_default();
+            let bytes = if too_large {
+                p.cancel(resp.body); // an error body that size is not worth reading
+                Vec::new()
+            } else {
+                p.read_body(resp.body, remaining(p))
+                    .await
+                    .unwrap_or_default()
+            };
             let wait = retry_after_ms(resp.retry_after.as_deref(), resp.retry_after_ms.as_deref());
             let mut error = match native {
                 None => {
@@ -415,6 +422,18 @@ impl Gateway {
             });
         }
         if !summary.stream {
+            if too_large {
+                p.cancel(resp.body);
+                let error = GatewayError::bad_gateway(format!(
+                    "The provider `{}` announced a {} MiB answer; the gateway reads at most {} MiB.",
+                    provider.name,
+                    resp.content_length.unwrap_or_default() >> 20,
+                    MAX_RESPONSE_BYTES >> 20
+                ))
+                .with_code("upstream_response_too_large")
+                .with_provider(provider.name);
+                return Err(Failure::new(AttemptOutcome::Malformed, error));
+            }
             let bytes = p
                 .read_body(resp.body, remaining(p))
                 .await
@@ -564,6 +583,11 @@ pub(crate) fn fetch_error(provider: &'static ProviderSpec, e: &FetchError) -> Ga
     }
     .with_provider(provider.name)
 }
+
+/// The largest non-streamed provider answer the gateway reads (by its `Content-Length`): it is
+/// held whole, copied into the core and parsed, in an isolate of 128 MB shared by concurrent
+/// requests. Streams are bounded per event instead ([`crate::sse::MAX_EVENT_BYTES`]).
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// The error for a provider that refused the gateway's credential (HTTP 401): a 502
 /// `upstream_authentication_failed` (as the native providers' translators and the Vertex token

@@ -122,6 +122,7 @@ fn reply(
         content_type: Some(content_type.into()),
         retry_after: None,
         retry_after_ms: None,
+        content_length: None,
         body: VecDeque::from([Ok(body.as_bytes().to_vec())]),
     })
 }
@@ -137,6 +138,7 @@ fn stream_reply(pieces: &[&str], broken: bool) -> Result<UpstreamResponse<FakeBo
         content_type: Some("text/event-stream".into()),
         retry_after: None,
         retry_after_ms: None,
+        content_length: None,
         body,
     })
 }
@@ -550,6 +552,52 @@ fn methods_and_routes() {
 }
 
 #[test]
+fn an_answer_announced_over_the_limit_is_not_read_and_falls_back() {
+    let huge = || {
+        let mut r = reply(200, "application/json", OK_JSON);
+        if let Ok(r) = &mut r {
+            r.content_length = Some(64 << 20);
+        }
+        r
+    };
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.reply(huge());
+    w.reply(huge());
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.header("x-switchyard-provider"), Some("xai"));
+    assert_eq!(
+        w.p.cancelled.get(),
+        2,
+        "the oversized answers were cancelled, not read"
+    );
+    let routing = &a.json()["providerMetadata"]["gateway"]["routing"];
+    assert_eq!(routing["attempts"][0]["errorKind"], "malformed_response");
+
+    // Nowhere else to go: a clear 502.
+    w.reply(huge());
+    w.reply(huge());
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 502);
+    let e = &a.json()["error"];
+    assert_eq!(e["code"], "upstream_response_too_large");
+    assert!(e["message"].as_str().unwrap().contains("64 MiB"), "{e}");
+    // An error answer that size is not read either (its status still counts).
+    w.reply(huge().map(|mut r| {
+        r.status = 400;
+        r
+    }));
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 400);
+    assert_eq!(w.p.cancelled.get(), 5);
+}
+
+#[test]
 fn upstream_errors_keep_status_and_message_and_hide_the_provider_key() {
     let w = World::new();
     let (_, key) = w.new_key();
@@ -561,6 +609,7 @@ fn upstream_errors_keep_status_and_message_and_hide_the_provider_key() {
             content_type: Some("application/json".into()),
             retry_after: Some("3".into()),
             retry_after_ms: None,
+            content_length: None,
             body: VecDeque::from([Ok(msg.as_bytes().to_vec())]),
         }));
     }
@@ -1094,6 +1143,7 @@ fn a_long_retry_after_moves_to_the_next_provider_instead_of_waiting() {
         content_type: None,
         retry_after: Some("120".into()),
         retry_after_ms: None,
+        content_length: None,
         body: VecDeque::new(),
     }));
     w.reply(reply(200, "application/json", OK_JSON));
