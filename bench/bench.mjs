@@ -11,6 +11,9 @@
 // BENCH_DEV_DURATION (s, 4), BENCH_ONLY (comma list of row ids to run, for debugging),
 // BENCH_V8_FLAGS (comma list of V8 flags for the measured workerd, for investigation),
 // BENCH_WORKERD (path of another workerd binary to serve the raw runtime with),
+// BENCH_ROUNDS (1: how many times every raw-workerd row is measured, round-robin over the rows so
+// that a slow spell of the machine touches every row alike; each cell reports the round with the
+// median CPU per request, and the CPU range over the rounds beside it),
 // BENCH_PROFILE (comma list of row ids, e.g. "oa-json/gateway,oa-json/pass": after the load runs,
 // sample workerd with `perf record -e cpu-clock` during a wrk run of each, V8 started with
 // --perf-basic-prof so JIT and wasm frames have names; flat profiles go to the results).
@@ -35,6 +38,7 @@ const BASE = Number(env.BENCH_PORT_BASE ?? 18700);
 const DEV = (env.BENCH_WRANGLER_DEV ?? '1') !== '0';
 const DEV_DURATION = Number(env.BENCH_DEV_DURATION ?? 4);
 const ONLY = env.BENCH_ONLY ? env.BENCH_ONLY.split(',') : null;
+const ROUNDS = Math.max(1, Number(env.BENCH_ROUNDS ?? 1));
 const PROFILE = env.BENCH_PROFILE ? env.BENCH_PROFILE.split(',') : [];
 // Extra V8 flags for the measured workerd (e.g. BENCH_V8_FLAGS=--trace-gc; its output goes to
 // bench/.out/workerd.log). Flags change what is measured: for investigation, not for figures.
@@ -378,6 +382,22 @@ function scenarios(key) {
   ];
 }
 
+/** One row's results over the rounds: per connection count, the round with the median CPU per
+ * request (its req/s and latencies with it), and the CPU range over all rounds. */
+function medianRound(results) {
+  if (results.length === 1) return results[0];
+  const ok = results.filter((r) => !r.failed);
+  if (!ok.length) return results[0];
+  const merged = { ...ok[0], byConn: {}, rounds: results.length };
+  for (const c of Object.keys(ok[0].byConn)) {
+    const cells = ok.map((r) => r.byConn[c]).filter((x) => x && x.cpuUs != null);
+    if (!cells.length) continue;
+    const sorted = cells.slice().sort((a, b) => a.cpuUs - b.cpuUs);
+    merged.byConn[c] = { ...sorted[Math.floor((sorted.length - 1) / 2)], cpuRange: [sorted[0].cpuUs, sorted.at(-1).cpuUs] };
+  }
+  return merged;
+}
+
 /** Probe once; on success, warm up and measure at each connection count. */
 async function measure(row, { cpuPid, upstreamPid, conns = CONNS, durationS = DURATION, useWrk = true }) {
   const probe = await client.once(row).catch((e) => ({ status: 0, text: String(e) }));
@@ -473,7 +493,8 @@ function loadTable(results, conns) {
       const r = res.byConn[c];
       if (!r) continue;
       const cons = `${f2(r.lat.consistency)}${r.wrk ? ` (wrk ${f2(r.wrk.consistency)})` : ''}`;
-      lines.push(`| ${res.row.label} | ${c} | ${f0(r.rps)} | ${f0(r.cpuUs)} | ${f0(r.upstreamCpuUs)} | ${f3(r.lat.p50)} | ${f3(r.lat.p99)} | ${cons} | ${r.errors || 0} | ${f2(r.otherCores)} |`);
+      const cpu = r.cpuRange ? `${f0(r.cpuUs)} (${f0(r.cpuRange[0])}–${f0(r.cpuRange[1])})` : f0(r.cpuUs);
+      lines.push(`| ${res.row.label} | ${c} | ${f0(r.rps)} | ${cpu} | ${f0(r.upstreamCpuUs)} | ${f3(r.lat.p50)} | ${f3(r.lat.p99)} | ${cons} | ${r.errors || 0} | ${f2(r.otherCores)} |`);
     }
   }
   return lines.join('\n');
@@ -582,11 +603,24 @@ async function main() {
 
   const t0 = Date.now();
   const raw = [];
+  // Every round measures every row once; the rounds are then merged row by row.
+  const rounds = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    if (ROUNDS > 1) log(`round ${i + 1} of ${ROUNDS}`);
+    const round = new Map();
+    for (const sc of scenarios(setup.key)) {
+      for (const row of sc.rows) {
+        if (ONLY && !ONLY.some((o) => row.id.startsWith(o))) continue;
+        round.set(row.id, await measure(row, { cpuPid: workerd.pid, upstreamPid: upstream.pid }));
+      }
+    }
+    rounds.push(round);
+  }
   for (const sc of scenarios(setup.key)) {
     const results = [];
     for (const row of sc.rows) {
       if (ONLY && !ONLY.some((o) => row.id.startsWith(o))) continue;
-      results.push(await measure(row, { cpuPid: workerd.pid, upstreamPid: upstream.pid }));
+      results.push(medianRound(rounds.map((r) => r.get(row.id))));
     }
     raw.push({ sc, results });
   }
@@ -698,7 +732,7 @@ async function main() {
   const out = [];
   out.push(`# Switchyard benchmark results`);
   out.push('');
-  out.push(`Run ${new Date().toISOString()} with \`npm run bench\` (BENCH_DURATION=${DURATION}s per measurement, warm-up ${WARMUP}s, connections ${CONNS.join(' and ')}, ${b.events} content events per stream).`);
+  out.push(`Run ${new Date().toISOString()} with \`npm run bench\` (BENCH_DURATION=${DURATION}s per measurement, warm-up ${WARMUP}s, connections ${CONNS.join(' and ')}, ${b.events} content events per stream${ROUNDS > 1 ? `; ${ROUNDS} rounds, round-robin over the rows: each cell is the round with the median CPU per request, the CPU range over the rounds in brackets` : ''}).`);
   out.push('');
   out.push(`Machine: ${m.nproc} cores, ${m.cpu}, ${m.mem}, Linux ${m.kernel}; load average before ${m.load}, after ${loadAfter}; CPU ${(busyBefore * 100).toFixed(0)}% busy in the 2 s before the run${busyBefore > Number(env.BENCH_MAX_BUSY ?? 0.25) ? ' (**noisy: other work was running**)' : ''}.`);
   out.push(`Versions: workerd ${m.workerd.replace(/^workerd\s*/, '')}, wrangler ${m.wrangler}, node ${m.node}, ${m.rustc}, ${m.wrk}.`);

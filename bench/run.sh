@@ -8,7 +8,7 @@
 # Knobs (env): BENCH_DURATION=5 BENCH_WARMUP=1 BENCH_CONNECTIONS=1,32 BENCH_STREAM_EVENTS=32
 #   BENCH_WRANGLER_DEV=1 BENCH_DEV_DURATION=4 BENCH_NATIVE=1 BENCH_NATIVE_MS=300
 #   BENCH_PORT_BASE=18700 BENCH_MAX_BUSY=0.25 BENCH_WAIT_IDLE=120 BENCH_SKIP_BUILD=0 BENCH_V8_FLAGS=
-#   BENCH_WORKERD=<path of another workerd binary>
+#   BENCH_WORKERD=<path of another workerd binary> BENCH_ROUNDS=1 (rounds over every row; medians)
 #   BENCH_PROFILE=<row ids>  (default: the JSON and streaming rows of the gateway and the
 #   pass-through, when `perf` is installed; BENCH_PROFILE= (empty) skips profiling)
 # All traffic goes to 127.0.0.1; every load run is bounded by BENCH_DURATION.
