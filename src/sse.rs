@@ -26,6 +26,15 @@ impl SseEvent {
 /// function call fits many times over), small beside an isolate's 128 MB.
 pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
+/// The error that ends a stream whose provider sent an event over [`MAX_EVENT_BYTES`].
+pub fn oversized_event_error() -> crate::error::GatewayError {
+    crate::error::GatewayError::bad_gateway(format!(
+        "The provider sent a stream event larger than {} MiB; the stream was stopped.",
+        MAX_EVENT_BYTES >> 20
+    ))
+    .with_code("stream_event_too_large")
+}
+
 /// Incremental SSE decoder. `feed` bytes, then drain with `next_event` until it returns `None`.
 #[derive(Debug, Default)]
 pub struct SseDecoder {

@@ -2,8 +2,8 @@
 // `onChunk` (one synchronous call into the core; it returns the bytes to send, undefined to
 // send the chunk unchanged, or null once the client's stream is complete, which stops reading
 // and cancels the provider's request) into workerd's native IdentityTransformStream, whose
-// readable side is the response body. `onEnd(error)` gives the stream's closing bytes (error: undefined for a
-// clean end, else a message). `onDone()` runs once, last. A client that goes away makes a write
+// readable side is the response body. `onEnd(error)` gives the stream's closing bytes (error:
+// undefined for a clean end, else a message). `onDone()` runs once, last. A client that goes away makes a write
 // fail; the reader is then cancelled, which cancels the provider's request.
 export function pump(source, prefix, onChunk, onEnd, onDone) {
   const out = new IdentityTransformStream();

@@ -50,6 +50,16 @@ pub fn encode_response(resp: &ChatResponse) -> Vec<u8> {
     serde_json::to_vec(&body).expect("response serializes")
 }
 
+/// The end of every stream the gateway sends: the trailer (the routing metadata chunk, the last
+/// chunk), the error event when the stream failed (right before `[DONE]`), then `[DONE]`.
+pub fn write_stream_end(out: &mut Vec<u8>, trailer: &[u8], error: Option<&GatewayError>) {
+    out.extend_from_slice(trailer);
+    if let Some(e) = error {
+        out.extend_from_slice(&e.to_sse_event());
+    }
+    out.extend_from_slice(DONE);
+}
+
 /// Writes OpenAI `chat.completion.chunk` events for a translated stream.
 #[derive(Debug)]
 pub struct ChunkEncoder {
@@ -65,6 +75,9 @@ pub struct ChunkEncoder {
     finished: bool,
     done: bool,
     usage: Option<Usage>,
+    /// One event written just before the stream's end: before `[DONE]`, or before the error
+    /// event that ends a failed stream (the gateway's routing metadata chunk).
+    trailer: Vec<u8>,
 }
 
 impl ChunkEncoder {
@@ -83,7 +96,13 @@ impl ChunkEncoder {
             finished: false,
             done: false,
             usage: None,
+            trailer: Vec::new(),
         }
+    }
+
+    /// Sets the event written last before the stream's end (see [`ChunkEncoder::finish`]).
+    pub fn set_trailer(&mut self, event: Vec<u8>) {
+        self.trailer = event;
     }
 
     /// Whether the stream's end (`[DONE]`, after an error or `finish`) has been written.
@@ -162,8 +181,8 @@ impl ChunkEncoder {
         }
     }
 
-    /// Ends the stream: the usage chunk when asked for, then `[DONE]`. A stream that never
-    /// finished gets an error event instead of a silent end.
+    /// Ends the stream: the usage chunk when asked for, the trailer, then `[DONE]`. A stream
+    /// that never finished gets an error event instead of a silent end.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if self.done {
             return;
@@ -186,13 +205,12 @@ impl ChunkEncoder {
                 write_data(out, &serde_json::to_vec(&chunk).expect("chunk serializes"));
             }
         }
-        out.extend_from_slice(DONE);
+        write_stream_end(out, &self.trailer, None);
         self.done = true;
     }
 
     fn write_error(&mut self, e: &GatewayError, out: &mut Vec<u8>) {
-        out.extend_from_slice(&e.to_sse_event());
-        out.extend_from_slice(DONE);
+        write_stream_end(out, &self.trailer, Some(e));
         self.done = true;
     }
 
@@ -616,6 +634,48 @@ mod tests {
         assert_eq!(a.error.unwrap()["error"]["message"], "Overloaded");
         assert!(a.finish_reason.is_none(), "no fake success after an error");
         assert!(a.done);
+    }
+
+    #[test]
+    fn the_trailer_is_the_last_chunk_of_every_ending() {
+        let trailer = b"data: {\"t\":1}\n\n";
+        let end = |parts: Vec<StreamPart>| {
+            let mut enc = ChunkEncoder::new("id", "m", 1, true);
+            enc.set_trailer(trailer.to_vec());
+            let mut out = Vec::new();
+            for p in parts {
+                enc.encode(p, &mut out);
+            }
+            enc.finish(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        // A clean end: usage chunk, trailer, [DONE].
+        let clean = end(vec![
+            StreamPart::TextDelta("a".into()),
+            StreamPart::Usage(usage()),
+            StreamPart::Finish(FinishReason::Stop),
+        ]);
+        let usage_at = clean.find("\"usage\"").unwrap();
+        assert!(usage_at < clean.find("{\"t\":1}").unwrap());
+        assert!(
+            clean.ends_with("data: {\"t\":1}\n\ndata: [DONE]\n\n"),
+            "{clean}"
+        );
+        // A provider's error, and a stream that stopped without a finish: trailer, error, [DONE].
+        for failed in [
+            end(vec![
+                StreamPart::TextDelta("a".into()),
+                StreamPart::Error(GatewayError::upstream(503, "Overloaded")),
+            ]),
+            end(vec![StreamPart::TextDelta("a".into())]),
+        ] {
+            let tail = &failed[failed.find("data: {\"t\":1}").unwrap()..];
+            let events: Vec<&str> = tail.split("\n\n").filter(|e| !e.is_empty()).collect();
+            assert_eq!(events.len(), 3, "{failed}");
+            assert!(events[1].starts_with("data: {\"error\""), "{failed}");
+            assert_eq!(events[2], "data: [DONE]");
+            assert_eq!(failed.matches("{\"t\":1}").count(), 1);
+        }
     }
 
     #[test]

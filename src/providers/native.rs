@@ -97,11 +97,6 @@ pub struct TranslatedStream {
     encoder: ChunkEncoder,
     parts: Vec<StreamPart>,
     progress: Progress,
-    trailer: Vec<u8>,
-    /// The client's stream is complete (`[DONE]` written); the rest is ignored.
-    closed: bool,
-    /// The routing trailer has been written (just before an error event).
-    trailer_sent: bool,
 }
 
 impl TranslatedStream {
@@ -112,22 +107,7 @@ impl TranslatedStream {
             encoder,
             parts: Vec::with_capacity(4),
             progress: Progress::Pending,
-            trailer: Vec::new(),
-            closed: false,
-            trailer_sent: false,
         }
-    }
-
-    /// `[DONE]`, with the routing trailer just before it (unless an error event, which ends the
-    /// stream with `[DONE]`, already came after the trailer).
-    fn close(&mut self, out: &mut Vec<u8>) {
-        self.encoder.finish(out);
-        if !self.trailer_sent && !self.trailer.is_empty() && out.ends_with(crate::sse::DONE) {
-            out.truncate(out.len() - crate::sse::DONE.len());
-            out.extend_from_slice(&self.trailer);
-            out.extend_from_slice(crate::sse::DONE);
-        }
-        self.closed = true;
     }
 
     fn flush(&mut self, out: &mut Vec<u8>) {
@@ -145,16 +125,6 @@ impl TranslatedStream {
                     _ => self.progress = Progress::Content,
                 }
             }
-            if matches!(part, StreamPart::Error(_))
-                && !self.trailer.is_empty()
-                && !self.trailer_sent
-                && !self.encoder.is_done()
-            {
-                // A failure ends the stream: the routing trailer stays the last chunk, the
-                // error event comes right before `[DONE]`.
-                out.extend_from_slice(&self.trailer);
-                self.trailer_sent = true;
-            }
             self.encoder.encode(part, out);
         }
     }
@@ -162,7 +132,7 @@ impl TranslatedStream {
 
 impl StreamTransform for TranslatedStream {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        if self.closed {
+        if self.closed() {
             return;
         }
         self.decoder.feed(chunk);
@@ -170,24 +140,15 @@ impl StreamTransform for TranslatedStream {
             self.translator.on_event(&ev, &mut self.parts);
             self.flush(out);
         }
-        if self.encoder.is_done() {
-            // The provider reported an error mid-stream: its error event and `[DONE]` were
-            // just written; the routing trailer goes before that `[DONE]`.
-            self.close(out);
-        } else if self.decoder.too_large() {
-            let error = GatewayError::bad_gateway(format!(
-                "The provider sent a stream event larger than {} MiB; the stream was stopped.",
-                crate::sse::MAX_EVENT_BYTES >> 20
-            ))
-            .with_code("stream_event_too_large");
-            self.parts.push(StreamPart::Error(error));
+        if !self.closed() && self.decoder.too_large() {
+            self.parts
+                .push(StreamPart::Error(crate::sse::oversized_event_error()));
             self.flush(out);
-            self.close(out);
         }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>, upstream_error: Option<&FetchError>) {
-        if self.closed {
+        if self.closed() {
             return;
         }
         if upstream_error.is_none() {
@@ -198,7 +159,7 @@ impl StreamTransform for TranslatedStream {
         // A stream cut short makes the translator report an error part; never a fake finish.
         self.translator.finish(&mut self.parts);
         self.flush(out);
-        self.close(out);
+        self.encoder.finish(out);
     }
 
     fn progress(&self) -> &Progress {
@@ -206,11 +167,12 @@ impl StreamTransform for TranslatedStream {
     }
 
     fn set_trailer(&mut self, event: Vec<u8>) {
-        self.trailer = event;
+        self.encoder.set_trailer(event);
     }
 
+    /// An error event or the end has been written: `[DONE]` is out.
     fn closed(&self) -> bool {
-        self.closed
+        self.encoder.is_done()
     }
 }
 
@@ -275,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn an_oversized_event_ends_the_stream_with_an_error_then_the_trailer_and_done() {
+    fn an_oversized_event_ends_the_stream_with_the_trailer_an_error_and_done() {
         let content_end = first_content_end();
         let mib = vec![b'x'; 1 << 20];
         for (prefix, started) in [(&ANTHROPIC[..0], false), (&ANTHROPIC[..content_end], true)] {
@@ -347,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn a_provider_error_after_content_is_followed_by_the_trailer_then_done() {
+    fn a_provider_error_after_content_ends_the_stream_after_the_trailer() {
         let mut t = TranslatedStream::new(Native::Anthropic, ChunkEncoder::new("g", "m", 1, false));
         let mut out = Vec::new();
         let content_end = first_content_end();

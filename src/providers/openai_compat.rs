@@ -4,6 +4,7 @@
 //! the stream was cut (then it closes with an error event and `[DONE]`, never silently).
 
 use crate::error::GatewayError;
+use crate::formats::openai::write_stream_end;
 use crate::platform::{FetchError, Progress, StreamTransform};
 use crate::sse::{self, SseDecoder};
 use serde::Deserialize;
@@ -124,22 +125,14 @@ impl PassThroughStream {
     /// An event outgrew [`sse::MAX_EVENT_BYTES`]: the stream ends here (a failure to fall back
     /// from if content had not started).
     fn refuse_oversized(&mut self, out: &mut Vec<u8>) {
-        let error = GatewayError::bad_gateway(format!(
-            "The provider `{}` sent a stream event larger than {} MiB; the stream was stopped.",
-            self.provider,
-            sse::MAX_EVENT_BYTES >> 20
-        ))
-        .with_code("stream_event_too_large");
-        self.fail(error, out);
+        self.fail(sse::oversized_event_error(), out);
     }
 
     /// Ends the stream on a failure: the routing trailer (the last chunk), the error event, then
     /// `[DONE]`, so a client reads the error just before the end.
     fn fail(&mut self, error: GatewayError, out: &mut Vec<u8>) {
         let error = error.with_provider(self.provider);
-        out.extend_from_slice(&self.trailer);
-        out.extend_from_slice(&error.to_sse_event());
-        out.extend_from_slice(sse::DONE);
+        write_stream_end(out, &self.trailer, Some(&error));
         self.done = true;
         self.held = Vec::new();
         if self.progress == Progress::Pending {
@@ -151,8 +144,7 @@ impl PassThroughStream {
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.trailer);
-        out.extend_from_slice(sse::DONE);
+        write_stream_end(out, &self.trailer, None);
         self.done = true;
         self.held = Vec::new();
     }
