@@ -45,6 +45,8 @@ pub enum FetchError {
     Network(String),
     /// No answer in time.
     Timeout,
+    /// The body grew past the most the reader was asked to take; the request was cancelled.
+    TooLarge,
 }
 
 /// HTTP to providers. `Body` is the platform's own body type, so a response can be handed to
@@ -58,8 +60,15 @@ pub trait Upstream {
         req: UpstreamRequest,
         timeout_ms: u64,
     ) -> Result<UpstreamResponse<Self::Body>, FetchError>;
-    /// Reads a whole body (error bodies, non-streamed responses), within `timeout_ms`.
-    async fn read_body(&self, body: Self::Body, timeout_ms: u64) -> Result<Vec<u8>, FetchError>;
+    /// Reads a whole body (error bodies, non-streamed responses), within `timeout_ms`; a body
+    /// longer than `max_bytes` is not held: it fails with [`FetchError::TooLarge`] as soon as it
+    /// is known to be (whether or not the provider announced its length), and is cancelled.
+    async fn read_body(
+        &self,
+        body: Self::Body,
+        timeout_ms: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, FetchError>;
     /// The next piece of a streamed body (`None` at its end), within `timeout_ms`.
     async fn next_chunk(
         &self,

@@ -21,6 +21,7 @@
 
 import http from 'node:http';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { pathToFileURL } from 'node:url';
 
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -737,6 +738,7 @@ export async function startEmulator({ port = 0, host = '127.0.0.1', record = tru
    *   reset: true    destroy the socket without answering
    *   status, body, headers   answer with that status; body object → JSON, string → as is; a status
    *                  ≥ 400 without a body gets the protocol's own error body (`message`, `errorType`)
+   *   bodyEncoding   how `body` is sent: 'chunked' (no Content-Length) or 'gzip' (compressed)
    *   malformed: true   200 with invalid JSON (or an invalid SSE data line when streaming)
    *   respond        an object (JSON, with `status`) or an array of stream events
    *   stream         array of stream events: objects are framed per protocol, strings written as is
@@ -840,16 +842,22 @@ export async function startEmulator({ port = 0, host = '127.0.0.1', record = tru
     res.end();
   }
 
-  function sendJson(res, entry, status, json, headers = {}) {
-    const data = typeof json === 'string' ? json : JSON.stringify(json);
+  // `encoding`: undefined (Content-Length), 'chunked' (no length announced, sent in 64 KiB
+  // pieces) or 'gzip' (compressed, Content-Length of the compressed bytes).
+  function sendJson(res, entry, status, json, headers = {}, encoding = undefined) {
+    let data = Buffer.from(typeof json === 'string' ? json : JSON.stringify(json));
     const isJson = typeof json !== 'string';
+    if (encoding === 'gzip') data = gzipSync(data);
     res.writeHead(status, {
       ...(isJson || !headers['content-type'] ? { 'content-type': 'application/json' } : {}),
-      'content-length': Buffer.byteLength(data),
+      ...(encoding === 'chunked' ? {} : { 'content-length': data.length }),
+      ...(encoding === 'gzip' ? { 'content-encoding': 'gzip' } : {}),
       ...headers,
     });
-    res.end(data);
     entry.status = status;
+    if (encoding !== 'chunked') return res.end(data);
+    for (let at = 0; at < data.length; at += 65536) res.write(data.subarray(at, at + 65536));
+    res.end();
   }
 
   async function handle(req, res, raw) {
@@ -935,7 +943,7 @@ export async function startEmulator({ port = 0, host = '127.0.0.1', record = tru
       });
     }
     if (rule.respond !== undefined) return sendJson(res, entry, rule.status ?? 200, rule.respond, extraHeaders);
-    if (rule.body !== undefined) return sendJson(res, entry, rule.status ?? 200, rule.body, extraHeaders);
+    if (rule.body !== undefined) return sendJson(res, entry, rule.status ?? 200, rule.body, extraHeaders, rule.bodyEncoding);
     if (rule.status !== undefined && rule.status >= 400) {
       return sendJson(res, entry, rule.status, errorFor(protocol ?? 'openai', rule.status, rule.message, rule.errorType), extraHeaders);
     }

@@ -260,6 +260,35 @@ describe('retries', () => {
     assert.equal(err.code, 'upstream_response_too_large');
   });
 
+  for (const bodyEncoding of ['chunked', 'gzip']) {
+    test(`an answer over 32 MiB with no length announced (${bodyEncoding}) is dropped at the limit: the next attempt serves`, async () => {
+      const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(33 * 1024 * 1024)}"}`;
+      emu.script({ match: { model: 'gpt-4o' }, body: huge, bodyEncoding, headers: { 'content-type': 'application/json' }, times: 1 });
+      const { data } = await client()
+        .chat.completions.create({ model: GPT, messages: userMessage('not that much') })
+        .withResponse();
+      assert.equal(data.choices[0].message.content, 'Hello from emulator: not that much');
+      assert.deepEqual(providersCalled(), ['openai', 'openai']);
+      assert.equal(data.providerMetadata.gateway.routing.attempts[0].errorKind, 'malformed_response');
+
+      // Under the limit, the same encoding is read whole.
+      emu.reset();
+      const fine = JSON.stringify({
+        id: 'chatcmpl-fine',
+        object: 'chat.completion',
+        created: 1764201600,
+        model: 'gpt-4o',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'unannounced but fine' }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 },
+        pad: 'y'.repeat(1024 * 1024),
+      });
+      emu.script({ match: { model: 'gpt-4o' }, body: fine, bodyEncoding, headers: { 'content-type': 'application/json' }, times: 1 });
+      const ok = await client().chat.completions.create({ model: GPT, messages: userMessage('fine') });
+      assert.equal(ok.choices[0].message.content, 'unannounced but fine');
+      assert.equal(ok.pad.length, 1024 * 1024);
+    });
+  }
+
   test('malformed upstream JSON is retryable: retried on the same provider, then falls back', async () => {
     // OpenAI-compatible provider: one malformed body, the retry serves.
     emu.script({ match: { model: 'gpt-4o' }, malformed: true, times: 1 });

@@ -43,7 +43,8 @@ export function send(url, flatHeaders, body, timeoutMs) {
   return [pending, controller, timer];
 }
 
-// The response head the gateway reads: status, then content-type, retry-after, retry-after-ms.
+// The response head the gateway reads: status, then content-type, retry-after, retry-after-ms,
+// content-length, content-encoding.
 export function responseHead(response) {
   const h = response.headers;
   return [
@@ -52,7 +53,35 @@ export function responseHead(response) {
     h.get('retry-after') ?? '',
     h.get('retry-after-ms') ?? '',
     h.get('content-length') ?? '',
+    h.get('content-encoding') ?? '',
   ].join('\n');
+}
+
+// A whole body of unknown length (none announced, or compressed), read chunk by chunk until it
+// passes `max` bytes: then the rest is cancelled and the promise gives null. Read errors reject.
+export async function readCapped(response, max) {
+  if (!response.body) return new Uint8Array(0);
+  const reader = response.body.getReader();
+  const parts = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      reader.cancel().catch(() => {});
+      return null;
+    }
+    parts.push(value);
+  }
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
 }
 
 export function respond(status, flatHeaders, body) {

@@ -16,9 +16,14 @@ extern "C" {
         body: &js_sys::Uint8Array,
         timeout_ms: f64,
     ) -> Result<js_sys::Array, JsValue>;
-    /// Status, content-type, retry-after and retry-after-ms, newline-separated.
+    /// Status, content-type, retry-after, retry-after-ms, content-length and content-encoding,
+    /// newline-separated.
     #[wasm_bindgen(js_name = responseHead)]
     pub fn response_head(response: &web_sys::Response) -> String;
+    /// The whole body as a `Uint8Array`, or null once it passes `max` bytes (the rest is
+    /// cancelled); rejects when a read fails.
+    #[wasm_bindgen(js_name = readCapped)]
+    pub fn read_capped(response: &web_sys::Response, max: f64) -> js_sys::Promise;
     #[wasm_bindgen(catch)]
     pub fn respond(
         status: u16,

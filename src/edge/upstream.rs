@@ -19,6 +19,9 @@ pub struct EdgeBody {
     abort: web_sys::AbortController,
     timer: Option<i32>,
     handed_off: bool,
+    /// The body's length when the provider announced it for the bytes as they will be read
+    /// (`Content-Length` of a body that is not compressed).
+    exact_length: Option<u64>,
 }
 
 fn global() -> web_sys::WorkerGlobalScope {
@@ -109,6 +112,7 @@ impl Upstream for Edge {
             abort: abort.unchecked_into(),
             timer: timer.as_f64().map(|t| t as i32),
             handed_off: false,
+            exact_length: None,
         };
         let response: web_sys::Response = match JsFuture::from(js_sys::Promise::from(pending)).await
         {
@@ -116,9 +120,14 @@ impl Upstream for Edge {
             Err(e) => return Err(body.failure(e)),
         };
         let head = http::response_head(&response);
-        let [status, content_type, retry_after, retry_after_ms, content_length] =
-            crate::fields::split::<5>(&head);
+        let [status, content_type, retry_after, retry_after_ms, content_length, encoding] =
+            crate::fields::split::<6>(&head);
         let content_length = content_length.and_then(|n| n.parse().ok());
+        // workerd decodes a compressed body as it is read: its announced length is not what
+        // will be read.
+        if encoding.is_none_or(|e| e.eq_ignore_ascii_case("identity")) {
+            body.exact_length = content_length;
+        }
         let (content_type, retry_after, retry_after_ms) = (
             content_type.map(str::to_owned),
             retry_after.map(str::to_owned),
@@ -136,11 +145,26 @@ impl Upstream for Edge {
         })
     }
 
-    async fn read_body(&self, mut body: EdgeBody, _timeout_ms: u64) -> Result<Vec<u8>, FetchError> {
-        let promise = body.response.array_buffer().map_err(|e| body.failure(e))?;
-        let buf = JsFuture::from(promise).await.map_err(|e| body.failure(e))?;
-        body.finished();
-        Ok(js_sys::Uint8Array::new(&buf).to_vec())
+    async fn read_body(
+        &self,
+        mut body: EdgeBody,
+        _timeout_ms: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, FetchError> {
+        if body.exact_length.is_some_and(|n| n <= max_bytes as u64) {
+            // Known to fit: one native read (workerd holds the body to its announced length).
+            let promise = body.response.array_buffer().map_err(|e| body.failure(e))?;
+            let buf = JsFuture::from(promise).await.map_err(|e| body.failure(e))?;
+            body.finished();
+            return Ok(js_sys::Uint8Array::new(&buf).to_vec());
+        }
+        let read = http::read_capped(&body.response, max_bytes as f64);
+        let bytes = JsFuture::from(read).await.map_err(|e| body.failure(e))?;
+        body.finished(); // read to its end, or cancelled at the limit
+        if bytes.is_null() {
+            return Err(FetchError::TooLarge);
+        }
+        Ok(js_sys::Uint8Array::new(&bytes).to_vec())
     }
 
     async fn next_chunk(

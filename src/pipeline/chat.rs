@@ -387,15 +387,14 @@ impl Gateway {
             .fetch(request, timeout)
             .await
             .map_err(|e| transport_failure(provider, &e))?;
-        let too_large = resp
-            .content_length
-            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64);
+        let announced_over = |max: usize| resp.content_length.is_some_and(|n| n > max as u64);
         if !(200..300).contains(&resp.status) {
-            let bytes = if too_large {
-                p.cancel(resp.body); // an error body that size is not worth reading
+            // An error body over the limit is not worth reading: the status speaks for it.
+            let bytes = if announced_over(MAX_ERROR_BODY_BYTES) {
+                p.cancel(resp.body);
                 Vec::new()
             } else {
-                p.read_body(resp.body, remaining(p))
+                p.read_body(resp.body, remaining(p), MAX_ERROR_BODY_BYTES)
                     .await
                     .unwrap_or_default()
             };
@@ -422,20 +421,12 @@ impl Gateway {
             });
         }
         if !summary.stream {
-            if too_large {
+            if announced_over(MAX_RESPONSE_BYTES) {
                 p.cancel(resp.body);
-                let error = GatewayError::bad_gateway(format!(
-                    "The provider `{}` announced a {} MiB answer; the gateway reads at most {} MiB.",
-                    provider.name,
-                    resp.content_length.unwrap_or_default() >> 20,
-                    MAX_RESPONSE_BYTES >> 20
-                ))
-                .with_code("upstream_response_too_large")
-                .with_provider(provider.name);
-                return Err(Failure::new(AttemptOutcome::Malformed, error));
+                return Err(transport_failure(provider, &FetchError::TooLarge));
             }
             let bytes = p
-                .read_body(resp.body, remaining(p))
+                .read_body(resp.body, remaining(p), MAX_RESPONSE_BYTES)
                 .await
                 .map_err(|e| transport_failure(provider, &e))?;
             let malformed = |e: GatewayError| {
@@ -482,7 +473,9 @@ impl Gateway {
                     p.cancel(body);
                     let outcome = match e {
                         FetchError::Timeout => AttemptOutcome::Timeout,
-                        FetchError::Network(_) => AttemptOutcome::StreamFailed,
+                        FetchError::Network(_) | FetchError::TooLarge => {
+                            AttemptOutcome::StreamFailed
+                        }
                     };
                     return Err(Failure::new(outcome, transport_failure(provider, &e).error));
                 }
@@ -556,6 +549,8 @@ fn transport_failure(provider: &'static ProviderSpec, e: &FetchError) -> Failure
     let outcome = match e {
         FetchError::Timeout => AttemptOutcome::Timeout,
         FetchError::Network(_) => AttemptOutcome::Network,
+        // Like an answer that cannot be parsed: another attempt may serve.
+        FetchError::TooLarge => AttemptOutcome::Malformed,
     };
     Failure::new(outcome, fetch_error(provider, e))
 }
@@ -580,14 +575,25 @@ pub(crate) fn fetch_error(provider: &'static ProviderSpec, e: &FetchError) -> Ga
             "Could not reach the provider `{}`: {detail}",
             provider.name
         )),
+        FetchError::TooLarge => GatewayError::bad_gateway(format!(
+            "The provider `{}` sent an answer over {} MiB, the most the gateway reads.",
+            provider.name,
+            MAX_RESPONSE_BYTES >> 20
+        ))
+        .with_code("upstream_response_too_large"),
     }
     .with_provider(provider.name)
 }
 
-/// The largest non-streamed provider answer the gateway reads (by its `Content-Length`): it is
-/// held whole, copied into the core and parsed, in an isolate of 128 MB shared by concurrent
-/// requests. Streams are bounded per event instead ([`crate::sse::MAX_EVENT_BYTES`]).
+/// The largest non-streamed provider answer the gateway reads: it is held whole, copied into
+/// the core and parsed, in an isolate of 128 MB shared by concurrent requests. One announced
+/// longer (`Content-Length`) is not read at all; one that turns out longer while it is read
+/// (no length announced, or a compressed body) is dropped at the limit. Streams are bounded per
+/// event instead ([`crate::sse::MAX_EVENT_BYTES`]).
 pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// The most of a provider's error body the gateway reads (its message is all it needs).
+pub const MAX_ERROR_BODY_BYTES: usize = 1024 * 1024;
 
 /// The error for a provider that refused the gateway's credential (HTTP 401): a 502
 /// `upstream_authentication_failed` (as the native providers' translators and the Vertex token

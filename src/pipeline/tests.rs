@@ -55,10 +55,19 @@ impl Upstream for Fake {
         }
         reply
     }
-    async fn read_body(&self, body: FakeBody, _timeout_ms: u64) -> Result<Vec<u8>, FetchError> {
+    async fn read_body(
+        &self,
+        body: FakeBody,
+        _timeout_ms: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, FetchError> {
         let mut all = Vec::new();
         for piece in body {
             all.extend_from_slice(&piece?);
+            if all.len() > max_bytes {
+                self.cancelled.set(self.cancelled.get() + 1); // the platform cancels it
+                return Err(FetchError::TooLarge);
+            }
         }
         Ok(all)
     }
@@ -586,7 +595,10 @@ fn an_answer_announced_over_the_limit_is_not_read_and_falls_back() {
     assert_eq!(a.status, 502);
     let e = &a.json()["error"];
     assert_eq!(e["code"], "upstream_response_too_large");
-    assert!(e["message"].as_str().unwrap().contains("64 MiB"), "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("over 32 MiB"),
+        "{e}"
+    );
     // An error answer that size is not read either (its status still counts).
     w.reply(huge().map(|mut r| {
         r.status = 400;
@@ -595,6 +607,51 @@ fn an_answer_announced_over_the_limit_is_not_read_and_falls_back() {
     let a = w.chat(&key, &gpt(""));
     assert_eq!(a.status, 400);
     assert_eq!(w.p.cancelled.get(), 5);
+}
+
+#[test]
+fn an_answer_that_grows_over_the_limit_unannounced_is_dropped_and_falls_back() {
+    // No Content-Length (chunked, or compressed): the limit holds while the body is read.
+    let unannounced = |status: u16, total: usize| {
+        let piece = vec![b' '; 4 << 20];
+        let body: FakeBody = (0..total / piece.len())
+            .map(|_| Ok(piece.clone()))
+            .collect();
+        Ok(UpstreamResponse {
+            status,
+            content_type: Some("application/json".into()),
+            retry_after: None,
+            retry_after_ms: None,
+            content_length: None,
+            body,
+        })
+    };
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.reply(unannounced(200, 40 << 20));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(w.p.cancelled.get(), 1, "the oversized answer was dropped");
+    let routing = &a.json()["providerMetadata"]["gateway"]["routing"];
+    assert_eq!(routing["attempts"][0]["errorKind"], "malformed_response");
+    assert_eq!(routing["attempts"][1]["status"], 200);
+
+    // Just under the limit is read (whitespace is valid JSON around the answer).
+    let mut under = unannounced(200, 28 << 20);
+    if let Ok(r) = &mut under {
+        r.body.push_back(Ok(OK_JSON.as_bytes().to_vec()));
+    }
+    w.reply(under);
+    assert_eq!(w.chat(&key, &gpt("")).status, 200);
+    assert_eq!(w.p.cancelled.get(), 1);
+
+    // An error body over 1 MiB: not held; the status still speaks (a 400 goes back as is).
+    w.reply(unannounced(400, 8 << 20));
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 400);
+    assert_eq!(a.json()["error"]["type"], "invalid_request_error");
+    assert_eq!(w.p.cancelled.get(), 2);
 }
 
 #[test]

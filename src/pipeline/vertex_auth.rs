@@ -75,7 +75,11 @@ impl Gateway {
                 super::chat::fetch_error(crate::providers::find("vertex").expect("known"), &e)
             })?;
         let body = p
-            .read_body(resp.body, TOKEN_TIMEOUT_MS)
+            .read_body(
+                resp.body,
+                TOKEN_TIMEOUT_MS,
+                super::chat::MAX_ERROR_BODY_BYTES,
+            )
             .await
             .unwrap_or_default();
         let (token, expires_in) = vertex::parse_token_response(&body)?;
