@@ -97,7 +97,13 @@ pub trait Kv {
 
 /// The inbound request's body, read only when a route needs it.
 pub trait InboundBody {
-    async fn read(self) -> Result<Vec<u8>, GatewayError>;
+    /// The whole body; `None` once it passes `max_bytes` (the rest is not read).
+    /// `declared` is its `Content-Length` when the client sent one within the limit.
+    async fn read(
+        self,
+        max_bytes: usize,
+        declared: Option<u64>,
+    ) -> Result<Option<Vec<u8>>, GatewayError>;
 }
 
 /// How far a stream has got, as seen by its transform.

@@ -567,9 +567,19 @@ describe('errors', () => {
     assertOpenAIError(streamed.json, 413);
     assert.equal(emu.requests.length, 0);
 
-    // Just under the limit still goes through.
+    // Just under the limit still goes through, with a length or chunked (read up to the limit).
     const fits = await client().chat.completions.create({ model: 'openai/gpt-4o', messages: userMessage('y'.repeat(MAX_REQUEST_BYTES - 2048)) });
     assert.equal(fits.object, 'chat.completion');
+    const under = new TextEncoder().encode(JSON.stringify({ model: 'openai/gpt-4o', messages: userMessage('z'.repeat(MAX_REQUEST_BYTES - 2048)) }));
+    const chunkedUnder = new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < under.length; i += 8192) controller.enqueue(under.slice(i, i + 8192));
+        controller.close();
+      },
+    });
+    const streamedUnder = await raw('/v1/chat/completions', { headers: { 'content-type': 'application/json' }, body: chunkedUnder, duplex: 'half' });
+    assert.equal(streamedUnder.status, 200, JSON.stringify(streamedUnder.json)?.slice(0, 300));
+    assert.equal(emu.requests.at(-1).bodyBytes, under.length - 'openai/'.length, 'the whole chunked body reached the provider (model rewritten)');
   });
 
   test('wrong method: 405', async () => {

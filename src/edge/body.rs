@@ -12,11 +12,21 @@ use wasm_bindgen_futures::JsFuture;
 pub struct RequestBody(pub web_sys::Request);
 
 impl InboundBody for RequestBody {
-    async fn read(self) -> Result<Vec<u8>, GatewayError> {
+    async fn read(
+        self,
+        max_bytes: usize,
+        declared: Option<u64>,
+    ) -> Result<Option<Vec<u8>>, GatewayError> {
         let unreadable = |_| GatewayError::invalid_request("The request body could not be read.");
-        let promise = self.0.array_buffer().map_err(unreadable)?;
+        let promise = if declared.is_some() {
+            // Announced within the limit: one native read (the runtime holds it to that length).
+            self.0.array_buffer().map_err(unreadable)?
+        } else {
+            // Sent chunked: read in JavaScript, up to the limit.
+            super::http::read_capped(self.0.as_ref(), max_bytes as f64)
+        };
         let buf = JsFuture::from(promise).await.map_err(unreadable)?;
-        Ok(js_sys::Uint8Array::new(&buf).to_vec())
+        Ok((!buf.is_null()).then(|| js_sys::Uint8Array::new(&buf).to_vec()))
     }
 }
 

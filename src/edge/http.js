@@ -57,11 +57,12 @@ export function responseHead(response) {
   ].join('\n');
 }
 
-// A whole body of unknown length (none announced, or compressed), read chunk by chunk until it
-// passes `max` bytes: then the rest is cancelled and the promise gives null. Read errors reject.
-export async function readCapped(response, max) {
-  if (!response.body) return new Uint8Array(0);
-  const reader = response.body.getReader();
+// A whole body (of a Request or Response) of unknown length (none announced, or compressed),
+// read chunk by chunk until it passes `max` bytes: then the rest is cancelled and the promise
+// gives null. Read errors reject.
+export async function readCapped(message, max) {
+  if (!message.body) return new Uint8Array(0);
+  const reader = message.body.getReader();
   const parts = [];
   let size = 0;
   for (;;) {

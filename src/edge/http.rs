@@ -20,10 +20,10 @@ extern "C" {
     /// newline-separated.
     #[wasm_bindgen(js_name = responseHead)]
     pub fn response_head(response: &web_sys::Response) -> String;
-    /// The whole body as a `Uint8Array`, or null once it passes `max` bytes (the rest is
-    /// cancelled); rejects when a read fails.
+    /// The whole body of a `Request` or `Response` as a `Uint8Array`, or null once it passes
+    /// `max` bytes (the rest is cancelled); rejects when a read fails.
     #[wasm_bindgen(js_name = readCapped)]
-    pub fn read_capped(response: &web_sys::Response, max: f64) -> js_sys::Promise;
+    pub fn read_capped(message: &JsValue, max: f64) -> js_sys::Promise;
     #[wasm_bindgen(catch)]
     pub fn respond(
         status: u16,

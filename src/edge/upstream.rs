@@ -158,7 +158,7 @@ impl Upstream for Edge {
             body.finished();
             return Ok(js_sys::Uint8Array::new(&buf).to_vec());
         }
-        let read = http::read_capped(&body.response, max_bytes as f64);
+        let read = http::read_capped(body.response.as_ref(), max_bytes as f64);
         let bytes = JsFuture::from(read).await.map_err(|e| body.failure(e))?;
         body.finished(); // read to its end, or cancelled at the limit
         if bytes.is_null() {

@@ -348,11 +348,9 @@ impl Gateway {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(GatewayError::payload_too_large(limit));
         }
-        let bytes = body.read().await?;
-        if bytes.len() > limit {
-            return Err(GatewayError::payload_too_large(limit));
-        }
-        Ok(bytes)
+        body.read(limit, declared)
+            .await?
+            .ok_or_else(|| GatewayError::payload_too_large(limit))
     }
 
     /// The caller's gateway key record: from the isolate cache, else from the key store.

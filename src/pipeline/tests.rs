@@ -116,8 +116,12 @@ impl Kv for Fake {
 
 struct Body(Vec<u8>);
 impl InboundBody for Body {
-    async fn read(self) -> Result<Vec<u8>, GatewayError> {
-        Ok(self.0)
+    async fn read(
+        self,
+        max_bytes: usize,
+        _declared: Option<u64>,
+    ) -> Result<Option<Vec<u8>>, GatewayError> {
+        Ok((self.0.len() <= max_bytes).then_some(self.0))
     }
 }
 
