@@ -23,6 +23,21 @@ pub enum Protocol {
     Vertex,
 }
 
+impl Protocol {
+    /// Whether `native_model` can be sent with this protocol. Gemini and Vertex put the model
+    /// in the URL's path, where `/`, `..`, `?` or `#` would send the gateway's credential to
+    /// another resource; their model ids are one path segment of letters, digits, `.`, `-`,
+    /// `_` and `@` (`claude-sonnet-4-6@20250929`). The others carry the model in the body.
+    pub fn accepts_model_id(self, native_model: &str) -> bool {
+        match self {
+            Protocol::Gemini | Protocol::Vertex => native_model.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@')
+            }) && !native_model.starts_with('.'),
+            Protocol::OpenAiCompat | Protocol::Anthropic => true,
+        }
+    }
+}
+
 /// One provider the gateway can route to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProviderSpec {

@@ -78,7 +78,7 @@ pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayEr
         .split_once('/')
         .ok_or_else(|| GatewayError::model_not_found(model_id))?;
     let provider = providers::find(provider_name)
-        .filter(|_| !native.is_empty())
+        .filter(|p| !native.is_empty() && p.protocol.accepts_model_id(native))
         .ok_or_else(|| GatewayError::model_not_found(model_id))?;
     if !configured(provider) {
         return Err(GatewayError::not_configured(format!(
@@ -125,12 +125,33 @@ mod tests {
         let c = config(&[("FIREWORKS_API_KEY", "f")]);
         let t = resolve("fireworks/accounts/x/models/y-unlisted", &c).unwrap();
         assert_eq!(t[0].native_model, "accounts/x/models/y-unlisted");
+        // Gemini and Vertex ids of their usual shapes
+        let c = config(&[("GOOGLE_API_KEY", "g"), ("VERTEX_API_KEY", "v")]);
+        let t = resolve("google/gemini-9.0-flash-exp_01", &c).unwrap();
+        assert_eq!(t[0].native_model, "gemini-9.0-flash-exp_01");
+        let t = resolve("vertex/claude-opus-9@20990101", &c).unwrap();
+        assert_eq!(t[0].native_model, "claude-opus-9@20990101");
     }
 
     #[test]
     fn unknown_providers_and_models_are_404_model_not_found() {
-        let c = config(&[("OPENAI_API_KEY", "o")]);
-        for id in ["nope/x", "gpt-4o", "openai/", "/x", ""] {
+        // Gemini and Vertex put the model in the URL: only one plain path segment is a model
+        // there (no way to steer the gateway's credential to another resource).
+        let c = config(&[("OPENAI_API_KEY", "o"), ("GOOGLE_API_KEY", "g")]);
+        for id in [
+            "nope/x",
+            "gpt-4o",
+            "openai/",
+            "/x",
+            "",
+            "google/../../v1beta/tunedModels/foo:countTokens?x=",
+            "google/gemini-x/../../files",
+            "google/gemini-x?key=1",
+            "google/gemini-x#",
+            "google/..",
+            "vertex/../../../../v1/projects/other/locations/x",
+            "google/gemini x",
+        ] {
             let e = resolve(id, &c).unwrap_err();
             assert_eq!(
                 (e.status, e.code.as_deref()),
