@@ -30,6 +30,9 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// The code of an error that says a provider refused the gateway's credential.
+pub const CREDENTIAL_REFUSED: &str = "upstream_authentication_failed";
+
 /// A gateway error: cause, status, and the four OpenAI error fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayError {
@@ -131,6 +134,16 @@ impl GatewayError {
             502
         };
         Self::new(ErrorKind::Upstream, status, message)
+    }
+
+    /// A provider refused the gateway's own credential: 502 [`CREDENTIAL_REFUSED`] (a 401 would
+    /// read as the client's gateway key being wrong).
+    pub fn credential_refused(message: impl Into<String>) -> Self {
+        Self::upstream(502, message).with_code(CREDENTIAL_REFUSED)
+    }
+
+    pub fn is_credential_refused(&self) -> bool {
+        self.code.as_deref() == Some(CREDENTIAL_REFUSED)
     }
 
     pub fn with_param(mut self, param: &str) -> Self {

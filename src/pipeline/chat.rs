@@ -220,10 +220,12 @@ impl Gateway {
                     Err(failure) => {
                         report.record(attempt, failure.outcome, latency);
                         let retryable = failure.outcome.is_retryable();
-                        // The provider refused the gateway's own key (revoked, no access):
-                        // the request is not at fault, so the provider's next key may serve it.
+                        // The provider refused the gateway's own key (revoked, no access; Gemini
+                        // answers an invalid key with a 400 its translator recognises): the
+                        // request is not at fault, so the provider's next key may serve it.
                         let key_refused =
-                            matches!(failure.outcome, AttemptOutcome::Status(401 | 403))
+                            (matches!(failure.outcome, AttemptOutcome::Status(401 | 403))
+                                || failure.error.is_credential_refused())
                                 && plan.get(i + 1).is_some_and(|next| {
                                     next.target.provider.name == attempt.target.provider.name
                                         && next.model_id == attempt.model_id
@@ -406,10 +408,11 @@ impl Gateway {
                 Some(n) => n.translate_error(resp.status, resp.retry_after, &bytes),
             };
             error.message = scrub(std::mem::take(&mut error.message), &credential);
-            if resp.status == 401 {
+            if resp.status == 401 || error.is_credential_refused() {
                 // The provider refused the gateway's own credential: a 502, as for every other
                 // provider credential the gateway holds (a 401 would read as the client's gateway
-                // key being wrong), and our message: the provider's shows part of the key.
+                // key being wrong), and our message naming the variable to renew: the
+                // provider's may show part of the key.
                 error = credential_refused(target);
             }
             // A wait the provider put in its body (Google's RetryInfo) counts like the header.
@@ -604,15 +607,11 @@ fn credential_refused(target: &routing::Target) -> GatewayError {
         0 => format!("{}_API_KEY", target.provider.env),
         n => format!("{}_API_KEY_{}", target.provider.env, n + 1),
     };
-    GatewayError::upstream(
-        502,
-        format!(
-            "The provider `{}` did not accept the gateway's credential ({var}); your gateway \
-             key is fine, the gateway's operator must renew that credential.",
-            target.provider.name
-        ),
-    )
-    .with_code("upstream_authentication_failed")
+    GatewayError::credential_refused(format!(
+        "The provider `{}` did not accept the gateway's credential ({var}); your gateway key is \
+         fine, the gateway's operator must renew that credential.",
+        target.provider.name
+    ))
 }
 
 /// An error answer from an OpenAI-compatible provider, kept in OpenAI's shape: its status, message,

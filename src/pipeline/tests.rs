@@ -1469,3 +1469,47 @@ fn a_refused_key_moves_to_the_providers_next_key_only() {
         .unwrap()
         .contains("credential (OPENAI_API_KEY)"));
 }
+
+/// Gemini answers an invalid key with a 400 (`API key not valid`), not a 401: it is still the
+/// gateway's credential that was refused, so the provider's next key is tried and the client
+/// gets the same 502 naming the variable.
+#[test]
+fn geminis_invalid_key_400_moves_to_the_next_key_like_a_401() {
+    let invalid = || {
+        reply(
+            400,
+            "application/json",
+            r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT"}}"#,
+        )
+    };
+    let gemini_ok = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"hi there"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":2,"totalTokenCount":4},"responseId":"r1"}"#;
+    let w = World::with(&[
+        ("GOOGLE_API_KEY", "google-first-secret"),
+        ("GOOGLE_API_KEY_2", "google-second-secret"),
+    ]);
+    let (_, key) = w.new_key();
+    let body = r#"{"model":"google/gemini-2.5-flash","messages":[{"role":"user","content":"hi"}]}"#;
+    w.reply(invalid());
+    w.reply(reply(200, "application/json", gemini_ok));
+    let a = w.chat(&key, body);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["choices"][0]["message"]["content"], "hi there");
+    let attempts = a.header("x-switchyard-attempts").unwrap().to_owned();
+    assert!(
+        attempts == "google#1:400,google#2:200" || attempts == "google#2:400,google#1:200",
+        "{attempts}"
+    );
+
+    // Both refused: a 502 naming a variable, not Google's 400.
+    w.reply(invalid());
+    w.reply(invalid());
+    let a = w.chat(&key, body);
+    assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+    let e = &a.json()["error"];
+    assert_eq!(e["code"], "upstream_authentication_failed");
+    assert!(
+        e["message"].as_str().unwrap().contains("GOOGLE_API_KEY"),
+        "{e}"
+    );
+    assert_eq!(w.p.sent.borrow().len(), 4);
+}

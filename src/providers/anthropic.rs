@@ -552,7 +552,7 @@ pub fn translate_error(status: u16, retry_after: Option<String>, body: &[u8]) ->
             .with_code("context_length_exceeded")
             .with_param("messages")
     } else if status == 401 || kind == "authentication_error" {
-        GatewayError::upstream(502, text).with_code("upstream_authentication_failed")
+        GatewayError::credential_refused(text)
     } else {
         GatewayError::upstream(status, text)
     };

@@ -680,7 +680,7 @@ pub(crate) fn translate_google_error(
             .with_code("context_length_exceeded")
             .with_param("messages")
     } else if status == 401 || grpc == "UNAUTHENTICATED" || lower.contains("api key not valid") {
-        GatewayError::upstream(502, text).with_code("upstream_authentication_failed")
+        GatewayError::credential_refused(text)
     } else if grpc == "UNAVAILABLE" {
         GatewayError::upstream(503, text).with_code("overloaded")
     } else {

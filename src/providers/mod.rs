@@ -30,9 +30,12 @@ impl Protocol {
     /// `_` and `@` (`claude-sonnet-4-6@20250929`). The others carry the model in the body.
     pub fn accepts_model_id(self, native_model: &str) -> bool {
         match self {
-            Protocol::Gemini | Protocol::Vertex => native_model.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@')
-            }) && !native_model.starts_with('.'),
+            Protocol::Gemini | Protocol::Vertex => {
+                native_model
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@'))
+                    && !native_model.starts_with('.')
+            }
             Protocol::OpenAiCompat | Protocol::Anthropic => true,
         }
     }

@@ -145,11 +145,9 @@ pub fn parse_token_response(body: &[u8]) -> Result<(String, u64), GatewayError> 
                 .error_description
                 .or(error)
                 .unwrap_or_else(|| "no access_token".to_owned());
-            Err(GatewayError::upstream(
-                502,
-                format!("Google refused the Vertex AI service account: {why}"),
-            )
-            .with_code("upstream_authentication_failed"))
+            Err(GatewayError::credential_refused(format!(
+                "Google refused the Vertex AI service account: {why}"
+            )))
         }
     }
 }
