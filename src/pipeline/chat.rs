@@ -186,10 +186,10 @@ impl Gateway {
             .admit(plan[0].target.key(), started);
         let policy = self.config.retry;
         let attempt_timeout = opts.timeout_ms.unwrap_or(self.config.timeout_ms);
-        let deadline = started
-            + opts
-                .total_timeout_ms
-                .unwrap_or(self.config.total_timeout_ms);
+        let deadline = started.saturating_add(
+            opts.total_timeout_ms
+                .unwrap_or(self.config.total_timeout_ms),
+        );
         let mut report = RoutingReport::new(&summary.model, &plan);
         let mut last: Option<GatewayError> = None;
         let mut total = 0;
@@ -230,7 +230,12 @@ impl Gateway {
                                     next.target.provider.name == attempt.target.provider.name
                                         && next.model_id == attempt.model_id
                                 });
-                        if retryable || key_refused {
+                        // A timeout says the provider is slow only when the attempt had the
+                        // gateway's own time: a client's shorter `timeoutMs` (or the end of its
+                        // total budget) must not open a breaker every request shares.
+                        let own_time = failure.outcome != AttemptOutcome::Timeout
+                            || timeout >= self.config.timeout_ms;
+                        if (retryable && own_time) || key_refused {
                             self.breakers
                                 .borrow_mut()
                                 .record_failure(breaker, p.now_ms());

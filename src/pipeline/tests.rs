@@ -1250,6 +1250,49 @@ fn a_breaker_opens_after_repeated_failures_and_requests_stop_paying_for_it() {
     );
 }
 
+/// A client that asks for a 1 ms `timeoutMs` times out by its own choice: that says nothing
+/// about the provider, so the breaker every request shares stays closed; timeouts with the
+/// gateway's own per-attempt time still open it.
+#[test]
+fn timeouts_a_client_shortened_do_not_open_the_shared_breaker() {
+    let w = World::with(&[
+        ("BREAKER_THRESHOLD", "2"),
+        ("BREAKER_COOLDOWN_MS", "60000"),
+        ("RETRY_MAX_ATTEMPTS", "1"),
+    ]);
+    let (_, key) = w.new_key();
+    for _ in 0..3 {
+        w.reply(Err(FetchError::Timeout));
+        let a = w.chat(
+            &key,
+            &gpt(r#","providerOptions":{"gateway":{"timeoutMs":1}}"#),
+        );
+        assert_eq!(a.status, 504);
+    }
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:200"),
+        "openai still first: its breaker did not open"
+    );
+
+    // The same timeouts on the gateway's own time open it.
+    for _ in 0..2 {
+        w.reply(Err(FetchError::Timeout));
+        assert_eq!(w.chat(&key, &gpt("")).status, 504);
+    }
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.header("x-switchyard-attempts"), Some("xai:200"));
+}
+
 #[test]
 fn key_routing_defaults_apply_and_requests_override_them() {
     let w = World::new();

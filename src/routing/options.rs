@@ -29,6 +29,9 @@ pub struct RoutingOptions {
 
 const PARAM: &str = "providerOptions.gateway";
 
+/// The longest `timeoutMs` / `totalTimeoutMs` a request or key may ask for: one hour.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
 impl RoutingOptions {
     /// Reads `providerOptions.gateway` from a request's raw `providerOptions` field. Other keys of
     /// `providerOptions` (options for particular providers) are allowed and ignored here.
@@ -122,10 +125,13 @@ impl RoutingOptions {
             ("timeoutMs", self.timeout_ms),
             ("totalTimeoutMs", self.total_timeout_ms),
         ] {
-            if v == Some(0) {
+            if v.is_some_and(|ms| ms == 0 || ms > MAX_TIMEOUT_MS) {
                 return Err(GatewayError::invalid_param(
                     &format!("{param}.{field}"),
-                    format!("`{param}.{field}` must be a positive number of milliseconds."),
+                    format!(
+                        "`{param}.{field}` must be a number of milliseconds from 1 to \
+                         {MAX_TIMEOUT_MS} (one hour)."
+                    ),
                 ));
             }
         }
@@ -213,6 +219,16 @@ mod tests {
             param(r#"{"gateway":{"timeoutMs":0}}"#),
             "providerOptions.gateway.timeoutMs"
         );
+        for huge in ["3600001", "18446744073709551615"] {
+            assert_eq!(
+                param(&format!(r#"{{"gateway":{{"totalTimeoutMs":{huge}}}}}"#)),
+                "providerOptions.gateway.totalTimeoutMs"
+            );
+        }
+        assert!(RoutingOptions::from_provider_options(Some(&raw(
+            r#"{"gateway":{"timeoutMs":3600000}}"#
+        )))
+        .is_ok());
         assert_eq!(
             param(r#"{"gateway":{"retries":3}}"#),
             "providerOptions.gateway.retries"
