@@ -442,13 +442,20 @@ impl Gateway {
             };
             return match native {
                 None => {
-                    serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|_| {
-                        malformed(GatewayError::bad_gateway(format!(
-                            "The provider `{}` returned a body that is not valid JSON.",
+                    match CompletionShape::of(&bytes) {
+                        Some(CompletionShape {
+                            choices: Some(_), ..
+                        }) => Ok(Served::Json(bytes)),
+                        // A failure reported with a 2xx status: a failure, its message kept.
+                        Some(CompletionShape { error: Some(_), .. }) => Err(malformed(
+                            upstream_error(provider, 502, None, &bytes, &credential),
+                        )),
+                        _ => Err(malformed(GatewayError::bad_gateway(format!(
+                            "The provider `{}` returned a body that is not a chat completion \
+                         (valid UTF-8 JSON with `choices`).",
                             provider.name
-                        )))
-                    })?;
-                    Ok(Served::Json(bytes))
+                        )))),
+                    }
                 }
                 Some(n) => {
                     let mut answer = n.translate_response(&bytes).map_err(malformed)?;
@@ -593,6 +600,22 @@ pub(crate) fn fetch_error(provider: &'static ProviderSpec, e: &FetchError) -> Ga
     .with_provider(provider.name)
 }
 
+/// What a 2xx answer of an OpenAI-compatible provider is checked for before it is passed on:
+/// a JSON object in UTF-8 with a `choices` array (or an `error`: a failure with a 2xx status).
+#[derive(serde::Deserialize)]
+struct CompletionShape {
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+    error: Option<serde::de::IgnoredAny>,
+}
+
+impl CompletionShape {
+    fn of(bytes: &[u8]) -> Option<Self> {
+        // The skipped strings are not checked by the parser: the whole body is, first.
+        std::str::from_utf8(bytes).ok()?;
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
 /// The largest non-streamed provider answer the gateway reads: it is held whole, copied into
 /// the core and parsed, in an isolate of 128 MB shared by concurrent requests. One announced
 /// longer (`Content-Length`) is not read at all; one that turns out longer while it is read
@@ -656,12 +679,14 @@ pub(crate) fn upstream_error(
     let mut e = GatewayError::upstream(status, message)
         .with_provider(provider.name)
         .with_retry_after(retry_after);
-    e.param = field("param");
-    e.code = field("code").or_else(|| {
-        err.and_then(|e| e.get("type"))
-            .and_then(|t| t.as_str())
-            .map(str::to_owned)
-    });
+    e.param = field("param").map(|p| scrub(p, secret));
+    e.code = field("code")
+        .or_else(|| {
+            err.and_then(|e| e.get("type"))
+                .and_then(|t| t.as_str())
+                .map(str::to_owned)
+        })
+        .map(|c| scrub(c, secret));
     e
 }
 

@@ -1556,3 +1556,53 @@ fn geminis_invalid_key_400_moves_to_the_next_key_like_a_401() {
     );
     assert_eq!(w.p.sent.borrow().len(), 4);
 }
+
+/// A 2xx answer that is not a chat completion (an error object, `null`, a list, bytes that are
+/// not UTF-8) is a failed attempt, never passed on as a success: the next attempt serves.
+#[test]
+fn a_2xx_answer_that_is_not_a_completion_is_a_failed_attempt() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    let not_completions: [&[u8]; 5] = [
+        br#"{"error":{"message":"upstream overloaded","type":"server_error"}}"#,
+        b"null",
+        b"[]",
+        br#"{"id":"x","object":"chat.completion"}"#,
+        b"{\"choices\":[{\"message\":{\"content\":\"\xff\xfe\"}}]}",
+    ];
+    for body in not_completions {
+        w.reply(Ok(UpstreamResponse {
+            status: 200,
+            content_type: Some("application/json".into()),
+            retry_after: None,
+            retry_after_ms: None,
+            content_length: None,
+            body: VecDeque::from([Ok(body.to_vec())]),
+        }));
+        w.reply(reply(200, "application/json", OK_JSON));
+        let a = w.chat(&key, &gpt(""));
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(a.status, 200, "{shown}");
+        assert_eq!(
+            a.json()["id"],
+            "chatcmpl-1",
+            "{shown}: the second answer served"
+        );
+        let routing = routing_of(&a);
+        assert_eq!(
+            routing["attempts"][0]["errorKind"], "malformed_response",
+            "{shown}"
+        );
+    }
+    // Nowhere else to go: the provider's own message, as a 502.
+    for _ in 0..2 {
+        w.reply(reply(
+            200,
+            "application/json",
+            r#"{"error":{"message":"upstream overloaded","type":"server_error"}}"#,
+        ));
+    }
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 502);
+    assert_eq!(a.json()["error"]["message"], "upstream overloaded");
+}
