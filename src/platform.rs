@@ -128,8 +128,10 @@ pub trait StreamTransform {
     /// A stream cut before its natural end closes with an error event, never a clean finish.
     fn finish(&mut self, out: &mut Vec<u8>, upstream_error: Option<&FetchError>);
     fn progress(&self) -> &Progress;
-    /// One SSE event to write just before the final `[DONE]` (the routing metadata chunk).
-    fn set_trailer(&mut self, event: Vec<u8>);
+    /// One SSE event to write just before the final `[DONE]` (the routing metadata chunk). A
+    /// stream that already reached its end (before the trailer was known) has it written to
+    /// `out` now: its trailer, error event if any, `[DONE]`.
+    fn set_trailer(&mut self, event: Vec<u8>, out: &mut Vec<u8>);
     /// The client's stream is complete (`[DONE]` written): nothing more will be sent, so the
     /// provider's stream need not be read further.
     fn closed(&self) -> bool;

@@ -447,6 +447,22 @@ describe('chat completions: streaming', () => {
     }
   });
 
+  test('a whole short stream in one write still ends with the routing chunk before [DONE]', async () => {
+    // The provider's entire answer arrives in the gateway's first read, while it still judges the
+    // attempt: the stream's end must wait for the routing chunk.
+    const chunk = (delta, finish = null) =>
+      `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const whole = chunk({ role: 'assistant', content: '' }) + chunk({ content: 'short' }) + chunk({}, 'stop') + 'data: [DONE]\n\n';
+    emu.script({ match: { model: 'gpt-4o' }, stream: [{ raw: whole }] });
+    const stream = await client().chat.completions.create({ model: 'openai/gpt-4o', messages: userMessage('short'), stream: true });
+    const chunks = [];
+    for await (const c of stream) chunks.push(c);
+    assert.equal(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join(''), 'short');
+    const last = chunks.at(-1);
+    assert.deepEqual(last.choices, []);
+    assert.equal(last.providerMetadata?.gateway?.routing?.finalProvider, 'openai', JSON.stringify(last));
+  });
+
   test('an event over 16 MiB ends the stream with a clear error and cancels the provider', async () => {
     const chunk = (delta, finish = null) => ({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta, finish_reason: finish }] });
     const later = Array.from({ length: 30 }, () => chunk({ content: ' more' }));

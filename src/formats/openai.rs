@@ -60,6 +60,53 @@ pub fn write_stream_end(out: &mut Vec<u8>, trailer: &[u8], error: Option<&Gatewa
     out.extend_from_slice(DONE);
 }
 
+/// The end of one client stream ([`write_stream_end`]), which carries the routing trailer. The
+/// gateway knows its trailer only once the attempt has been judged a success: a stream built
+/// [`StreamEnd::awaiting_trailer`] holds an end reached before that (a whole short answer in the
+/// first read) and writes it when the trailer is set, so every stream that ends has its routing
+/// chunk before `[DONE]`. By default the end is written at once (with no trailer until one is set).
+#[derive(Debug)]
+pub struct StreamEnd {
+    trailer: Option<Vec<u8>>,
+    /// An end reached before the trailer was set: its error, if it failed.
+    held: Option<Option<GatewayError>>,
+}
+
+impl Default for StreamEnd {
+    fn default() -> Self {
+        StreamEnd {
+            trailer: Some(Vec::new()),
+            held: None,
+        }
+    }
+}
+
+impl StreamEnd {
+    /// An end that waits for its trailer (see the type).
+    pub fn awaiting_trailer() -> Self {
+        StreamEnd {
+            trailer: None,
+            held: None,
+        }
+    }
+
+    /// Writes the end (or holds it until [`StreamEnd::set_trailer`]).
+    pub fn write(&mut self, out: &mut Vec<u8>, error: Option<&GatewayError>) {
+        match &self.trailer {
+            Some(trailer) => write_stream_end(out, trailer, error),
+            None => self.held = Some(error.cloned()),
+        }
+    }
+
+    /// Sets the trailer; an end already reached is written to `out` now.
+    pub fn set_trailer(&mut self, trailer: Vec<u8>, out: &mut Vec<u8>) {
+        if let Some(error) = self.held.take() {
+            write_stream_end(out, &trailer, error.as_ref());
+        }
+        self.trailer = Some(trailer);
+    }
+}
+
 /// Writes OpenAI `chat.completion.chunk` events for a translated stream.
 #[derive(Debug)]
 pub struct ChunkEncoder {
@@ -75,9 +122,8 @@ pub struct ChunkEncoder {
     finished: bool,
     done: bool,
     usage: Option<Usage>,
-    /// One event written just before the stream's end: before `[DONE]`, or before the error
-    /// event that ends a failed stream (the gateway's routing metadata chunk).
-    trailer: Vec<u8>,
+    /// The stream's end, with the routing trailer.
+    end: StreamEnd,
 }
 
 impl ChunkEncoder {
@@ -96,13 +142,20 @@ impl ChunkEncoder {
             finished: false,
             done: false,
             usage: None,
-            trailer: Vec::new(),
+            end: StreamEnd::default(),
         }
     }
 
-    /// Sets the event written last before the stream's end (see [`ChunkEncoder::finish`]).
-    pub fn set_trailer(&mut self, event: Vec<u8>) {
-        self.trailer = event;
+    /// The stream's end waits for [`ChunkEncoder::set_trailer`] ([`StreamEnd::awaiting_trailer`]).
+    pub fn awaiting_trailer(mut self) -> Self {
+        self.end = StreamEnd::awaiting_trailer();
+        self
+    }
+
+    /// Sets the event written last before the stream's end (see [`ChunkEncoder::finish`]); an
+    /// end already reached is written to `out` now ([`StreamEnd`]).
+    pub fn set_trailer(&mut self, event: Vec<u8>, out: &mut Vec<u8>) {
+        self.end.set_trailer(event, out);
     }
 
     /// Whether the stream's end (`[DONE]`, after an error or `finish`) has been written.
@@ -205,12 +258,12 @@ impl ChunkEncoder {
                 write_data(out, &serde_json::to_vec(&chunk).expect("chunk serializes"));
             }
         }
-        write_stream_end(out, &self.trailer, None);
+        self.end.write(out, None);
         self.done = true;
     }
 
     fn write_error(&mut self, e: &GatewayError, out: &mut Vec<u8>) {
-        write_stream_end(out, &self.trailer, Some(e));
+        self.end.write(out, Some(e));
         self.done = true;
     }
 
@@ -637,11 +690,43 @@ mod tests {
     }
 
     #[test]
+    fn an_end_awaiting_its_trailer_is_held_then_written_with_it() {
+        for error in [None, Some(GatewayError::upstream(503, "Overloaded"))] {
+            let mut enc = ChunkEncoder::new("id", "m", 1, false).awaiting_trailer();
+            let mut out = Vec::new();
+            enc.encode(StreamPart::TextDelta("a".into()), &mut out);
+            match &error {
+                None => enc.encode(StreamPart::Finish(FinishReason::Stop), &mut out),
+                Some(e) => enc.encode(StreamPart::Error(e.clone()), &mut out),
+            }
+            enc.finish(&mut out);
+            assert!(enc.is_done());
+            assert!(!out.ends_with(DONE), "held until the trailer is known");
+            enc.set_trailer(b"data: {\"t\":1}\n\n".to_vec(), &mut out);
+            let events = crate::sse::tests::decode_pieces(&[&out]);
+            let n = events.len();
+            assert!(events[n - 1].is_done());
+            assert_eq!(events.iter().filter(|e| e.is_done()).count(), 1);
+            let trailer_at = if error.is_some() {
+                assert!(events[n - 2].data.contains("Overloaded"));
+                n - 3
+            } else {
+                n - 2
+            };
+            assert_eq!(events[trailer_at].data, "{\"t\":1}");
+            // Nothing more once ended.
+            let before = out.len();
+            enc.finish(&mut out);
+            assert_eq!(out.len(), before);
+        }
+    }
+
+    #[test]
     fn the_trailer_is_the_last_chunk_of_every_ending() {
         let trailer = b"data: {\"t\":1}\n\n";
         let end = |parts: Vec<StreamPart>| {
             let mut enc = ChunkEncoder::new("id", "m", 1, true);
-            enc.set_trailer(trailer.to_vec());
+            enc.set_trailer(trailer.to_vec(), &mut Vec::new());
             let mut out = Vec::new();
             for p in parts {
                 enc.encode(p, &mut out);

@@ -291,7 +291,7 @@ impl Gateway {
                 OutBody::Bytes(report.splice_into(&bytes).unwrap_or(bytes))
             }
             Served::Stream {
-                prefix,
+                mut prefix,
                 body,
                 mut transform,
             } => {
@@ -301,11 +301,12 @@ impl Gateway {
                 ));
                 headers.push(("cache-control", "no-cache".to_owned()));
                 let created = p.now_ms() / 1000;
-                transform.set_trailer(report.stream_trailer(
-                    ids.generation,
-                    &summary.model,
-                    created,
-                ));
+                // A short answer may have ended within the first read: its end, held until now,
+                // goes into the prefix with the trailer.
+                transform.set_trailer(
+                    report.stream_trailer(ids.generation, &summary.model, created),
+                    &mut prefix,
+                );
                 OutBody::Stream {
                     prefix,
                     body,
@@ -467,7 +468,8 @@ impl Gateway {
             };
         }
         let mut transform: Box<dyn StreamTransform> = match native {
-            None => Box::new(PassThroughStream::new(provider.name)),
+            // Their ends wait for the routing trailer, known once this attempt has served.
+            None => Box::new(PassThroughStream::new(provider.name).awaiting_trailer()),
             Some(n) => Box::new(TranslatedStream::new(
                 n,
                 ChunkEncoder::new(
@@ -475,7 +477,8 @@ impl Gateway {
                     &summary.model,
                     p.now_ms() / 1000,
                     summary.include_usage,
-                ),
+                )
+                .awaiting_trailer(),
             )),
         };
         let mut body = resp.body;
@@ -496,7 +499,7 @@ impl Gateway {
                 }
             }
             match transform.progress() {
-                Progress::Pending if !prefix.ends_with(crate::sse::DONE) => continue,
+                Progress::Pending if !transform.closed() => continue,
                 Progress::Pending => {
                     // Ended without content, and without an error of its own: a cut.
                     return Err(Failure::new(

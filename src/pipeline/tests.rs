@@ -1606,3 +1606,59 @@ fn a_2xx_answer_that_is_not_a_completion_is_a_failed_attempt() {
     assert_eq!(a.status, 502);
     assert_eq!(a.json()["error"]["message"], "upstream overloaded");
 }
+
+/// A short answer whose whole stream arrives in the provider's first read ends while the gateway
+/// still judges the attempt: its end waits for the routing chunk, which is still the last chunk
+/// before `[DONE]` (pass-through and translated, finished or failed).
+#[test]
+fn a_stream_that_ends_within_the_first_read_still_has_its_routing_chunk() {
+    let trailer_then_done = |a: &Answer, error_code: Option<&str>| {
+        let events = crate::sse::tests::decode_pieces(&[&a.body]);
+        let n = events.len();
+        assert!(events[n - 1].is_done(), "{events:?}");
+        assert_eq!(
+            events.iter().filter(|e| e.is_done()).count(),
+            1,
+            "one [DONE]"
+        );
+        let trailer_at = match error_code {
+            None => n - 2,
+            Some(code) => {
+                let err: Value = serde_json::from_str(&events[n - 2].data).unwrap();
+                assert_eq!(err["error"]["code"], code);
+                n - 3
+            }
+        };
+        let trailer: Value = serde_json::from_str(&events[trailer_at].data).unwrap();
+        assert!(
+            trailer["providerMetadata"]["gateway"]["routing"]["finalProvider"].is_string(),
+            "{trailer}"
+        );
+    };
+    let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
+    let (_, key) = w.new_key();
+    let stream = gpt(r#","stream":true"#);
+
+    let whole = [CHUNK_ROLE, CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"].concat();
+    w.reply(stream_reply(&[&whole], false));
+    let a = w.chat(&key, &stream);
+    assert_eq!(a.status, 200);
+    trailer_then_done(&a, None);
+    assert!(String::from_utf8_lossy(&a.body).contains("\"Hi\""));
+
+    // Content, then the provider's stream breaks: still in the first read.
+    w.reply(stream_reply(&[&[CHUNK_ROLE, CHUNK_HI].concat()], true));
+    let a = w.chat(&key, &stream);
+    trailer_then_done(&a, Some("stream_interrupted"));
+
+    // Translated: a whole Anthropic stream in one read.
+    let anthropic = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hey\"}}\n\nevent: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":2}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    w.reply(stream_reply(&[anthropic], false));
+    let a = w.chat(
+        &key,
+        r#"{"model":"anthropic/claude-sonnet-4-6","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    trailer_then_done(&a, None);
+    assert!(String::from_utf8_lossy(&a.body).contains("\"Hey\""));
+}

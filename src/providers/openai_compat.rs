@@ -4,7 +4,7 @@
 //! the stream was cut (then it closes with an error event and `[DONE]`, never silently).
 
 use crate::error::GatewayError;
-use crate::formats::openai::write_stream_end;
+use crate::formats::openai::StreamEnd;
 use crate::platform::{FetchError, Progress, StreamTransform};
 use crate::sse::{self, SseDecoder};
 use serde::Deserialize;
@@ -20,7 +20,7 @@ pub struct PassThroughStream {
     lines: EventEnds,
     done: bool,
     saw_finish: bool,
-    trailer: Vec<u8>,
+    end: StreamEnd,
 }
 
 #[derive(Deserialize)]
@@ -51,8 +51,14 @@ impl PassThroughStream {
             lines: EventEnds::default(),
             done: false,
             saw_finish: false,
-            trailer: Vec::new(),
+            end: StreamEnd::default(),
         }
+    }
+
+    /// The stream's end waits for `set_trailer` ([`StreamEnd::awaiting_trailer`]).
+    pub fn awaiting_trailer(mut self) -> Self {
+        self.end = StreamEnd::awaiting_trailer();
+        self
     }
 
     /// Judges one event seen before content started.
@@ -132,7 +138,7 @@ impl PassThroughStream {
     /// `[DONE]`, so a client reads the error just before the end.
     fn fail(&mut self, error: GatewayError, out: &mut Vec<u8>) {
         let error = error.with_provider(self.provider);
-        write_stream_end(out, &self.trailer, Some(&error));
+        self.end.write(out, Some(&error));
         self.done = true;
         self.held = Vec::new();
         if self.progress == Progress::Pending {
@@ -144,7 +150,7 @@ impl PassThroughStream {
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {
-        write_stream_end(out, &self.trailer, None);
+        self.end.write(out, None);
         self.done = true;
         self.held = Vec::new();
     }
@@ -314,8 +320,8 @@ impl StreamTransform for PassThroughStream {
         &self.progress
     }
 
-    fn set_trailer(&mut self, event: Vec<u8>) {
-        self.trailer = event;
+    fn set_trailer(&mut self, event: Vec<u8>, out: &mut Vec<u8>) {
+        self.end.set_trailer(event, out);
     }
 
     fn closed(&self) -> bool {
@@ -332,7 +338,7 @@ mod tests {
 
     fn run(stream: &[u8], split: usize, cut: bool) -> (Vec<u8>, Vec<Progress>) {
         let mut t = PassThroughStream::new("openai");
-        t.set_trailer(b"data: {\"trailer\":1}\n\n".to_vec());
+        t.set_trailer(b"data: {\"trailer\":1}\n\n".to_vec(), &mut Vec::new());
         let mut out = Vec::new();
         let mut seen = Vec::new();
         for piece in stream.chunks(split.max(1)) {
@@ -362,7 +368,7 @@ mod tests {
             let expected = stream.replace(&done, &format!("{trailer}data: [DONE]\n\n"));
             for split in 1..=stream.len() {
                 let mut t = PassThroughStream::new("openai");
-                t.set_trailer(trailer.clone().into_bytes());
+                t.set_trailer(trailer.clone().into_bytes(), &mut Vec::new());
                 let mut out = Vec::new();
                 for piece in stream.as_bytes().chunks(split) {
                     t.push(piece, &mut out);
@@ -418,7 +424,7 @@ mod tests {
             .unwrap()];
         for (prefix, started) in [("", false), (content, true)] {
             let mut t = PassThroughStream::new("openai");
-            t.set_trailer(b"data: {\"trailer\":1}\n\n".to_vec());
+            t.set_trailer(b"data: {\"trailer\":1}\n\n".to_vec(), &mut Vec::new());
             let mut out = Vec::new();
             t.push(prefix.as_bytes(), &mut out);
             t.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"", &mut out);
@@ -531,7 +537,7 @@ mod golden {
     /// The fixture through the pass-through transform, fed in `pieces`.
     fn pass(pieces: &[&[u8]]) -> Vec<u8> {
         let mut t = PassThroughStream::new("openai");
-        t.set_trailer(TRAILER.to_vec());
+        t.set_trailer(TRAILER.to_vec(), &mut Vec::new());
         let mut out = Vec::new();
         for p in pieces {
             t.push(p, &mut out);
