@@ -53,7 +53,16 @@ struct CreateKey {
 #[serde(deny_unknown_fields)]
 struct UpdateKey {
     name: Option<serde_json::Value>,
+    /// Present (`null` included, which clears the defaults) or absent (left as they are).
+    #[serde(default, deserialize_with = "present")]
     routing: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// A field that is there, whatever its value: `null` stays `Some("null")`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Box<serde_json::value::RawValue>>, D::Error> {
+    Box::<serde_json::value::RawValue>::deserialize(d).map(Some)
 }
 
 /// Routing defaults given to the admin API (`null` clears them on update).
@@ -104,13 +113,32 @@ fn kv_err(e: GatewayError) -> GatewayError {
     GatewayError::internal(format!("The key store failed: {}", e.message))
 }
 
+/// The most KV keeps as one entry's metadata (Cloudflare's limit), where a key's public view lives.
+const MAX_VIEW_BYTES: usize = 1024;
+
 async fn store<P: Kv>(p: &P, rec: &KeyRecord) -> Result<(), GatewayError> {
     let json = serde_json::to_string(rec).expect("a key record serializes");
     let view = serde_json::to_string(&KeyView::from(rec)).expect("a key view serializes");
-    p.put(&format!("{BY_HASH}{}", rec.hash), &json, None, None)
+    if view.len() > MAX_VIEW_BYTES {
+        let param = if rec.routing.is_some() {
+            "routing"
+        } else {
+            "name"
+        };
+        return Err(GatewayError::invalid_param(
+            param,
+            format!(
+                "The key's name and routing defaults take {} bytes; at most {MAX_VIEW_BYTES} fit.",
+                view.len()
+            ),
+        ));
+    }
+    // The listed entry first: should the second write fail, the key is listed (and can be
+    // deleted or fixed) rather than working unlisted.
+    p.put(&format!("{BY_ID}{}", rec.id), &json, Some(&view), None)
         .await
         .map_err(kv_err)?;
-    p.put(&format!("{BY_ID}{}", rec.id), &json, Some(&view), None)
+    p.put(&format!("{BY_HASH}{}", rec.hash), &json, None, None)
         .await
         .map_err(kv_err)
 }

@@ -1662,3 +1662,41 @@ fn a_stream_that_ends_within_the_first_read_still_has_its_routing_chunk() {
     trailer_then_done(&a, None);
     assert!(String::from_utf8_lossy(&a.body).contains("\"Hey\""));
 }
+
+#[test]
+fn admin_routing_defaults_are_cleared_by_null_and_refused_when_they_cannot_be_listed() {
+    let w = World::new();
+    let created = w.call(
+        "POST",
+        "/admin/keys",
+        Some(ADMIN),
+        r#"{"name":"r","routing":{"order":["xai"]}}"#,
+    );
+    assert_eq!(created.status, 201);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/admin/keys/{id}");
+
+    // Too much to keep in the listing's metadata: a 400 naming the field, nothing written.
+    let many: Vec<String> = (0..60)
+        .map(|i| format!("\"openai/gpt-model-{i}\""))
+        .collect();
+    let body = format!(r#"{{"routing":{{"models":[{}]}}}}"#, many.join(","));
+    let a = w.call("PATCH", &path, Some(ADMIN), &body);
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["error"]["param"], "routing");
+    let listed = w.call("GET", "/admin/keys", Some(ADMIN), "");
+    assert_eq!(
+        listed.json()["data"][0]["routing"],
+        json!({"order": ["xai"]}),
+        "unchanged"
+    );
+
+    // null clears the defaults; leaving the field out keeps them.
+    let a = w.call("PATCH", &path, Some(ADMIN), r#"{"name":"renamed"}"#);
+    assert_eq!(a.json()["routing"], json!({"order": ["xai"]}));
+    let a = w.call("PATCH", &path, Some(ADMIN), r#"{"routing":null}"#);
+    assert_eq!(a.status, 200);
+    assert!(a.json().get("routing").is_none(), "{}", a.json());
+    let listed = w.call("GET", "/admin/keys", Some(ADMIN), "");
+    assert!(listed.json()["data"][0].get("routing").is_none());
+}
