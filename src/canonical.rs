@@ -533,8 +533,16 @@ impl FinishReason {
     pub fn from_gemini(reason: &str, saw_tool_calls: bool) -> Self {
         match reason {
             "MAX_TOKENS" => FinishReason::Length,
-            "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII"
-            | "IMAGE_SAFETY" | "LANGUAGE" => FinishReason::ContentFilter,
+            "SAFETY"
+            | "RECITATION"
+            | "BLOCKLIST"
+            | "PROHIBITED_CONTENT"
+            | "SPII"
+            | "IMAGE_SAFETY"
+            | "IMAGE_PROHIBITED_CONTENT"
+            | "IMAGE_RECITATION"
+            | "LANGUAGE"
+            | "MODEL_ARMOR" => FinishReason::ContentFilter,
             _ if saw_tool_calls => FinishReason::ToolCalls,
             _ => FinishReason::Stop,
         }

@@ -453,13 +453,16 @@ impl RawUsage {
     fn to_usage(self) -> Usage {
         let cache_read = self.cache_read_input_tokens;
         let cache_write = self.cache_creation_input_tokens;
-        let prompt =
-            self.input_tokens.unwrap_or(0) + cache_read.unwrap_or(0) + cache_write.unwrap_or(0);
+        let prompt = self
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(cache_read.unwrap_or(0))
+            .saturating_add(cache_write.unwrap_or(0));
         let completion = self.output_tokens.unwrap_or(0);
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            total_tokens: prompt.saturating_add(completion),
             cached_tokens: cache_read,
             cache_write_tokens: cache_write,
             reasoning_tokens: self.output_tokens_details.and_then(|d| d.thinking_tokens),
@@ -561,6 +564,7 @@ pub fn translate_error(status: u16, retry_after: Option<String>, body: &[u8]) ->
 
 fn is_context_overflow(lower_message: &str) -> bool {
     lower_message.contains("prompt is too long")
+        || lower_message.contains("exceed context limit")
         || lower_message.contains("context window")
         || lower_message.contains("context length")
 }
@@ -1227,6 +1231,13 @@ mod tests {
         assert_eq!(
             e.message,
             "Anthropic: prompt is too long: 210000 tokens > 200000 maximum"
+        );
+        // Input plus max_tokens over the window (the message Anthropic sends; seen in
+        // docker/docker-agent#569 and anthropics/claude-code#4951).
+        let over = br#"{"type":"error","error":{"type":"invalid_request_error","message":"input length and `max_tokens` exceed context limit: 178959 + 64000 > 200000, decrease input length or `max_tokens` and try again"}}"#;
+        assert_eq!(
+            translate_error(400, None, over).code.as_deref(),
+            Some("context_length_exceeded")
         );
         let other = br#"{"type":"error","error":{"type":"invalid_request_error","message":"messages: field required"}}"#;
         assert_eq!(translate_error(400, None, other).code, None);

@@ -417,6 +417,9 @@ struct Candidate {
     content: Option<CandidateContent>,
     #[serde(default)]
     finish_reason: Option<String>,
+    /// Why, in words, for some finish reasons (`MALFORMED_FUNCTION_CALL`).
+    #[serde(default)]
+    finish_message: Option<String>,
     #[serde(default)]
     index: Option<u32>,
 }
@@ -477,12 +480,14 @@ impl UsageMetadata {
     /// OpenAI usage: thoughts count as completion tokens; cached tokens are part of the prompt.
     fn to_usage(self) -> Usage {
         let prompt = self.prompt_token_count.unwrap_or(0);
-        let completion =
-            self.candidates_token_count.unwrap_or(0) + self.thoughts_token_count.unwrap_or(0);
+        let completion = self
+            .candidates_token_count
+            .unwrap_or(0)
+            .saturating_add(self.thoughts_token_count.unwrap_or(0));
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            total_tokens: prompt.saturating_add(completion),
             cached_tokens: self.cached_content_token_count,
             cache_write_tokens: None,
             reasoning_tokens: self.thoughts_token_count,
@@ -540,8 +545,8 @@ pub(crate) fn translate_response_for(
     let mut choices: Vec<Choice> = resp
         .candidates
         .into_iter()
-        .map(|c| candidate_choice(c, response_id))
-        .collect();
+        .map(|c| candidate_choice(c, response_id, provider))
+        .collect::<Result<_, _>>()?;
     if choices.is_empty() {
         // The prompt itself was blocked: no candidate, only promptFeedback.
         let blocked = resp.prompt_feedback.and_then(|f| f.block_reason).is_some();
@@ -564,7 +569,40 @@ pub(crate) fn translate_response_for(
     })
 }
 
-fn candidate_choice(c: Candidate, response_id: Option<&str>) -> Choice {
+/// A finish reason that says the answer failed rather than ended: the model produced a tool
+/// call that is invalid or was not asked for. OpenAI has no such finish reason, and reporting
+/// `stop` would pass an empty or truncated answer as a success; the attempt fails instead (a
+/// retry may well succeed), with Google's `finishMessage`.
+fn failed_finish(c: &Candidate, provider: &str) -> Option<GatewayError> {
+    let reason = c.finish_reason.as_deref()?;
+    if !matches!(
+        reason,
+        "MALFORMED_FUNCTION_CALL"
+            | "UNEXPECTED_TOOL_CALL"
+            | "TOO_MANY_TOOL_CALLS"
+            | "MISSING_THOUGHT_SIGNATURE"
+    ) {
+        return None;
+    }
+    let detail = c
+        .finish_message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    Some(
+        GatewayError::bad_gateway(format!("{provider} ended the answer with {reason}{detail}"))
+            .with_code("upstream_invalid_tool_call"),
+    )
+}
+
+fn candidate_choice(
+    c: Candidate,
+    response_id: Option<&str>,
+    provider: &str,
+) -> Result<Choice, GatewayError> {
+    if let Some(e) = failed_finish(&c, provider) {
+        return Err(e);
+    }
     let mut message = AssistantMessage::default();
     for part in c.content.map(|c| c.parts).unwrap_or_default() {
         if let Some(fc) = part.function_call {
@@ -585,14 +623,14 @@ fn candidate_choice(c: Candidate, response_id: Option<&str>) -> Choice {
         }
     }
     let saw_tools = !message.tool_calls.is_empty();
-    Choice {
+    Ok(Choice {
         index: c.index.unwrap_or(0),
         finish_reason: c
             .finish_reason
             .as_deref()
             .map(|r| FinishReason::from_gemini(r, saw_tools)),
         message,
-    }
+    })
 }
 
 fn unreadable(provider: &str) -> GatewayError {
@@ -814,6 +852,9 @@ impl StreamTranslator {
     }
 
     fn candidate(&mut self, c: Candidate, out: &mut Vec<StreamPart>) {
+        if let Some(e) = failed_finish(&c, self.provider) {
+            return self.fail(e, out);
+        }
         for part in c.content.map(|c| c.parts).unwrap_or_default() {
             if let Some(fc) = part.function_call {
                 if fc.will_continue == Some(true) {
@@ -1310,6 +1351,54 @@ mod tests {
             (a.text.as_str(), a.usage.unwrap()["prompt_tokens"].as_u64()),
             ("", Some(9))
         );
+    }
+
+    /// Constructed (finish reasons from python-genai's `FinishReason`): a malformed or unasked-for
+    /// tool call fails the answer, streamed or not, with Google's message; Vertex's Model
+    /// Armor and the image filters are content filters.
+    #[test]
+    fn a_malformed_function_call_is_a_failure_not_a_stop() {
+        let event = r#"{"candidates":[{"content":{"role":"model"},"finishReason":"MALFORMED_FUNCTION_CALL","finishMessage":"Malformed function call: print(x","index":0}],"usageMetadata":{"promptTokenCount":10},"responseId":"r1"}"#;
+        let e = translate_response(event.as_bytes()).unwrap_err();
+        assert_eq!(e.status, 502);
+        assert_eq!(e.code.as_deref(), Some("upstream_invalid_tool_call"));
+        assert!(
+            e.message.contains("Malformed function call: print(x"),
+            "{}",
+            e.message
+        );
+
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        let text = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Let me call it"}]},"index":0}],"responseId":"r1"}"#;
+        for data in [text, event] {
+            t.on_event(
+                &SseEvent {
+                    event: None,
+                    data: data.into(),
+                },
+                &mut parts,
+            );
+        }
+        t.finish(&mut parts);
+        let a = encode_all(parts);
+        assert_eq!(a.text, "Let me call it");
+        assert!(a.finish_reason.is_none(), "never a clean stop");
+        assert_eq!(
+            a.error.unwrap()["error"]["code"],
+            "upstream_invalid_tool_call"
+        );
+
+        for reason in [
+            "MODEL_ARMOR",
+            "IMAGE_PROHIBITED_CONTENT",
+            "IMAGE_RECITATION",
+        ] {
+            assert_eq!(
+                FinishReason::from_gemini(reason, false),
+                FinishReason::ContentFilter
+            );
+        }
     }
 
     /// Constructed: thought parts, several calls in one event, usage in a trailing event.
