@@ -615,7 +615,7 @@ describe('parallel tool calls, streamed', () => {
 
 describe('reasoning', () => {
   for (const stream of MODES) {
-    test(`anthropic: reasoning_effort high → thinking budget, thinking surfaced, ${mode(stream)}`, async () => {
+    test(`anthropic: reasoning_effort high → adaptive thinking (Claude 4.6+), thinking surfaced, ${mode(stream)}`, async () => {
       emu.script({ match: { model: CLAUDE.native }, thinking: 'Two plus two is four.', text: 'Four.' });
       const res = await chat({ model: CLAUDE.model, messages: user('What is 2+2?'), reasoning_effort: 'high' }, { stream });
       if (stream) {
@@ -632,9 +632,21 @@ describe('reasoning', () => {
         assert.equal(message.content, 'Four.');
       }
       const { body } = onlyUpstream();
+      assert.deepEqual(body.thinking, { type: 'adaptive' });
+      assert.deepEqual(body.output_config, { effort: 'high' });
+      assert.ok(body.max_tokens > 16384, `max_tokens ${body.max_tokens} leaves room for thinking`);
+      assert.equal(body.temperature, undefined);
+    });
+
+    test(`anthropic: reasoning_effort high on Claude 4.5 → thinking budget, ${mode(stream)}`, async () => {
+      emu.script({ match: { model: 'claude-sonnet-4-5-20250929' }, thinking: 'Two plus two is four.', text: 'Four.' });
+      const res = await chat({ model: 'anthropic/claude-sonnet-4-5', messages: user('What is 2+2?'), reasoning_effort: 'high' }, { stream });
+      const text = stream ? assemble(res.chunks, { response: res.response, model: 'anthropic/claude-sonnet-4-5' }).text : res.data.choices[0].message.content;
+      assert.equal(text, 'Four.');
+      const { body } = onlyUpstream();
       assert.deepEqual(body.thinking, { type: 'enabled', budget_tokens: 16384 });
       assert.ok(body.max_tokens > body.thinking.budget_tokens, `max_tokens ${body.max_tokens} leaves room above the budget`);
-      assert.equal(body.temperature, undefined);
+      assert.equal(body.output_config, undefined);
     });
 
     test(`gemini 3: reasoning_effort high → thinkingLevel, thoughts surfaced, ${mode(stream)}`, async () => {

@@ -12,11 +12,13 @@
 //!   `presence_penalty`/`frequency_penalty`, `temperature > 1`, unknown top-level fields.
 //! * `user` becomes `metadata.user_id`; OpenAI's `metadata` (for stored completions) has no
 //!   effect on output and is not forwarded.
-//! * Reasoning: a budget (or an effort level's budget, see
-//!   [`ReasoningEffort::budget_tokens`]) becomes `thinking: {type: enabled, budget_tokens}`.
-//!   Anthropic counts thinking inside `max_tokens`; without a client limit the gateway asks for
-//!   the budget plus [`DEFAULT_MAX_TOKENS`]. With a client limit an effort's budget is capped at
-//!   half of it.
+//! * Reasoning on Claude 4.6 and later (adaptive thinking; Opus 4.7 and later take nothing
+//!   else): `thinking: {type: adaptive}` with `output_config.effort` (`minimal` → `low`; an
+//!   explicit budget → the level whose budget covers it). On earlier models a budget (or an
+//!   effort level's budget, see [`ReasoningEffort::budget_tokens`]) becomes
+//!   `thinking: {type: enabled, budget_tokens}`. Anthropic counts thinking inside
+//!   `max_tokens`; without a client limit the gateway asks for the level's budget plus
+//!   [`DEFAULT_MAX_TOKENS`]. With a client limit an effort's budget is capped at half of it.
 //! * Left to Anthropic to reject (its 400 is passed on, named): thinking combined with a forced
 //!   `tool_choice` or a changed `temperature`, and a thinking request whose history replays
 //!   tool calls without their (signed) thinking blocks, which OpenAI clients cannot send back.
@@ -28,8 +30,8 @@ use serde_json::{json, Map, Value};
 
 use crate::canonical::{
     compact_json, parse_data_url, AssistantMessage, ChatRequest, ChatResponse, Choice, Content,
-    ContentPart, FinishReason, Message, Reasoning, ResponseFormat, ResponseToolCall, StreamPart,
-    ToolChoice, Usage,
+    ContentPart, FinishReason, Message, Reasoning, ReasoningEffort, ResponseFormat,
+    ResponseToolCall, StreamPart, ToolChoice, Usage,
 };
 use crate::error::GatewayError;
 use crate::sse::SseEvent;
@@ -75,13 +77,26 @@ pub(crate) fn build_body(
         body.insert("system".into(), Value::Array(system));
     }
     body.insert("messages".into(), Value::Array(messages));
-    let (max_tokens, budget) = max_tokens_and_budget(req)?;
-    body.insert("max_tokens".into(), json!(max_tokens));
-    if let Some(b) = budget {
-        body.insert(
-            "thinking".into(),
-            json!({"type": "enabled", "budget_tokens": b}),
-        );
+    let mut output_config = Map::new();
+    if adaptive_thinking(native_model) {
+        let effort = adaptive_effort(req.reasoning());
+        let max_tokens = req
+            .max_output_tokens()
+            .unwrap_or(DEFAULT_MAX_TOKENS + effort.map_or(0, ReasoningEffort::budget_tokens));
+        body.insert("max_tokens".into(), json!(max_tokens));
+        if let Some(e) = effort {
+            body.insert("thinking".into(), json!({"type": "adaptive"}));
+            output_config.insert("effort".into(), json!(e.as_str()));
+        }
+    } else {
+        let (max_tokens, budget) = max_tokens_and_budget(req)?;
+        body.insert("max_tokens".into(), json!(max_tokens));
+        if let Some(b) = budget {
+            body.insert(
+                "thinking".into(),
+                json!({"type": "enabled", "budget_tokens": b}),
+            );
+        }
     }
     insert_sampling(req, &mut body);
     insert_tools(req, &mut body)?;
@@ -89,10 +104,13 @@ pub(crate) fn build_body(
         let schema = json_schema.schema.clone().ok_or_else(|| {
             GatewayError::invalid_param("response_format", "`json_schema.schema` is required.")
         })?;
-        body.insert(
-            "output_config".into(),
-            json!({"format": {"type": "json_schema", "schema": schema}}),
+        output_config.insert(
+            "format".into(),
+            json!({"type": "json_schema", "schema": schema}),
         );
+    }
+    if !output_config.is_empty() {
+        body.insert("output_config".into(), Value::Object(output_config));
     }
     if let Some(user) = &req.user {
         body.insert("metadata".into(), json!({"user_id": user}));
@@ -138,6 +156,55 @@ fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
         ));
     }
     Ok(())
+}
+
+/// Whether a Claude model thinks adaptively (`thinking: {type: adaptive}`, depth set by
+/// `output_config.effort`): Claude 4.6 and every later model. From Opus 4.7 on a fixed budget
+/// (`type: enabled`) is refused; 4.6 takes both, and Anthropic recommends adaptive there.
+/// Earlier models (`claude-3-…`, `claude-<family>-4`, `-4-1` … `-4-5`) and ids the gateway
+/// does not recognise keep budgets. A Vertex version suffix (`@20260416`) is ignored.
+fn adaptive_thinking(native_model: &str) -> bool {
+    let id = native_model.split('@').next().unwrap_or(native_model);
+    let Some(rest) = id.strip_prefix("claude-") else {
+        return false;
+    };
+    let mut parts = rest.split('-');
+    // `claude-<family>-<major>[-<minor>]`; the old `claude-3-5-sonnet` naming starts with digits.
+    if !parts
+        .next()
+        .is_some_and(|family| family.bytes().all(|b| b.is_ascii_alphabetic()))
+    {
+        return false;
+    }
+    let major: Option<u32> = parts.next().and_then(|p| p.parse().ok());
+    // A minor version has one or two digits (a date has eight).
+    let minor: Option<u32> = parts
+        .next()
+        .filter(|p| p.len() <= 2)
+        .and_then(|p| p.parse().ok());
+    match major {
+        Some(m) if m >= 5 => true,
+        Some(4) => minor.is_some_and(|n| n >= 6),
+        _ => false,
+    }
+}
+
+/// The effort level of an adaptive-thinking request (`None`: no thinking asked for). An explicit
+/// token budget becomes the level whose budget covers it: adaptive models take no budget.
+fn adaptive_effort(reasoning: Reasoning) -> Option<ReasoningEffort> {
+    let level = match reasoning {
+        Reasoning::Default | Reasoning::Off | Reasoning::Effort(ReasoningEffort::None) => {
+            return None
+        }
+        Reasoning::Effort(ReasoningEffort::Minimal) => ReasoningEffort::Low,
+        Reasoning::Effort(e) => e,
+        Reasoning::Budget(b) if b <= ReasoningEffort::Low.budget_tokens() => ReasoningEffort::Low,
+        Reasoning::Budget(b) if b <= ReasoningEffort::Medium.budget_tokens() => {
+            ReasoningEffort::Medium
+        }
+        Reasoning::Budget(_) => ReasoningEffort::High,
+    };
+    Some(level)
 }
 
 fn max_tokens_and_budget(req: &ChatRequest) -> Result<(u64, Option<u64>), GatewayError> {
@@ -1048,6 +1115,75 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("max_tokens"));
         let e = refused(json!({"model": "m", "messages": [], "reasoning": {"max_tokens": 100}}));
         assert_eq!(e.status, 400);
+    }
+
+    #[test]
+    fn claude_4_6_and_later_think_adaptively_with_an_effort() {
+        for adaptive in [
+            "claude-sonnet-4-6",
+            "claude-opus-4-7-20260416",
+            "claude-opus-4-7@20260416",
+            "claude-opus-4-8",
+            "claude-opus-5",
+            "claude-sonnet-5-5",
+            "claude-haiku-5-5",
+            "claude-fable-5-1",
+            "claude-mythos-5",
+            "claude-opus-6",
+        ] {
+            assert!(adaptive_thinking(adaptive), "{adaptive}");
+        }
+        for budget in [
+            "claude-3-5-sonnet-20240620",
+            "claude-3-7-sonnet-latest",
+            "claude-3-sonnet-20240229",
+            "claude-sonnet-4-20250514",
+            "claude-opus-4@20250514",
+            "claude-opus-4-1",
+            "claude-sonnet-4-5-20250929",
+            "claude-haiku-4-5",
+            "claude-opus-4-5@20251101",
+            "m",
+        ] {
+            assert!(!adaptive_thinking(budget), "{budget}");
+        }
+        let build = |v: Value| -> Value {
+            serde_json::from_slice(&build_request(&request(v), "claude-opus-4-7").unwrap()).unwrap()
+        };
+        let b = build(json!({"model": "m", "messages": [], "reasoning_effort": "high"}));
+        assert_eq!(b["thinking"], json!({"type": "adaptive"}));
+        assert_eq!(b["output_config"], json!({"effort": "high"}));
+        assert_eq!(b["max_tokens"], 16384 + DEFAULT_MAX_TOKENS);
+        let b = build(
+            json!({"model": "m", "messages": [], "reasoning_effort": "minimal", "max_tokens": 900}),
+        );
+        assert_eq!(b["output_config"]["effort"], "low");
+        assert_eq!(b["max_tokens"], 900, "the client's limit stands");
+        // A budget picks the level that covers it (adaptive models take no budget).
+        let b = build(
+            json!({"model": "m", "messages": [], "thinking": {"type": "enabled", "budget_tokens": 5000}}),
+        );
+        assert_eq!(b["thinking"], json!({"type": "adaptive"}));
+        assert_eq!(b["output_config"]["effort"], "medium");
+        // Off, or nothing asked: no thinking field at all (Opus 4.7 refuses `disabled`).
+        for off in [json!("none"), Value::Null] {
+            let b = build(json!({"model": "m", "messages": [], "reasoning_effort": off}));
+            assert!(
+                b.get("thinking").is_none() && b.get("output_config").is_none(),
+                "{b}"
+            );
+            assert_eq!(b["max_tokens"], DEFAULT_MAX_TOKENS);
+        }
+        // Effort and structured output share output_config.
+        let schema = json!({"type": "object"});
+        let b = build(
+            json!({"model": "m", "messages": [], "reasoning_effort": "low", "response_format":
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}),
+        );
+        assert_eq!(
+            b["output_config"],
+            json!({"effort": "low", "format": {"type": "json_schema", "schema": schema}})
+        );
     }
 
     #[test]
