@@ -13,8 +13,10 @@
 //!   [`SKIP_THOUGHT_SIGNATURE`] so Gemini 3 models accept the history.
 //! * `n` becomes `candidateCount` (refused with `stream`: stream parts carry no choice index).
 //! * Reasoning: a budget becomes `thinkingBudget`; an effort level becomes `thinkingLevel` on
-//!   Gemini 3 models and the level's budget elsewhere; `none` is `thinkingBudget: 0`. Thoughts
-//!   are requested (`includeThoughts`) whenever reasoning is asked for.
+//!   Gemini 3 models (the level if the model takes it, else the next one up: Gemini 3 Pro takes
+//!   only low and high) and the level's budget elsewhere; `none` is `thinkingBudget: 0`, or the
+//!   least thinking where it cannot be switched off (Gemini 3: its lowest level; 2.5 Pro: 128).
+//!   Thoughts are requested (`includeThoughts`) whenever reasoning is asked for.
 //! * Refused: `logprobs`/`top_logprobs` (not translated by the gateway), `logit_bias`,
 //!   `parallel_tool_calls: false` (Gemini has no switch for it), `file_id` that is not a URI,
 //!   unknown top-level fields. Tool `strict` is accepted but Gemini has no strict mode; `user` and
@@ -377,17 +379,54 @@ fn generation_config(
 }
 
 fn thinking_config(reasoning: Reasoning, native_model: &str) -> Option<Value> {
+    let gemini_3 = native_model.starts_with("gemini-3");
     match reasoning {
         Reasoning::Default => None,
+        // Gemini 3 and 2.5 Pro cannot stop thinking: the least they take.
+        Reasoning::Off if gemini_3 => {
+            Some(json!({"thinkingLevel": thinking_levels(native_model)[0]}))
+        }
+        Reasoning::Off if native_model.starts_with("gemini-2.5-pro") => {
+            Some(json!({"thinkingBudget": 128}))
+        }
         Reasoning::Off => Some(json!({"thinkingBudget": 0})),
         Reasoning::Budget(b) => Some(json!({"thinkingBudget": b, "includeThoughts": true})),
-        Reasoning::Effort(e) if native_model.starts_with("gemini-3") => {
-            Some(json!({"thinkingLevel": e.as_str(), "includeThoughts": true}))
-        }
+        Reasoning::Effort(e) if gemini_3 => Some(json!({
+            "thinkingLevel": thinking_level(native_model, e.as_str()),
+            "includeThoughts": true
+        })),
         Reasoning::Effort(e) => {
             Some(json!({"thinkingBudget": e.budget_tokens(), "includeThoughts": true}))
         }
     }
+}
+
+const LEVELS: [&str; 4] = ["minimal", "low", "medium", "high"];
+
+/// The thinking levels a Gemini 3 model takes, lowest first (Google's thinking guide: Gemini 3
+/// Pro takes low and high, later Pro models low to high, Flash models all four).
+fn thinking_levels(native_model: &str) -> &'static [&'static str] {
+    if native_model.starts_with("gemini-3-pro") {
+        &["low", "high"]
+    } else if native_model.contains("-pro") {
+        &LEVELS[1..]
+    } else {
+        &LEVELS
+    }
+}
+
+/// The level asked for if the model takes it, else the next one up it takes (else its highest).
+fn thinking_level(native_model: &str, wanted: &str) -> &'static str {
+    let levels = thinking_levels(native_model);
+    let from = LEVELS
+        .iter()
+        .position(|l| *l == wanted)
+        .unwrap_or(LEVELS.len() - 1);
+    LEVELS[from..]
+        .iter()
+        .find(|l| levels.contains(l))
+        .copied()
+        .unwrap_or(levels[levels.len() - 1])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1058,6 +1097,26 @@ mod tests {
             json!({"thinkingBudget": 0})
         );
         assert_eq!(thinking(req(json!({})), "gemini-2.5-flash"), Value::Null);
+        // Each model's own levels (Google's thinking guide): the level asked for, else the next
+        // one up the model takes; thinking cannot be switched off on Gemini 3 or 2.5 Pro.
+        let level = |effort: &str, model: &str| {
+            thinking(req(json!({"reasoning_effort": effort})), model)["thinkingLevel"].clone()
+        };
+        for (effort, model, want) in [
+            ("medium", "gemini-3-pro-preview", "high"),
+            ("minimal", "gemini-3-pro-preview", "low"),
+            ("minimal", "gemini-3.1-pro-preview", "low"),
+            ("medium", "gemini-3.1-pro-preview", "medium"),
+            ("minimal", "gemini-3-flash-preview", "minimal"),
+            ("none", "gemini-3-pro-preview", "low"),
+            ("none", "gemini-3-flash-preview", "minimal"),
+        ] {
+            assert_eq!(level(effort, model), json!(want), "{effort} on {model}");
+        }
+        assert_eq!(
+            thinking(req(json!({"reasoning_effort": "none"})), "gemini-2.5-pro"),
+            json!({"thinkingBudget": 128})
+        );
     }
 
     #[test]
