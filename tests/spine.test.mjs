@@ -64,6 +64,7 @@ before(async () => {
       // Groq's real base URL carries a path of its own: the gateway must append to it.
       GROQ_BASE_URL: `${emu.url}/openai/v1`,
       MISTRAL_BASE_URL: `http://127.0.0.1:${deadPort}/v1`,
+      CORS_ORIGINS: 'https://app.example, https://other.example',
     },
   });
   key = await gw.createKey('spine-main');
@@ -596,6 +597,35 @@ describe('errors', () => {
     const streamedUnder = await raw('/v1/chat/completions', { headers: { 'content-type': 'application/json' }, body: chunkedUnder, duplex: 'half' });
     assert.equal(streamedUnder.status, 200, JSON.stringify(streamedUnder.json)?.slice(0, 300));
     assert.equal(emu.requests.at(-1).bodyBytes, under.length - 'openai/'.length, 'the whole chunked body reached the provider (model rewritten)');
+  });
+
+  test('CORS: a browser preflight from an allowed origin gets the headers the SDKs send; others get nothing', async () => {
+    // What a browser asks before the OpenAI SDK's `chat.completions.stream()` (user-agent is
+    // script-set in Firefox and Safari; the helper header comes with .stream() and .parse()).
+    const asked = 'authorization,content-type,user-agent,x-stainless-helper-method,x-stainless-os';
+    const pre = await raw('/v1/chat/completions', {
+      method: 'OPTIONS',
+      auth: null,
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': asked },
+    });
+    assert.ok(pre.status === 204 || pre.status === 200, `preflight status ${pre.status}`);
+    assert.equal(pre.headers.get('access-control-allow-origin'), 'https://app.example');
+    assert.equal(pre.headers.get('access-control-allow-headers'), asked);
+    assert.match(pre.headers.get('access-control-allow-methods') ?? '', /POST/);
+    assert.match(pre.headers.get('vary') ?? '', /Origin/);
+
+    // The actual request (and an error) carry the allow-origin and the exposed headers.
+    const ok = await raw('/v1/models', { method: 'GET', headers: { origin: 'https://app.example' } });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get('access-control-allow-origin'), 'https://app.example');
+    assert.match(ok.headers.get('access-control-expose-headers') ?? '', /x-request-id/);
+    const denied = await raw('/v1/models', { method: 'GET', auth: 'sk-sy-wrong', headers: { origin: 'https://app.example' } });
+    assert.equal(denied.status, 401);
+    assert.equal(denied.headers.get('access-control-allow-origin'), 'https://app.example', 'a browser can read the error');
+
+    const evil = await raw('/v1/models', { method: 'GET', headers: { origin: 'https://evil.example' } });
+    assert.equal(evil.headers.get('access-control-allow-origin'), null);
+    assert.equal(evil.headers.get('vary'), 'Origin');
   });
 
   test('wrong method: 405', async () => {

@@ -14,8 +14,8 @@ const headerObject = (flat) => {
   return out;
 };
 
-// method, url, then the headers the gateway reads ("" when absent), joined by newlines (none of
-// them can hold one).
+// method, url, then the headers the gateway reads ("" when absent; a preflight's requested
+// headers only for OPTIONS), joined by newlines (none of them can hold one).
 export function inbound(request) {
   const h = request.headers;
   return [
@@ -26,6 +26,7 @@ export function inbound(request) {
     h.get('origin') ?? '',
     h.get('content-length') ?? '',
     h.get('idempotency-key') ?? '',
+    request.method === 'OPTIONS' ? (h.get('access-control-request-headers') ?? '') : '',
   ].join('\n');
 }
 

@@ -6,7 +6,7 @@ use wasm_bindgen::JsValue;
 
 #[wasm_bindgen(module = "/src/edge/http.js")]
 extern "C" {
-    /// Method, URL and the five headers the gateway reads, newline-separated ("" when absent).
+    /// Method, URL and the six headers the gateway reads, newline-separated ("" when absent).
     pub fn inbound(request: &web_sys::Request) -> String;
     /// `[fetch promise, AbortController, timer id]` for one POST.
     #[wasm_bindgen(catch)]

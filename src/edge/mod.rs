@@ -62,8 +62,8 @@ impl crate::platform::Clock for Edge {
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let gw = gateway(&env);
     let fields = http::inbound(&req);
-    let [method, url, authorization, request_id, origin, content_length, idempotency_key] =
-        crate::fields::split::<7>(&fields);
+    let [method, url, authorization, request_id, origin, content_length, idempotency_key, cors_request_headers] =
+        crate::fields::split::<8>(&fields);
     let inbound = Inbound {
         method: method.unwrap_or("GET"),
         url: url.unwrap_or("/"),
@@ -72,6 +72,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         origin,
         content_length,
         idempotency_key,
+        cors_request_headers,
     };
     let edge = Edge { env };
     let out = gw.handle(&edge, &inbound, body::RequestBody(req)).await;

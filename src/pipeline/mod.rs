@@ -19,6 +19,29 @@ use crate::platform::{Clock, InboundBody, Kv, StreamTransform, Upstream};
 use crate::routing::Breakers;
 use std::cell::{OnceCell, RefCell};
 
+/// The request headers a preflight from an allowed origin may send: whatever the browser asks
+/// for (the SDKs add headers of their own over time: `user-agent`, `x-stainless-*`,
+/// `openai-beta` …), when the list is made of header names; else the ones the OpenAI SDKs send.
+fn cors_allowed_headers(asked: Option<&str>) -> String {
+    const KNOWN: &str = "authorization, content-type, user-agent, x-request-id, idempotency-key, \
+        openai-organization, openai-project, openai-beta, x-stainless-arch, x-stainless-lang, \
+        x-stainless-os, x-stainless-package-version, x-stainless-retry-count, \
+        x-stainless-runtime, x-stainless-runtime-version, x-stainless-timeout, \
+        x-stainless-helper-method";
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    match asked
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && a.len() <= 2048)
+    {
+        Some(a) if a.split(',').map(str::trim).all(is_name) => a.to_ascii_lowercase(),
+        _ => KNOWN.to_owned(),
+    }
+}
+
 /// A JSON answer: status and body.
 type Json = (u16, Vec<u8>);
 
@@ -33,6 +56,8 @@ pub struct Inbound<'a> {
     pub origin: Option<&'a str>,
     pub content_length: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
+    /// `Access-Control-Request-Headers` of a CORS preflight (read for OPTIONS only).
+    pub cors_request_headers: Option<&'a str>,
 }
 
 /// A response for the edge to send.
@@ -239,26 +264,40 @@ impl Gateway {
     }
 
     fn add_cors<B>(&self, req: &Inbound<'_>, out: &mut Outbound<B>) {
-        let Some(origin) = req.origin else { return };
-        if !self.config.cors_allows(origin) {
+        if self.config.cors_origins.is_empty() {
             return;
         }
+        let preflight = req.method == "OPTIONS";
         let h = &mut out.headers;
+        // The answer depends on the Origin (and a preflight's on the headers it asks for), so
+        // caches must keep them apart, allowed or not.
+        h.push((
+            "vary",
+            if preflight {
+                "Origin, Access-Control-Request-Headers"
+            } else {
+                "Origin"
+            }
+            .to_owned(),
+        ));
+        let Some(origin) = req.origin.filter(|o| self.config.cors_allows(o)) else {
+            return;
+        };
         h.push(("access-control-allow-origin", origin.to_owned()));
-        h.push(("vary", "Origin".to_owned()));
         h.push((
             "access-control-expose-headers",
-            "x-request-id, x-generation-id, x-switchyard-provider, x-switchyard-attempts, retry-after"
+            "x-request-id, x-generation-id, x-switchyard-provider, x-switchyard-attempts, \
+             x-switchyard-idempotent-replay, retry-after"
                 .to_owned(),
         ));
-        if req.method == "OPTIONS" {
+        if preflight {
             h.push((
                 "access-control-allow-methods",
                 "GET, POST, PATCH, DELETE, OPTIONS".to_owned(),
             ));
             h.push((
                 "access-control-allow-headers",
-                "authorization, content-type, x-request-id, idempotency-key, openai-organization, openai-project, x-stainless-arch, x-stainless-lang, x-stainless-os, x-stainless-package-version, x-stainless-retry-count, x-stainless-runtime, x-stainless-runtime-version, x-stainless-timeout".to_owned(),
+                cors_allowed_headers(req.cors_request_headers),
             ));
             h.push(("access-control-max-age", "86400".to_owned()));
         }

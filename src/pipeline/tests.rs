@@ -761,6 +761,38 @@ fn cors_for_allowed_origins_only_and_preflight() {
         .header("access-control-expose-headers")
         .unwrap()
         .contains("x-generation-id"));
+    // Caches keep origins apart, allowed or not.
+    assert_eq!(ok.header("vary"), Some("Origin"));
+    assert_eq!(other.header("vary"), Some("Origin"));
+
+    // A preflight gets what the browser asks for (the SDKs send user-agent and helper headers
+    // of their own); a list that is not header names gets the known set.
+    let preflight = |asked: &str| {
+        w.call_with(
+            Inbound {
+                method: "OPTIONS",
+                url: "/v1/chat/completions",
+                origin: Some("https://app.example"),
+                cors_request_headers: Some(asked),
+                ..Default::default()
+            },
+            "",
+        )
+    };
+    let asked = "Authorization, Content-Type, User-Agent, X-Stainless-Helper-Method, openai-beta";
+    let pre = preflight(asked);
+    assert_eq!(
+        pre.header("access-control-allow-headers"),
+        Some(asked.to_ascii_lowercase().as_str())
+    );
+    assert_eq!(
+        pre.header("vary"),
+        Some("Origin, Access-Control-Request-Headers")
+    );
+    let odd = preflight("authorization, bad header\u{7f}");
+    let allowed = odd.header("access-control-allow-headers").unwrap();
+    assert!(allowed.contains("user-agent") && allowed.contains("x-stainless-helper-method"));
+    assert!(!allowed.contains("bad"));
 }
 
 #[test]
