@@ -229,22 +229,39 @@ impl Gateway {
         if req.routing.is_some() {
             rec.routing = routing(req.routing.as_deref())?;
         }
+        // A key whose lookup entry is gone was revoked (its listing entry outlived a failed
+        // delete): updating it must not bring it back.
+        if lookup(p, &rec.hash).await.map_err(kv_err)?.is_none() {
+            return Err(GatewayError::not_found(format!(
+                "No gateway key has the id `{id}`."
+            )));
+        }
         store(p, &rec).await?;
         self.key_cache.borrow_mut().forget(&rec.hash);
         let body = serde_json::to_vec(&KeyView::from(&rec)).expect("serializes");
         Ok((200, body))
     }
 
-    pub(super) async fn delete_key<P: Kv>(&self, p: &P, id: &str) -> Result<Json, GatewayError> {
+    pub(super) async fn delete_key<P: Kv + Clock>(
+        &self,
+        p: &P,
+        id: &str,
+    ) -> Result<Json, GatewayError> {
         let rec = load(p, id).await?;
-        // The hash entry first: once it is gone the key no longer authenticates anywhere.
+        // The hash entry first: once it is gone the key no longer authenticates anywhere. This
+        // isolate knows it at once (a revoked entry in its cache, whatever KV shows it next).
         p.delete(&format!("{BY_HASH}{}", rec.hash))
             .await
             .map_err(kv_err)?;
+        self.key_cache.borrow_mut().put(
+            rec.hash.clone(),
+            None,
+            p.now_ms(),
+            self.config.key_cache_ttl_ms,
+        );
         p.delete(&format!("{BY_ID}{}", rec.id))
             .await
             .map_err(kv_err)?;
-        self.key_cache.borrow_mut().forget(&rec.hash);
         let body = serde_json::to_vec(&serde_json::json!({
             "id": rec.id, "object": "gateway_key", "deleted": true
         }))

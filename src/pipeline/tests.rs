@@ -16,6 +16,8 @@ struct Fake {
     replies: RefCell<VecDeque<Result<UpstreamResponse<FakeBody>, FetchError>>>,
     slept: RefCell<Vec<u64>>,
     cancelled: Cell<usize>,
+    /// KV deletes of keys with this prefix fail (a KV outage mid-revocation).
+    kv_delete_fails: Cell<Option<&'static str>>,
     now: Cell<u64>,
     counter: Cell<u8>,
 }
@@ -100,6 +102,13 @@ impl Kv for Fake {
         Ok(())
     }
     async fn delete(&self, key: &str) -> Result<(), GatewayError> {
+        if self
+            .kv_delete_fails
+            .get()
+            .is_some_and(|p| key.starts_with(p))
+        {
+            return Err(GatewayError::internal("KV is unavailable"));
+        }
         self.kv.borrow_mut().remove(key);
         Ok(())
     }
@@ -1731,4 +1740,30 @@ fn admin_routing_defaults_are_cleared_by_null_and_refused_when_they_cannot_be_li
     assert!(a.json().get("routing").is_none(), "{}", a.json());
     let listed = w.call("GET", "/admin/keys", Some(ADMIN), "");
     assert!(listed.json()["data"][0].get("routing").is_none());
+}
+
+/// A revocation whose second KV write fails: the key stops working at once anyway, a later
+/// PATCH cannot bring it back, and the DELETE can be retried.
+#[test]
+fn a_half_done_revocation_still_revokes_and_cannot_be_undone_by_an_update() {
+    let w = World::new();
+    let (id, key) = w.new_key();
+    w.reply(reply(200, "application/json", OK_JSON));
+    assert_eq!(
+        w.chat(&key, &gpt("")).status,
+        200,
+        "the key works (and is cached)"
+    );
+    w.p.kv_delete_fails.set(Some("keys/id/"));
+    let path = format!("/admin/keys/{id}");
+    let a = w.call("DELETE", &path, Some(ADMIN), "");
+    assert_eq!(a.status, 500);
+    assert_eq!(w.chat(&key, &gpt("")).status, 401, "revoked at once");
+    let a = w.call("PATCH", &path, Some(ADMIN), r#"{"name":"back"}"#);
+    assert_eq!(a.status, 404, "{}", String::from_utf8_lossy(&a.body));
+    w.p.kv_delete_fails.set(None);
+    assert_eq!(w.call("DELETE", &path, Some(ADMIN), "").status, 200);
+    assert_eq!(w.chat(&key, &gpt("")).status, 401);
+    let listed = w.call("GET", "/admin/keys", Some(ADMIN), "");
+    assert_eq!(listed.json()["data"], json!([]));
 }
