@@ -104,9 +104,11 @@ impl Gateway {
         };
         let out = self.route_chat(p, &obj, &summary, &opts, ids).await?;
         if let (Some((slot, body_hash)), OutBody::Bytes(bytes)) = (&idem, &out.body) {
-            let final_4xx =
-                (400..500).contains(&out.status) && !matches!(out.status, 408 | 409 | 429);
-            if (200..300).contains(&out.status) || final_4xx {
+            // Answers, and refusals of this very body (invalid, too large, too long for the
+            // model); not failures that a fix on the gateway's side ends (a refused credential,
+            // a wrong base URL) nor ones that pass (rate limits, timeouts).
+            let final_for_this_body = matches!(out.status, 400 | 413 | 422);
+            if (200..300).contains(&out.status) || final_for_this_body {
                 let stored = StoredOutcome {
                     body_hash: body_hash.clone(),
                     status: out.status,
@@ -114,6 +116,7 @@ impl Gateway {
                         .headers
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.clone()))
+                        .chain([("x-generation-id".to_owned(), ids.generation.to_owned())])
                         .collect(),
                     body: String::from_utf8_lossy(bytes).into_owned(),
                 };

@@ -249,7 +249,10 @@ impl Gateway {
                 Err(e) => error_response(&e),
             }
         };
-        if let Some(id) = generation_id {
+        // A replayed answer keeps the generation id it was first given.
+        if let Some(id) =
+            generation_id.filter(|_| !out.headers.iter().any(|(n, _)| *n == "x-generation-id"))
+        {
             out.headers.push(("x-generation-id", id));
         }
         out.headers.push(("x-request-id", request_id));

@@ -1398,10 +1398,73 @@ fn idempotent_requests_replay_the_first_outcome_and_refuse_a_different_body() {
     assert_eq!(again.body, first.body);
     assert_eq!(again.header("x-switchyard-idempotent-replay"), Some("true"));
     assert_eq!(w.p.sent.borrow().len(), 1, "the provider was called once");
+    assert_eq!(
+        again.header("x-generation-id"),
+        first.header("x-generation-id"),
+        "the replay keeps the first answer's generation id"
+    );
+    assert_eq!(
+        again
+            .headers
+            .iter()
+            .filter(|(n, _)| *n == "x-generation-id")
+            .count(),
+        1
+    );
     let other = req(&gpt(r#","seed":1"#));
     assert_eq!(
         (other.status, other.json()["error"]["code"].clone()),
         (409, json!("idempotency_key_reused"))
+    );
+
+    // A failure the operator can end (the provider refused the gateway's credential) is not
+    // kept: once fixed, the same Idempotency-Key gets a real answer.
+    let req2 = |body: &str| {
+        w.call_with(
+            Inbound {
+                method: "POST",
+                url: "/v1/chat/completions",
+                authorization: Some(&auth),
+                idempotency_key: Some("order-43"),
+                ..Default::default()
+            },
+            body,
+        )
+    };
+    w.reply(reply(
+        403,
+        "application/json",
+        r#"{"error":{"message":"Project does not have access","type":"invalid_request_error"}}"#,
+    ));
+    assert_eq!(req2(&gpt("")).status, 403);
+    w.reply(reply(200, "application/json", OK_JSON));
+    let fixed = req2(&gpt(""));
+    assert_eq!(fixed.status, 200);
+    assert_eq!(fixed.header("x-switchyard-idempotent-replay"), None);
+    // A refusal of the body itself is kept.
+    let req3 = |body: &str| {
+        w.call_with(
+            Inbound {
+                method: "POST",
+                url: "/v1/chat/completions",
+                authorization: Some(&auth),
+                idempotency_key: Some("order-44"),
+                ..Default::default()
+            },
+            body,
+        )
+    };
+    w.reply(reply(
+        400,
+        "application/json",
+        r#"{"error":{"message":"bad messages","type":"invalid_request_error"}}"#,
+    ));
+    assert_eq!(req3(&gpt("")).status, 400);
+    let replayed = req3(&gpt(""));
+    assert_eq!(replayed.status, 400);
+    assert_eq!(
+        replayed.header("x-switchyard-idempotent-replay"),
+        Some("true")
     );
 }
 
