@@ -112,7 +112,7 @@ impl Config {
         };
         let defaults = RetryPolicy::default();
         Config {
-            admin_token: non_empty("ADMIN_TOKEN"),
+            admin_token: non_empty("ADMIN_TOKEN").map(|v| v.trim().to_owned()),
             vertex,
             retry: RetryPolicy {
                 attempts_per_provider: number(
@@ -202,6 +202,7 @@ pub(crate) mod tests {
     fn reads_keys_base_urls_and_limits() {
         let c = config(&[
             ("OPENAI_API_KEY", " sk-openai "),
+            ("ADMIN_TOKEN", "admin-token\n"),
             ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/"),
             ("XAI_API_KEY", ""),
             ("CORS_ORIGINS", "https://a.example, https://b.example/"),
@@ -209,6 +210,8 @@ pub(crate) mod tests {
         ]);
         let openai = c.provider("openai").unwrap();
         assert_eq!(openai.api_keys, ["sk-openai"]);
+        // A secret pasted with a trailing newline still matches what clients send.
+        assert_eq!(c.admin_token.as_deref(), Some("admin-token"));
         assert_eq!(openai.base_url, "http://127.0.0.1:9/v1");
         assert!(
             c.provider("xai").unwrap().api_keys.is_empty(),

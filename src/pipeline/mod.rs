@@ -249,6 +249,9 @@ impl Gateway {
                 Err(e) => error_response(&e),
             }
         };
+        if req.method == "HEAD" {
+            out.body = OutBody::Empty;
+        }
         // A replayed answer keeps the generation id it was first given.
         if let Some(id) =
             generation_id.filter(|_| !out.headers.iter().any(|(n, _)| *n == "x-generation-id"))
@@ -327,9 +330,16 @@ impl Gateway {
             )));
         }
         let allow = route.allow();
-        if !allow.split(", ").any(|m| m == req.method) {
+        // HEAD is GET without the body (`handle` drops it).
+        let method = match req.method {
+            "HEAD" if allow.contains("GET") => "GET",
+            m => m,
+        };
+        if !allow.split(", ").any(|m| m == method) {
             let mut out = error_response(&GatewayError::method_not_allowed(req.method, path));
-            out.headers.push(("allow", format!("{allow}, OPTIONS")));
+            let head = if allow.contains("GET") { ", HEAD" } else { "" };
+            out.headers
+                .push(("allow", format!("{allow}{head}, OPTIONS")));
             return Ok(out);
         }
         match route {
@@ -358,7 +368,7 @@ impl Gateway {
             }
             Route::Keys | Route::Key(_) => {
                 self.authenticate_admin(req)?;
-                let answer = match (route, req.method) {
+                let answer = match (route, method) {
                     (Route::Keys, "GET") => self.list_keys(p).await,
                     (Route::Keys, _) => {
                         let body = self.read_body(req, body).await?;

@@ -550,6 +550,15 @@ fn methods_and_routes() {
     assert_eq!(w.call("PUT", "/admin/keys", Some(ADMIN), "").status, 405);
     assert_eq!(w.call("GET", "/v2/nothing", Some(&auth), "").status, 404);
     assert_eq!(w.call("GET", "/health", None, "").status, 200);
+    // HEAD answers like GET, without a body (uptime monitors, curl -I).
+    let head = w.call("HEAD", "/health", None, "");
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(w.call("HEAD", "/v1/models", Some(&auth), "").status, 200);
+    assert_eq!(w.call("HEAD", "/v1/models", None, "").status, 401);
+    let a = w.call("HEAD", "/v1/chat/completions", Some(&auth), "");
+    assert_eq!(a.status, 405);
+    let a = w.call("POST", "/health", None, "");
+    assert_eq!(a.header("allow"), Some("GET, HEAD, OPTIONS"));
     let m = w.call("GET", "/v1/models/openai%2Fgpt-4o", Some(&auth), "");
     assert_eq!(
         (m.status, m.json()["id"].clone()),
