@@ -76,7 +76,13 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     };
     let edge = Edge { env };
     let out = gw.handle(&edge, &inbound, body::RequestBody(req)).await;
-    to_response(out, &ctx)
+    // Building the response cannot fail with values the core makes; were it to, the client
+    // still gets an OpenAI-shaped error, not the runtime's error page.
+    to_response(out, &ctx).or_else(|_| {
+        let body = br#"{"error":{"message":"The gateway could not build its response.","type":"server_error","param":null,"code":"internal_error"}}"#;
+        let headers = "content-type\napplication/json";
+        Ok(http::respond(500, headers, &js_sys::Uint8Array::from(&body[..]).into())?)
+    })
 }
 
 fn to_response(

@@ -5,6 +5,10 @@
 // readable side is the response body. `onEnd(error)` gives the stream's closing bytes (error:
 // undefined for a clean end, else a message). `onDone()` runs once, last. A client that goes away makes a write
 // fail; the reader is then cancelled, which cancels the provider's request.
+const FAILED_TAIL = new TextEncoder().encode(
+  'data: {"error":{"message":"The gateway failed while streaming this answer.","type":"server_error","param":null,"code":"internal_error"}}\n\ndata: [DONE]\n\n',
+);
+
 export function pump(source, prefix, onChunk, onEnd, onDone) {
   const out = new IdentityTransformStream();
   const writer = out.writable.getWriter();
@@ -40,7 +44,14 @@ export function pump(source, prefix, onChunk, onEnd, onDone) {
       await writer.close();
     } catch (e) {
       try { await reader.cancel(e); } catch {}
-      try { await writer.abort(e); } catch {}
+      // Not a silent cut even here: if the client's side still takes bytes, end the stream
+      // with an error event and [DONE] (written by JavaScript: the core may be what failed).
+      try {
+        await writer.write(FAILED_TAIL);
+        await writer.close();
+      } catch {
+        try { await writer.abort(e); } catch {}
+      }
     } finally {
       onDone();
     }
