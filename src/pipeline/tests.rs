@@ -1388,18 +1388,19 @@ fn idempotent_requests_replay_the_first_outcome_and_refuse_a_different_body() {
     let (_, key) = w.new_key();
     w.reply(reply(200, "application/json", OK_JSON));
     let auth = bearer(&key);
-    let req = |body: &str| {
+    let with_key = |idempotency_key: &str, body: &str| {
         w.call_with(
             Inbound {
                 method: "POST",
                 url: "/v1/chat/completions",
                 authorization: Some(&auth),
-                idempotency_key: Some("order-42"),
+                idempotency_key: Some(idempotency_key),
                 ..Default::default()
             },
             body,
         )
     };
+    let req = |body: &str| with_key("order-42", body);
     let first = req(&gpt(""));
     assert_eq!(first.status, 200);
     let again = req(&gpt(""));
@@ -1428,18 +1429,7 @@ fn idempotent_requests_replay_the_first_outcome_and_refuse_a_different_body() {
 
     // A failure the operator can end (the provider refused the gateway's credential) is not
     // kept: once fixed, the same Idempotency-Key gets a real answer.
-    let req2 = |body: &str| {
-        w.call_with(
-            Inbound {
-                method: "POST",
-                url: "/v1/chat/completions",
-                authorization: Some(&auth),
-                idempotency_key: Some("order-43"),
-                ..Default::default()
-            },
-            body,
-        )
-    };
+    let req2 = |body: &str| with_key("order-43", body);
     w.reply(reply(
         403,
         "application/json",
@@ -1451,18 +1441,7 @@ fn idempotent_requests_replay_the_first_outcome_and_refuse_a_different_body() {
     assert_eq!(fixed.status, 200);
     assert_eq!(fixed.header("x-switchyard-idempotent-replay"), None);
     // A refusal of the body itself is kept.
-    let req3 = |body: &str| {
-        w.call_with(
-            Inbound {
-                method: "POST",
-                url: "/v1/chat/completions",
-                authorization: Some(&auth),
-                idempotency_key: Some("order-44"),
-                ..Default::default()
-            },
-            body,
-        )
-    };
+    let req3 = |body: &str| with_key("order-44", body);
     w.reply(reply(
         400,
         "application/json",
@@ -1554,6 +1533,31 @@ fn several_credentials_for_one_provider_share_the_load_and_cover_for_each_other(
     );
 }
 
+type Reply = Result<UpstreamResponse<FakeBody>, FetchError>;
+
+/// A provider with two keys: the first key tried is refused (`status`), the other serves.
+/// Which key goes first is drawn at random, so the attempts may come in either order.
+fn first_key_refused_second_serves(
+    w: &World,
+    key: &str,
+    body: &str,
+    (refused, served): (Reply, Reply),
+    provider: &str,
+    status: u16,
+) -> Answer {
+    w.reply(refused);
+    w.reply(served);
+    let a = w.chat(key, body);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let attempts = a.header("x-switchyard-attempts").unwrap().to_owned();
+    assert!(
+        attempts == format!("{provider}#1:{status},{provider}#2:200")
+            || attempts == format!("{provider}#2:{status},{provider}#1:200"),
+        "{attempts}"
+    );
+    a
+}
+
 /// A provider that refuses one of the gateway's keys (401/403) is tried with its next key; with
 /// a single key, or none left, the refusal goes back to the client as before, and no other
 /// provider is burned.
@@ -1568,17 +1572,13 @@ fn a_refused_key_moves_to_the_providers_next_key_only() {
     };
     let w = World::with(&[("OPENAI_API_KEY_2", "sk-openai-second-secret")]);
     let (_, key) = w.new_key();
-    w.reply(refused());
-    w.reply(reply(200, "application/json", OK_JSON));
-    let a = w.chat(
+    first_key_refused_second_serves(
+        &w,
         &key,
         &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
-    assert_eq!(a.status, 200);
-    let attempts = a.header("x-switchyard-attempts").unwrap().to_owned();
-    assert!(
-        attempts == "openai#1:401,openai#2:200" || attempts == "openai#2:401,openai#1:200",
-        "{attempts}"
+        (refused(), reply(200, "application/json", OK_JSON)),
+        "openai",
+        401,
     );
 
     // Both keys refused: the refusal is the answer; the fallback model's provider is not tried.
@@ -1645,16 +1645,15 @@ fn geminis_invalid_key_400_moves_to_the_next_key_like_a_401() {
     ]);
     let (_, key) = w.new_key();
     let body = r#"{"model":"google/gemini-2.5-flash","messages":[{"role":"user","content":"hi"}]}"#;
-    w.reply(invalid());
-    w.reply(reply(200, "application/json", gemini_ok));
-    let a = w.chat(&key, body);
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    assert_eq!(a.json()["choices"][0]["message"]["content"], "hi there");
-    let attempts = a.header("x-switchyard-attempts").unwrap().to_owned();
-    assert!(
-        attempts == "google#1:400,google#2:200" || attempts == "google#2:400,google#1:200",
-        "{attempts}"
+    let a = first_key_refused_second_serves(
+        &w,
+        &key,
+        body,
+        (invalid(), reply(200, "application/json", gemini_ok)),
+        "google",
+        400,
     );
+    assert_eq!(a.json()["choices"][0]["message"]["content"], "hi there");
 
     // Both refused: a 502 naming a variable, not Google's 400.
     w.reply(invalid());

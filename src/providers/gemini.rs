@@ -1412,6 +1412,21 @@ mod tests {
         );
     }
 
+    /// The client's view of a stream of Gemini events (each one event's data).
+    fn translate_events(events: &[&str]) -> Assembled {
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        for data in events {
+            let ev = SseEvent {
+                event: None,
+                data: (*data).into(),
+            };
+            t.on_event(&ev, &mut parts);
+        }
+        t.finish(&mut parts);
+        encode_all(parts)
+    }
+
     /// Constructed (finish reasons from python-genai's `FinishReason`): a malformed or unasked-for
     /// tool call fails the answer, streamed or not, with Google's message; Vertex's Model
     /// Armor and the image filters are content filters.
@@ -1427,20 +1442,8 @@ mod tests {
             e.message
         );
 
-        let mut t = StreamTranslator::new();
-        let mut parts = Vec::new();
         let text = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Let me call it"}]},"index":0}],"responseId":"r1"}"#;
-        for data in [text, event] {
-            t.on_event(
-                &SseEvent {
-                    event: None,
-                    data: data.into(),
-                },
-                &mut parts,
-            );
-        }
-        t.finish(&mut parts);
-        let a = encode_all(parts);
+        let a = translate_events(&[text, event]);
         assert_eq!(a.text, "Let me call it");
         assert!(a.finish_reason.is_none(), "never a clean stop");
         assert_eq!(
@@ -1468,19 +1471,7 @@ mod tests {
             r#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"a","args":{"x":1}}},{"functionCall":{"name":"b"}}],"role":"model"},"finishReason":"STOP","index":0}]}"#,
             r#"{"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":4,"thoughtsTokenCount":6,"cachedContentTokenCount":8}}"#,
         ];
-        let mut t = StreamTranslator::new();
-        let mut parts = Vec::new();
-        for data in events {
-            t.on_event(
-                &SseEvent {
-                    event: None,
-                    data: data.into(),
-                },
-                &mut parts,
-            );
-        }
-        t.finish(&mut parts);
-        let a = encode_all(parts);
+        let a = translate_events(&events);
         assert_eq!(a.reasoning, "Plan: call both.");
         assert_eq!(
             a.tools[&0],
