@@ -10,8 +10,13 @@
 //!   (`output_config.format`); `json_object` is refused (Anthropic has no schema-less JSON mode).
 //! * Refused: `n > 1`, `logprobs`, `top_logprobs`, `logit_bias`, `seed`, non-zero
 //!   `presence_penalty`/`frequency_penalty`, `temperature > 1`, unknown top-level fields.
-//! * `user` becomes `metadata.user_id`; OpenAI's `metadata` (for stored completions) has no
+//! * `user` becomes `metadata.user_id` (as its SHA-256 when it looks like an email address or a
+//!   phone number, which Anthropic refuses); OpenAI's `metadata` (for stored completions) has no
 //!   effect on output and is not forwarded.
+//! * Adjusted where OpenAI takes what Anthropic refuses: whitespace-only text is left out, a
+//!   final assistant turn (prefill) loses its trailing whitespace, data-URL media types are
+//!   normalised (`image/jpg` → `image/jpeg`, parameters dropped), and a conversation of
+//!   instructions only sends them as the user turn.
 //! * Reasoning on Claude 4.6 and later (adaptive thinking; Opus 4.7 and later take nothing
 //!   else): `thinking: {type: adaptive}` with `output_config.effort` (`minimal` → `low`; an
 //!   explicit budget → the level whose budget covers it). On earlier models a budget (or an
@@ -113,12 +118,24 @@ pub(crate) fn build_body(
         body.insert("output_config".into(), Value::Object(output_config));
     }
     if let Some(user) = &req.user {
-        body.insert("metadata".into(), json!({"user_id": user}));
+        body.insert("metadata".into(), json!({"user_id": opaque_user_id(user)}));
     }
     if req.is_stream() {
         body.insert("stream".into(), json!(true));
     }
     Ok(body)
+}
+
+/// `metadata.user_id` must be an opaque id: Anthropic refuses one that looks like an email
+/// address or a phone number, which OpenAI's `user` often is. Those are sent as their SHA-256
+/// (still one stable id per end user); other ids as they are.
+fn opaque_user_id(user: &str) -> String {
+    let digits = user.bytes().filter(u8::is_ascii_digit).count();
+    if user.contains('@') || digits >= 7 {
+        crate::auth::hash_secret(user)
+    } else {
+        user.to_owned()
+    }
 }
 
 fn unsupported(field: &str) -> GatewayError {
@@ -303,10 +320,7 @@ fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Ga
         let param = format!("messages[{i}].content");
         match m {
             Message::System { content } | Message::Developer { content } => {
-                let text = content.text_only(&param)?;
-                if !text.is_empty() {
-                    system.push(json!({"type": "text", "text": text}));
-                }
+                push_text(&mut system, content.text_only(&param)?);
             }
             Message::User { content } => turns.push("user", user_blocks(content, &param)?),
             Message::Assistant {
@@ -335,12 +349,36 @@ fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Ga
             }
         }
     }
-    Ok((system, turns.finish()))
+    let mut turns = turns.finish();
+    if turns.is_empty() && !system.is_empty() {
+        // Only instructions (OpenAI answers those; Anthropic needs a turn): they are the turn.
+        turns.push(json!({"role": "user", "content": std::mem::take(&mut system)}));
+    }
+    trim_prefill(&mut turns);
+    Ok((system, turns))
 }
 
+/// Text blocks Anthropic takes: it refuses text that is empty or only whitespace.
 fn push_text(blocks: &mut Vec<Value>, text: String) {
-    if !text.is_empty() {
+    if !text.trim().is_empty() {
         blocks.push(json!({"type": "text", "text": text}));
+    }
+}
+
+/// A conversation ending in an assistant turn asks Claude to continue it (prefill), and
+/// Anthropic refuses a prefill that ends in whitespace: it is trimmed off.
+fn trim_prefill(turns: &mut [Value]) {
+    let Some(last) = turns.last_mut().filter(|t| t["role"] == "assistant") else {
+        return;
+    };
+    if let Some(block) = last["content"]
+        .as_array_mut()
+        .and_then(|blocks| blocks.last_mut())
+        .filter(|b| b["type"] == "text")
+    {
+        if let Some(text) = block["text"].as_str() {
+            block["text"] = json!(text.trim_end());
+        }
     }
 }
 
@@ -402,6 +440,18 @@ fn user_blocks(content: &Content, param: &str) -> Result<Vec<Value>, GatewayErro
 
 fn image_block(url: &str, param: &str) -> Result<Value, GatewayError> {
     if let Some((mime, data)) = parse_data_url(url) {
+        // Anthropic takes exactly image/jpeg, png, gif and webp: no parameters, no `image/jpg`.
+        let mime = mime
+            .split(';')
+            .next()
+            .unwrap_or(mime)
+            .trim()
+            .to_ascii_lowercase();
+        let mime = if mime == "image/jpg" {
+            "image/jpeg".to_owned()
+        } else {
+            mime
+        };
         return Ok(
             json!({"type": "image", "source": {"type": "base64", "media_type": mime, "data": data}}),
         );
@@ -1115,6 +1165,58 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("max_tokens"));
         let e = refused(json!({"model": "m", "messages": [], "reasoning": {"max_tokens": 100}}));
         assert_eq!(e.status, 400);
+    }
+
+    /// What Anthropic refuses that OpenAI takes (its 400s, quoted in anthropics/claude-code#23440,
+    /// BerriAI/litellm#10106 and #16123, and vercel/ai's prefill trimming): whitespace-only
+    /// text, a prefill ending in whitespace, an email as `user`, `image/jpg`.
+    #[test]
+    fn requests_openai_takes_and_anthropic_would_refuse_are_adjusted() {
+        let b = body(json!({"model": "m", "messages": [
+            {"role": "system", "content": "  "},
+            {"role": "user", "content": [{"type": "text", "text": " \n"}, {"type": "text", "text": "Hi"}]},
+            {"role": "assistant", "content": "\n\n"},
+            {"role": "user", "content": "Answer with a name."},
+            {"role": "assistant", "content": "The name is "}
+        ], "user": "alice@example.com"}));
+        assert!(
+            b.get("system").is_none(),
+            "whitespace-only system text is left out"
+        );
+        assert_eq!(
+            b["messages"],
+            json!([
+                {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "Answer with a name."}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "The name is"}]}
+            ])
+        );
+        let user_id = b["metadata"]["user_id"].as_str().unwrap();
+        assert!(!user_id.contains('@') && user_id.len() == 64, "{user_id}");
+        let b = body(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "user": "team-7"}),
+        );
+        assert_eq!(
+            b["metadata"]["user_id"], "team-7",
+            "an opaque id goes as it is"
+        );
+
+        // Only a system message: it becomes the user turn.
+        let b = body(json!({"model": "m", "messages": [{"role": "system", "content": "Say hi"}]}));
+        assert!(b.get("system").is_none());
+        assert_eq!(
+            b["messages"],
+            json!([{"role": "user", "content": [{"type": "text", "text": "Say hi"}]}])
+        );
+
+        let b = body(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/jpg;base64,AAAA"}},
+                {"type": "image_url", "image_url": {"url": "data:Image/PNG;charset=utf-8;base64,AAAA"}}
+            ]}]}),
+        );
+        let blocks = &b["messages"][0]["content"];
+        assert_eq!(blocks[0]["source"]["media_type"], "image/jpeg");
+        assert_eq!(blocks[1]["source"]["media_type"], "image/png");
     }
 
     #[test]

@@ -195,7 +195,12 @@ fn convert_messages(
             }
         }
     }
-    Ok((system, contents.finish()))
+    let mut contents = contents.finish();
+    if contents.is_empty() && !system.is_empty() {
+        // Only instructions (OpenAI answers those; Gemini needs a turn): they are the turn.
+        contents.push(json!({"role": "user", "parts": std::mem::take(&mut system)}));
+    }
+    Ok((system, contents))
 }
 
 /// A tool result as Gemini's `response` object: a JSON object as it is, anything else under
@@ -942,6 +947,16 @@ mod tests {
 
     fn body(v: Value) -> Value {
         body_for(v, "gemini-2.5-flash")
+    }
+
+    #[test]
+    fn a_conversation_of_instructions_only_becomes_the_user_turn() {
+        let b = body(json!({"model": "m", "messages": [{"role": "system", "content": "Say hi"}]}));
+        assert_eq!(
+            b["contents"],
+            json!([{"role": "user", "parts": [{"text": "Say hi"}]}])
+        );
+        assert!(b.get("systemInstruction").is_none());
     }
 
     fn refused(v: Value) -> GatewayError {

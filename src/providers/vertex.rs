@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{anthropic, gemini};
-use crate::canonical::{ChatRequest, ChatResponse, StreamPart};
+use crate::canonical::{ChatRequest, ChatResponse, Content, ContentPart, Message, StreamPart};
 use crate::error::GatewayError;
 use crate::sse::SseEvent;
 
@@ -240,11 +240,36 @@ pub fn auth_headers(access_token: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Claude on Vertex AI takes images inline only ("URL sources are not supported"): an http(s)
+/// image URL is refused naming the part, before anything is sent.
+fn refuse_image_urls(req: &ChatRequest) -> Result<(), GatewayError> {
+    for (i, m) in req.messages.iter().enumerate() {
+        let Message::User {
+            content: Content::Parts(parts),
+        } = m
+        else {
+            continue;
+        };
+        for (k, part) in parts.iter().enumerate() {
+            if let ContentPart::ImageUrl { image_url } = part {
+                if !image_url.url.starts_with("data:") {
+                    return Err(GatewayError::invalid_param(
+                        &format!("messages[{i}].content[{k}].image_url"),
+                        "Claude on Vertex AI takes images as base64 data URLs, not http(s) URLs.",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The body for `native_model`: Gemini's for Google models, Anthropic's (adjusted) for Claude.
 pub fn build_request(req: &ChatRequest, native_model: &str) -> Result<Vec<u8>, GatewayError> {
     let body = match publisher_for(native_model) {
         Publisher::Google => gemini::build_body(req, native_model, PROVIDER)?,
         Publisher::Anthropic => {
+            refuse_image_urls(req)?;
             let mut body = anthropic::build_body(req, native_model)?;
             body.remove("model");
             body.insert("anthropic_version".into(), json!(ANTHROPIC_VERSION));
@@ -329,6 +354,27 @@ mod tests {
 
     fn request(v: Value) -> ChatRequest {
         ChatRequest::from_json(v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn claude_on_vertex_refuses_image_urls_by_name_and_takes_data_urls() {
+        let with = |url: &str| {
+            request(
+                json!({"model": "m", "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "what is this"},
+                    {"type": "image_url", "image_url": {"url": url}}
+                ]}]}),
+            )
+        };
+        let e =
+            build_request(&with("https://example.com/cat.png"), "claude-sonnet-4-6@x").unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref()),
+            (400, Some("messages[0].content[1].image_url"))
+        );
+        assert!(build_request(&with("data:image/png;base64,AAAA"), "claude-sonnet-4-6").is_ok());
+        // Gemini on Vertex fetches URLs itself.
+        assert!(build_request(&with("https://example.com/cat.png"), "gemini-2.5-flash").is_ok());
     }
 
     #[test]
