@@ -164,7 +164,6 @@ const PROVIDER = {
   groq: 'groq',
   mistral: 'mistral',
   deepseek: 'deepseek',
-  perplexity: 'perplexity',
   cerebras: 'cerebras',
   fireworks_ai: 'fireworks',
   together_ai: 'togetherai',
@@ -179,7 +178,6 @@ const KEY_PREFIX = {
   groq: 'groq/',
   mistral: 'mistral/',
   deepseek: 'deepseek/',
-  perplexity: 'perplexity/',
   cerebras: 'cerebras/',
   fireworks: 'fireworks_ai/',
   togetherai: 'together_ai/',
@@ -234,6 +232,11 @@ const PRICE_FIELDS = [
   'cache_creation_input_token_cost',
 ];
 
+// Providers whose current models the table cites a source for, and whose unsourced entries are
+// other hosts' names or retired spellings (deepseek-v3, deepseek-r1; cerebras llama-3.1-8b for
+// the retired llama3.1-8b): only sourced entries are theirs.
+const SOURCE_REQUIRED = new Set(['deepseek', 'cerebras']);
+
 // Pass 1: filter, strip prefixes, collect candidate (provider, native id) entries.
 const skipped = {};
 const skip = (why) => (skipped[why] = (skipped[why] ?? 0) + 1);
@@ -254,6 +257,15 @@ for (const key of keys) {
   }
   if (!PRICE_FIELDS.some((f) => has(e, f))) {
     skip('no price');
+    continue;
+  }
+  // Served through chat completions with text out, or not at all by this gateway.
+  if (Array.isArray(e.supported_endpoints) && !e.supported_endpoints.includes('/v1/chat/completions')) {
+    skip('not served by chat completions (supported_endpoints)');
+    continue;
+  }
+  if (Array.isArray(e.supported_output_modalities) && !e.supported_output_modalities.includes('text')) {
+    skip('no text output (supported_output_modalities)');
     continue;
   }
   const prefix = KEY_PREFIX[provider];
@@ -277,6 +289,14 @@ for (const key of keys) {
       continue;
     }
     native = `accounts/fireworks/models/${native}`;
+  }
+  if (provider === 'google' && native.startsWith('deep-research')) {
+    skip('Gemini agent served only by the Interactions API');
+    continue;
+  }
+  if (SOURCE_REQUIRED.has(provider) && !has(e, 'source')) {
+    skip(`${provider} entry without a source (not a model its API serves)`);
+    continue;
   }
   if (!/^[\x21-\x7e]+$/.test(native) || /["\\]/.test(native)) throw new Error(`odd model name: ${key}`);
   // Preference among duplicate keys for one (provider, native id): for vertex the specific

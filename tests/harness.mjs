@@ -22,7 +22,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const ADMIN_TOKEN = 'test-admin-token';
 
 /** OpenAI-compatible providers: binding prefix → base path (appended to the emulator's origin). */
-export const OPENAI_COMPATIBLE = ['OPENAI', 'XAI', 'GROQ', 'MISTRAL', 'DEEPSEEK', 'PERPLEXITY', 'CEREBRAS', 'FIREWORKS', 'TOGETHERAI'];
+export const OPENAI_COMPATIBLE = ['OPENAI', 'XAI', 'GROQ', 'MISTRAL', 'DEEPSEEK', 'CEREBRAS', 'FIREWORKS', 'TOGETHERAI'];
 /** Providers with their own protocol: base URL is the bare origin, as their SDKs read it. */
 export const NATIVE = ['ANTHROPIC', 'GOOGLE', 'VERTEX'];
 

@@ -9,37 +9,40 @@
 // Kept: mode "chat" entries of the providers we serve, priced, not fine-tune templates, not
 // deprecated on or before the cut-off. Prices are USD per token, as plain decimal strings.
 //
-// 561 models, 596 table entries kept, by provider (entries kept / offers here):
+// 523 models, 556 table entries kept, by provider (entries kept / offers here):
 //   openai        61 /   61
 //   anthropic     21 /   21
-//   google        37 /   37
-//   vertex        48 /   37
+//   google        26 /   26
+//   vertex        45 /   34
 //   xai           35 /   35
 //   groq           6 /    6
 //   mistral       49 /   49
-//   deepseek       8 /    8
-//   perplexity    20 /   20
-//   cerebras       5 /    5
+//   deepseek       4 /    4
+//   cerebras       3 /    3
 //   fireworks    266 /  266
 //   togetherai    40 /   40
 // Models by owned_by:
 //   anthropic     23
-//   cerebras       3
-//   deepseek      47
+//   cerebras       1
+//   deepseek      43
 //   fireworks    206
-//   google        54
+//   google        42
 //   groq           3
-//   mistral       71
+//   mistral       69
 //   openai        69
-//   perplexity    18
 //   togetherai    32
 //   xai           35
 // Skipped entries of those providers:
+//      2  Gemini agent served only by the Interactions API
+//      2  cerebras entry without a source (not a model its API serves)
+//      4  deepseek entry without a source (not a model its API serves)
 //    130  deprecated on or before 2026-11-26
 //     18  duplicate key (fireworks short form)
 //     20  duplicate key (same provider and native id)
 //     12  fine-tune template (ft:)
 //      7  no price
+//      7  no text output (supported_output_modalities)
+//      5  not served by chat completions (supported_endpoints)
 //      8  plain vertex_ai entry that is neither Gemini nor Claude
 //      6  together_ai size-tier price (not a model)
 //
@@ -165,29 +168,11 @@ pub(super) static MODELS: &[Model] = &[
     m("cerebras/gpt-oss-120b", "openai", 131072, 32768, "tr", &[
         o("cerebras", "gpt-oss-120b", "0.00000035", "0.00000075", "", ""),
     ]),
-    m("cerebras/llama-3.1-70b", "cerebras", 128000, 128000, "t", &[
-        o("cerebras", "llama-3.1-70b", "0.0000006", "0.0000006", "", ""),
-    ]),
-    m("cerebras/llama-3.1-8b", "cerebras", 128000, 128000, "t", &[
-        o("cerebras", "llama-3.1-8b", "0.0000001", "0.0000001", "", ""),
-    ]),
     m("cerebras/qwen-3.8-27b", "cerebras", 65536, 32768, "tvr", &[
         o("cerebras", "qwen-3.8-27b", "0.00000099", "0.00000149", "", ""),
     ]),
-    m("deepseek/deepseek-coder", "deepseek", 128000, 4096, "t", &[
-        o("deepseek", "deepseek-coder", "0.00000014", "0.00000028", "0.000000014", ""),
-    ]),
     m("deepseek/deepseek-flash", "deepseek", 1000000, 393216, "tvr", &[
         o("deepseek", "deepseek-flash", "0.0000003", "0.0000012", "0.000000006", "0"),
-    ]),
-    m("deepseek/deepseek-r1", "deepseek", 65536, 8192, "tr", &[
-        o("deepseek", "deepseek-r1", "0.00000055", "0.00000219", "0.00000014", ""),
-    ]),
-    m("deepseek/deepseek-v3", "deepseek", 65536, 8192, "t", &[
-        o("deepseek", "deepseek-v3", "0.00000027", "0.0000011", "0.00000007", "0"),
-    ]),
-    m("deepseek/deepseek-v3.2", "deepseek", 163840, 163840, "tr", &[
-        o("deepseek", "deepseek-v3.2", "0.00000028", "0.0000004", "0.000000028", ""),
     ]),
     m("deepseek/deepseek-v4-flash", "deepseek", 1000000, 393216, "tvr", &[
         o("deepseek", "deepseek-v4-flash", "0.0000003", "0.0000012", "0.000000006", "0"),
@@ -996,12 +981,6 @@ pub(super) static MODELS: &[Model] = &[
     m("fireworks/accounts/fireworks/routers/kimi-k3-us", "fireworks", 1048576, 131072, "tvr", &[
         o("fireworks", "accounts/fireworks/routers/kimi-k3-us", "0.0000045", "0.0000225", "0.00000045", ""),
     ]),
-    m("google/deep-research-max-preview-04-2026", "google", 1048576, 65536, "v", &[
-        o("google", "deep-research-max-preview-04-2026", "0.000002", "0.000012", "", ""),
-    ]),
-    m("google/deep-research-preview-04-2026", "google", 1048576, 65536, "v", &[
-        o("google", "deep-research-preview-04-2026", "0.000002", "0.000012", "", ""),
-    ]),
     m("google/deep-research-pro-preview-12-2025", "google", 65536, 32768, "v", &[
         o("vertex", "deep-research-pro-preview-12-2025", "0.000002", "0.000012", "0.0000002", ""),
     ]),
@@ -1022,9 +1001,6 @@ pub(super) static MODELS: &[Model] = &[
     ]),
     m("google/gemini-2.5-pro", "google", 1048576, 65536, "tvpr", &[
         o("google", "gemini-2.5-pro", "0.00000125", "0.00001", "0.000000125", ""),
-    ]),
-    m("google/gemini-2.5-pro-preview-tts", "google", 1048576, 65535, "tv", &[
-        o("vertex", "gemini-2.5-pro-preview-tts", "0.000001", "0.00002", "0.000000125", ""),
     ]),
     m("google/gemini-3-flash-preview", "google", 1048576, 65536, "tvpr", &[
         o("google", "gemini-3-flash-preview", "0.0000005", "0.000003", "0.00000005", ""),
@@ -1099,16 +1075,8 @@ pub(super) static MODELS: &[Model] = &[
     m("google/gemini-gemma-2-9b-it", "google", 8192, 8192, "tv", &[
         o("google", "gemini-gemma-2-9b-it", "0.00000035", "0.00000105", "", ""),
     ]),
-    m("google/gemini-omni-1.1-flash", "google", 131072, 65536, "vr", &[
-        o("google", "gemini-omni-1.1-flash", "0.0000015", "0.000009", "", ""),
+    m("google/gemini-omni-1.1-flash", "google", 0, 0, "", &[
         o("vertex", "gemini-omni-1.1-flash", "0.0000015", "0.000009", "", ""),
-    ]),
-    m("google/gemini-omni-1.1-flash-preview", "google", 131072, 57920, "vr", &[
-        o("vertex", "gemini-omni-1.1-flash-preview", "0.0000015", "0.000009", "", ""),
-    ]),
-    m("google/gemini-omni-1.2-flash", "google", 131072, 65536, "vr", &[
-        o("google", "gemini-omni-1.2-flash", "0.0000015", "0.000009", "", ""),
-        o("vertex", "gemini-omni-1.2-flash", "0.0000015", "0.000009", "", ""),
     ]),
     m("google/gemini-pro-latest", "google", 1048576, 65536, "tvpr", &[
         o("google", "gemini-pro-latest", "0.000002", "0.000012", "0.0000002", ""),
@@ -1119,9 +1087,6 @@ pub(super) static MODELS: &[Model] = &[
     m("google/gemini-robotics-er-2-preview", "google", 131072, 65536, "tvpr", &[
         o("google", "gemini-robotics-er-2-preview", "0.000001", "0.000005", "0.0000001", ""),
         o("vertex", "gemini-robotics-er-2-preview", "0.000001", "0.000005", "0.0000001", ""),
-    ]),
-    m("google/gemini-robotics-er-2-streaming-preview", "google", 131072, 65536, "tvr", &[
-        o("google", "gemini-robotics-er-2-streaming-preview", "0.000001", "0.000005", "", ""),
     ]),
     m("google/gemma-3-27b-it", "google", 131072, 8192, "tv", &[
         o("google", "gemma-3-27b-it", "0", "0", "", ""),
@@ -1134,24 +1099,6 @@ pub(super) static MODELS: &[Model] = &[
     ]),
     m("google/learnlm-1.5-pro-experimental", "google", 32767, 8192, "tv", &[
         o("google", "learnlm-1.5-pro-experimental", "0", "0", "", ""),
-    ]),
-    m("google/lyria-3-clip-preview", "google", 131072, 8192, "", &[
-        o("google", "lyria-3-clip-preview", "0", "0", "", ""),
-    ]),
-    m("google/lyria-3-pro-preview", "google", 131072, 8192, "", &[
-        o("google", "lyria-3-pro-preview", "0", "0", "", ""),
-    ]),
-    m("google/lyria-3.5", "google", 131072, 65536, "", &[
-        o("google", "lyria-3.5", "0", "0", "", ""),
-    ]),
-    m("google/lyria-3.5-clip-preview", "google", 131072, 8192, "", &[
-        o("google", "lyria-3.5-clip-preview", "0", "0", "", ""),
-    ]),
-    m("google/lyria-3.5-pro-preview", "google", 131072, 8192, "", &[
-        o("google", "lyria-3.5-pro-preview", "0", "0", "", ""),
-    ]),
-    m("google/lyria-realtime-exp", "google", 1048576, 65536, "", &[
-        o("google", "lyria-realtime-exp", "0", "0", "", ""),
     ]),
     m("groq/meta-llama/llama-prompt-guard-2-22m", "groq", 512, 512, "", &[
         o("groq", "meta-llama/llama-prompt-guard-2-22m", "0.00000003", "0.00000003", "", ""),
@@ -1500,66 +1447,6 @@ pub(super) static MODELS: &[Model] = &[
     ]),
     m("openai/o3-2025-04-16", "openai", 200000, 100000, "tvpr", &[
         o("openai", "o3-2025-04-16", "0.000002", "0.000008", "0.0000005", ""),
-    ]),
-    m("perplexity/codellama-34b-instruct", "perplexity", 16384, 16384, "", &[
-        o("perplexity", "codellama-34b-instruct", "0.00000035", "0.0000014", "", ""),
-    ]),
-    m("perplexity/codellama-70b-instruct", "perplexity", 16384, 16384, "", &[
-        o("perplexity", "codellama-70b-instruct", "0.0000007", "0.0000028", "", ""),
-    ]),
-    m("perplexity/llama-2-70b-chat", "perplexity", 4096, 4096, "", &[
-        o("perplexity", "llama-2-70b-chat", "0.0000007", "0.0000028", "", ""),
-    ]),
-    m("perplexity/llama-3.1-70b-instruct", "perplexity", 131072, 131072, "", &[
-        o("perplexity", "llama-3.1-70b-instruct", "0.000001", "0.000001", "", ""),
-    ]),
-    m("perplexity/llama-3.1-8b-instruct", "perplexity", 131072, 131072, "", &[
-        o("perplexity", "llama-3.1-8b-instruct", "0.0000002", "0.0000002", "", ""),
-    ]),
-    m("perplexity/mistral-7b-instruct", "mistral", 4096, 4096, "", &[
-        o("perplexity", "mistral-7b-instruct", "0.00000007", "0.00000028", "", ""),
-    ]),
-    m("perplexity/mixtral-8x7b-instruct", "mistral", 4096, 4096, "", &[
-        o("perplexity", "mixtral-8x7b-instruct", "0.00000007", "0.00000028", "", ""),
-    ]),
-    m("perplexity/pplx-70b-chat", "perplexity", 4096, 4096, "", &[
-        o("perplexity", "pplx-70b-chat", "0.0000007", "0.0000028", "", ""),
-    ]),
-    m("perplexity/pplx-70b-online", "perplexity", 4096, 4096, "", &[
-        o("perplexity", "pplx-70b-online", "0", "0.0000028", "", ""),
-    ]),
-    m("perplexity/pplx-7b-chat", "perplexity", 8192, 8192, "", &[
-        o("perplexity", "pplx-7b-chat", "0.00000007", "0.00000028", "", ""),
-    ]),
-    m("perplexity/pplx-7b-online", "perplexity", 4096, 4096, "", &[
-        o("perplexity", "pplx-7b-online", "0", "0.00000028", "", ""),
-    ]),
-    m("perplexity/sonar", "perplexity", 128000, 128000, "", &[
-        o("perplexity", "sonar", "0.000001", "0.000001", "", ""),
-    ]),
-    m("perplexity/sonar-deep-research", "perplexity", 128000, 128000, "r", &[
-        o("perplexity", "sonar-deep-research", "0.000002", "0.000008", "", ""),
-    ]),
-    m("perplexity/sonar-medium-chat", "perplexity", 16384, 16384, "", &[
-        o("perplexity", "sonar-medium-chat", "0.0000006", "0.0000018", "", ""),
-    ]),
-    m("perplexity/sonar-medium-online", "perplexity", 12000, 12000, "", &[
-        o("perplexity", "sonar-medium-online", "0", "0.0000018", "", ""),
-    ]),
-    m("perplexity/sonar-pro", "perplexity", 200000, 8000, "", &[
-        o("perplexity", "sonar-pro", "0.000003", "0.000015", "", ""),
-    ]),
-    m("perplexity/sonar-reasoning", "perplexity", 128000, 128000, "r", &[
-        o("perplexity", "sonar-reasoning", "0.000001", "0.000005", "", ""),
-    ]),
-    m("perplexity/sonar-reasoning-pro", "perplexity", 128000, 128000, "r", &[
-        o("perplexity", "sonar-reasoning-pro", "0.000002", "0.000008", "", ""),
-    ]),
-    m("perplexity/sonar-small-chat", "perplexity", 16384, 16384, "", &[
-        o("perplexity", "sonar-small-chat", "0.00000007", "0.00000028", "", ""),
-    ]),
-    m("perplexity/sonar-small-online", "perplexity", 12000, 12000, "", &[
-        o("perplexity", "sonar-small-online", "0", "0.00000028", "", ""),
     ]),
     m("togetherai/MiniMaxAI/MiniMax-M2.7", "togetherai", 196608, 0, "", &[
         o("togetherai", "MiniMaxAI/MiniMax-M2.7", "0.0000003", "0.0000012", "0.00000006", ""),

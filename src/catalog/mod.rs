@@ -271,9 +271,16 @@ mod tests {
             )]
         );
 
-        let m = model("perplexity/sonar-pro");
-        assert_eq!(m.owned_by, "perplexity");
-        assert_eq!(m.offers[0].native_id, "sonar-pro");
+        // Not served (retired, other APIs, no text out, other hosts' names): not listed.
+        for gone in [
+            "perplexity/sonar-pro",
+            "google/lyria-3.5",
+            "google/gemini-omni-1.2-flash",
+            "deepseek/deepseek-v3",
+            "cerebras/llama-3.1-8b",
+        ] {
+            assert!(find(gone).is_none(), "{gone}");
+        }
 
         assert_eq!(model("xai/grok-4.3").offers[0].native_id, "grok-4.3");
         // Bare and `deepseek/`-prefixed keys are one model.

@@ -99,12 +99,6 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         Protocol::OpenAiCompat,
     ),
     spec(
-        "perplexity",
-        "PERPLEXITY",
-        "https://api.perplexity.ai",
-        Protocol::OpenAiCompat,
-    ),
-    spec(
         "cerebras",
         "CEREBRAS",
         "https://api.cerebras.ai/v1",
@@ -141,6 +135,21 @@ const fn spec(
 /// The provider called `name`, if the gateway knows it.
 pub fn find(name: &str) -> Option<&'static ProviderSpec> {
     PROVIDERS.iter().find(|p| p.name == name)
+}
+
+/// Providers the gateway no longer serves, and why (said to clients who still ask for them).
+static RETIRED: &[(&str, &str)] = &[(
+    "perplexity",
+    "Perplexity retired its Chat Completions API (Sonar) on 2026-09-27 for its Agent API, \
+     which this gateway does not serve.",
+)];
+
+/// Why the provider called `name` is no longer served, if it was once.
+pub fn retired(name: &str) -> Option<&'static str> {
+    RETIRED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, why)| *why)
 }
 
 #[cfg(test)]

@@ -77,6 +77,11 @@ pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayEr
     let (provider_name, native) = model_id
         .split_once('/')
         .ok_or_else(|| GatewayError::model_not_found(model_id))?;
+    if let Some(why) = providers::retired(provider_name) {
+        let mut e = GatewayError::model_not_found(model_id);
+        e.message = format!("The model `{model_id}` is not served: {why}");
+        return Err(e);
+    }
     let provider = providers::find(provider_name)
         .filter(|p| !native.is_empty() && p.protocol.accepts_model_id(native))
         .ok_or_else(|| GatewayError::model_not_found(model_id))?;
@@ -159,6 +164,17 @@ mod tests {
                 "{id:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_retired_provider_is_a_404_saying_why() {
+        let c = config(&[("OPENAI_API_KEY", "o"), ("PERPLEXITY_API_KEY", "p")]);
+        let e = resolve("perplexity/sonar-pro", &c).unwrap_err();
+        assert_eq!(
+            (e.status, e.code.as_deref()),
+            (404, Some("model_not_found"))
+        );
+        assert!(e.message.contains("Agent API"), "{}", e.message);
     }
 
     #[test]
