@@ -200,13 +200,16 @@ impl Gateway {
             let mut tries = 0;
             loop {
                 let now = p.now_ms();
-                if total >= policy.max_attempts || now >= deadline {
-                    if now >= deadline {
-                        last = Some(GatewayError::timeout(
-                            "No provider answered within the request's time budget.",
-                        ));
-                    }
+                if now >= deadline {
+                    last = Some(GatewayError::timeout(
+                        "No provider answered within the request's time budget.",
+                    ));
                     break 'targets;
+                }
+                // The attempt cap bounds retries: every target in the plan gets its first try
+                // (within the time budget), so fallbacks are never starved by retries before them.
+                if tries > 0 && total >= policy.max_attempts {
+                    continue 'targets;
                 }
                 tries += 1;
                 total += 1;
@@ -225,20 +228,27 @@ impl Gateway {
                         let retryable = failure.outcome.is_retryable();
                         // The provider refused the gateway's own key (revoked, no access; Gemini
                         // answers an invalid key with a 400 its translator recognises): the
-                        // request is not at fault, so the provider's next key may serve it.
-                        let key_refused =
-                            (matches!(failure.outcome, AttemptOutcome::Status(401 | 403))
-                                || failure.error.is_credential_refused())
-                                && plan.get(i + 1).is_some_and(|next| {
-                                    next.target.provider.name == attempt.target.provider.name
-                                        && next.model_id == attempt.model_id
-                                });
+                        // request is not at fault, so the provider's next key may serve it. The
+                        // refusal counts against that key's breaker either way, so requests stop
+                        // trying it first while it is out.
+                        let credential_refused =
+                            matches!(failure.outcome, AttemptOutcome::Status(401 | 403))
+                                || failure.error.is_credential_refused();
+                        let key_refused = credential_refused
+                            && plan.get(i + 1).is_some_and(|next| {
+                                next.target.provider.name == attempt.target.provider.name
+                                    && next.model_id == attempt.model_id
+                            });
+                        // The gateway could not put the request in this target's terms (a
+                        // parameter its API cannot take): nothing reached a provider, so the
+                        // next target, another provider or fallback model, may serve it.
+                        let not_sent = failure.outcome == AttemptOutcome::Refused;
                         // A timeout says the provider is slow only when the attempt had the
                         // gateway's own time: a client's shorter `timeoutMs` (or the end of its
                         // total budget) must not open a breaker every request shares.
                         let own_time = failure.outcome != AttemptOutcome::Timeout
                             || timeout >= self.config.timeout_ms;
-                        if (retryable && own_time) || key_refused {
+                        if (retryable && own_time) || credential_refused {
                             self.breakers
                                 .borrow_mut()
                                 .record_failure(breaker, p.now_ms());
@@ -247,7 +257,7 @@ impl Gateway {
                             .retry_after_ms
                             .unwrap_or_else(|| backoff_ms(&policy, tries, self.random_u32(p)));
                         last = Some(failure.error);
-                        if key_refused {
+                        if key_refused || not_sent {
                             continue 'targets;
                         }
                         if !retryable {

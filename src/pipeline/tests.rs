@@ -1838,3 +1838,67 @@ fn a_half_done_revocation_still_revokes_and_cannot_be_undone_by_an_update() {
     let listed = w.call("GET", "/admin/keys", Some(ADMIN), "");
     assert_eq!(listed.json()["data"], json!([]));
 }
+
+/// What a request's plan does past a target that cannot serve it: a request the gateway cannot
+/// put in one provider's terms goes to the next target (nothing was sent); a provider that
+/// refuses the gateway's only key is counted against that key's breaker, so later requests try
+/// the others first; and retries never starve the plan's later targets of their first try.
+#[test]
+fn refusals_and_retries_leave_the_rest_of_the_plan_reachable() {
+    let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
+    let (_, key) = w.new_key();
+    // `logit_bias` cannot go to Anthropic: the OpenAI fallback model serves, Anthropic never
+    // called.
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
+        r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}],"logit_bias":{"1":2},"providerOptions":{"gateway":{"models":["openai/gpt-4o"]}}}"#,
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("anthropic:unsupported_request,openai:200")
+    );
+    assert_eq!(w.p.sent.borrow().len(), 1);
+
+    // Anthropic refuses the gateway's only key: straight back (no other provider burned), but
+    // its breaker counts it; after the threshold, requests try the fallback first.
+    let refused = || {
+        reply(
+            401,
+            "application/json",
+            r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+        )
+    };
+    let body = r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}],"providerOptions":{"gateway":{"models":["openai/gpt-4o"]}}}"#;
+    for _ in 0..3 {
+        w.reply(refused());
+        let a = w.chat(&key, body);
+        assert_eq!(a.status, 502);
+        assert_eq!(a.header("x-switchyard-attempts"), Some("anthropic:401"));
+    }
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, body);
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:200"));
+
+    // Ten tries per provider allowed, eight in all: the fallback still gets its first try.
+    let w = World::with(&[("RETRY_MAX_ATTEMPTS", "10")]);
+    let (_, key) = w.new_key();
+    for _ in 0..8 {
+        w.reply(reply(503, "application/json", "{}"));
+    }
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.status, 200);
+    assert!(
+        a.header("x-switchyard-attempts")
+            .unwrap()
+            .ends_with(",xai:200"),
+        "{:?}",
+        a.header("x-switchyard-attempts")
+    );
+}
