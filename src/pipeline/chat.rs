@@ -242,7 +242,10 @@ impl Gateway {
                         // The gateway could not put the request in this target's terms (a
                         // parameter its API cannot take): nothing reached a provider, so the
                         // next target, another provider or fallback model, may serve it.
-                        let not_sent = failure.outcome == AttemptOutcome::Refused;
+                        let not_sent = matches!(
+                            failure.outcome,
+                            AttemptOutcome::Refused | AttemptOutcome::Misconfigured
+                        );
                         // A timeout says the provider is slow only when the attempt had the
                         // gateway's own time: a client's shorter `timeoutMs` (or the end of its
                         // total budget) must not open a breaker every request shares.
@@ -357,6 +360,11 @@ impl Gateway {
             .get(usize::from(target.credential))
             .cloned()
             .unwrap_or_default();
+        let remaining = |p: &P| {
+            timeout
+                .saturating_sub(p.now_ms().saturating_sub(started))
+                .max(1)
+        };
         let (request, credential) = match native {
             None => {
                 let secret = api_key;
@@ -375,18 +383,20 @@ impl Gateway {
                 let body = translated_body(native, obj, &target.native_model)
                     .map_err(|e| Failure::new(AttemptOutcome::Refused, e))?;
                 let (credential, base) = match native {
-                    Native::Vertex(_) => {
-                        self.vertex_session(p, target.credential)
-                            .await
-                            .map_err(|e| {
-                                let outcome = if e.status >= 500 {
-                                    AttemptOutcome::Network
-                                } else {
-                                    AttemptOutcome::Status(e.status)
-                                };
-                                Failure::new(outcome, e)
-                            })?
-                    }
+                    Native::Vertex(_) => self
+                        .vertex_session(p, target.credential, remaining(p))
+                        .await
+                        .map_err(|e| {
+                            let outcome = match e.code.as_deref() {
+                                _ if e.is_credential_refused() => AttemptOutcome::Status(401),
+                                Some("upstream_timeout") => AttemptOutcome::Timeout,
+                                // The token endpoint unreachable, or in trouble: try again.
+                                Some("upstream_unavailable") => AttemptOutcome::Network,
+                                // The gateway's own Vertex settings: nothing was sent.
+                                _ => AttemptOutcome::Misconfigured,
+                            };
+                            Failure::new(outcome, e)
+                        })?,
                     _ => (api_key, cfg.base_url.clone()),
                 };
                 let mut headers = native.auth_headers(&credential);
@@ -399,13 +409,8 @@ impl Gateway {
                 (req, credential)
             }
         };
-        let remaining = |p: &P| {
-            timeout
-                .saturating_sub(p.now_ms().saturating_sub(started))
-                .max(1)
-        };
         let resp = p
-            .fetch(request, timeout)
+            .fetch(request, remaining(p))
             .await
             .map_err(|e| transport_failure(provider, &e))?;
         let announced_over = |max: usize| resp.content_length.is_some_and(|n| n > max as u64);
@@ -427,6 +432,10 @@ impl Gateway {
                 Some(n) => n.translate_error(resp.status, resp.retry_after, &bytes),
             };
             error.message = scrub(std::mem::take(&mut error.message), &credential);
+            if resp.status == 401 && matches!(native, Some(Native::Vertex(_))) {
+                // Vertex refused the cached access token: the next attempt exchanges a new one.
+                self.vertex_tokens.borrow_mut().remove(&target.credential);
+            }
             if resp.status == 401 || error.is_credential_refused() {
                 // The provider refused the gateway's own credential: a 502, as for every other
                 // provider credential the gateway holds (a 401 would read as the client's gateway

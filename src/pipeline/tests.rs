@@ -1038,6 +1038,81 @@ fn vertex_trades_a_signed_assertion_for_a_token_once_and_reuses_it() {
     assert!(body.get("model").is_none());
 }
 
+/// The token exchange's failures are told apart: Google's endpoint in trouble is retried; a
+/// token Vertex refuses is dropped and exchanged again; unusable settings reach no provider and
+/// let the next target serve.
+#[test]
+fn vertex_token_trouble_is_retried_a_refused_token_renewed_and_bad_settings_skipped() {
+    let sa = include_str!("../../tests/fixtures/vertex/test_service_account.json");
+    let vertex = |extra: &[(&'static str, &'static str)]| {
+        let mut vars = vec![
+            ("VERTEX_API_KEY", sa),
+            ("VERTEX_PROJECT", "proj-1"),
+            ("VERTEX_TOKEN_URL", "http://127.0.0.1:9/token"),
+        ];
+        vars.extend_from_slice(extra);
+        World::with(&vars)
+    };
+    let token = |t: &str| {
+        reply(
+            200,
+            "application/json",
+            &format!(r#"{{"access_token":"{t}","expires_in":3600}}"#),
+        )
+    };
+    let answer = include_str!("../../tests/fixtures/anthropic/text.json");
+    let claude =
+        r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}]}"#;
+
+    let w = vertex(&[]);
+    let (_, key) = w.new_key();
+    // 503 from the token endpoint: a retry, not a refused account.
+    w.reply(reply(
+        503,
+        "application/json",
+        r#"{"error":"backend_error"}"#,
+    ));
+    w.reply(token("ya29.one"));
+    w.reply(reply(200, "application/json", answer));
+    let a = w.chat(&key, claude);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("vertex:connection_failed,vertex:200")
+    );
+    // Vertex refuses the cached token: it is dropped; the next request exchanges a new one.
+    w.reply(reply(
+        401,
+        "application/json",
+        r#"{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}"#,
+    ));
+    assert_eq!(w.chat(&key, claude).status, 502);
+    w.reply(token("ya29.two"));
+    w.reply(reply(200, "application/json", answer));
+    assert_eq!(w.chat(&key, claude).status, 200);
+    let sent = w.p.sent.borrow();
+    assert_eq!(
+        header_of(&sent[sent.len() - 1], "authorization").as_deref(),
+        Some("Bearer ya29.two")
+    );
+    drop(sent);
+
+    // No project anywhere: nothing is sent to Vertex, the fallback model serves.
+    let w = World::with(&[("VERTEX_API_KEY", r#"{"type":"service_account"}"#)]);
+    let (_, key) = w.new_key();
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
+        r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}],"providerOptions":{"gateway":{"models":["openai/gpt-4o"]}}}"#,
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("vertex:provider_not_configured,openai:200")
+    );
+    assert!(w.p.slept.borrow().is_empty(), "no backoff for settings");
+}
+
 const CHUNK_ROLE: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n";
 const CHUNK_HI: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n";
 const CHUNK_STOP: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";

@@ -18,6 +18,7 @@ impl Gateway {
         &self,
         p: &P,
         credential: u8,
+        timeout_ms: u64,
     ) -> Result<(String, String), GatewayError> {
         let cfg = self
             .config
@@ -58,6 +59,9 @@ impl Gateway {
             }
         });
         let assertion = vertex::signed_assertion(&sa, now, &token_url)?;
+        // Within the attempt's time, at most TOKEN_TIMEOUT_MS.
+        let started = p.now_ms();
+        let timeout = timeout_ms.min(TOKEN_TIMEOUT_MS);
         let resp = p
             .fetch(
                 UpstreamRequest {
@@ -68,21 +72,20 @@ impl Gateway {
                     )],
                     body: vertex::token_request_body(&assertion).into_bytes(),
                 },
-                TOKEN_TIMEOUT_MS,
+                timeout,
             )
             .await
             .map_err(|e| {
                 super::chat::fetch_error(crate::providers::find("vertex").expect("known"), &e)
             })?;
+        let left = timeout
+            .saturating_sub(p.now_ms().saturating_sub(started))
+            .max(1);
         let body = p
-            .read_body(
-                resp.body,
-                TOKEN_TIMEOUT_MS,
-                super::chat::MAX_ERROR_BODY_BYTES,
-            )
+            .read_body(resp.body, left, super::chat::MAX_ERROR_BODY_BYTES)
             .await
             .unwrap_or_default();
-        let (token, expires_in) = vertex::parse_token_response(&body)?;
+        let (token, expires_in) = vertex::parse_token_response(resp.status, &body, &assertion)?;
         self.vertex_tokens
             .borrow_mut()
             .entry(credential)

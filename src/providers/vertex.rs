@@ -131,20 +131,35 @@ struct TokenResponse {
     error_description: Option<String>,
 }
 
-/// The access token and its lifetime in seconds from the token endpoint's answer.
-pub fn parse_token_response(body: &[u8]) -> Result<(String, u64), GatewayError> {
+/// The access token and its lifetime in seconds from the token endpoint's answer (`status`,
+/// `body`). A 429 or 5xx is the endpoint's trouble, not the account's: a 502 another attempt
+/// may get past. Any other refusal is the service account's (`upstream_authentication_failed`),
+/// with Google's reason; `assertion` (the signed JWT, good for an hour) is kept out of it.
+pub fn parse_token_response(
+    status: u16,
+    body: &[u8],
+    assertion: &str,
+) -> Result<(String, u64), GatewayError> {
+    if status == 429 || status >= 500 {
+        return Err(GatewayError::bad_gateway(format!(
+            "Google's token endpoint answered HTTP {status}."
+        )));
+    }
     let resp: TokenResponse = serde_json::from_slice(body).map_err(|_| {
         GatewayError::bad_gateway(
             "Google's token endpoint returned a response the gateway could not read.",
         )
     })?;
     match (resp.access_token, resp.error) {
-        (Some(token), None) if !token.is_empty() => Ok((token, resp.expires_in.unwrap_or(3600))),
+        (Some(token), None) if !token.is_empty() && (200..300).contains(&status) => {
+            Ok((token, resp.expires_in.unwrap_or(3600)))
+        }
         (_, error) => {
             let why = resp
                 .error_description
                 .or(error)
-                .unwrap_or_else(|| "no access_token".to_owned());
+                .unwrap_or_else(|| format!("HTTP {status}, no access_token"))
+                .replace(assertion, "[assertion]");
             Err(GatewayError::credential_refused(format!(
                 "Google refused the Vertex AI service account: {why}"
             )))
@@ -453,17 +468,29 @@ mod tests {
         );
         let ok = br#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#;
         assert_eq!(
-            parse_token_response(ok).unwrap(),
+            parse_token_response(200, ok, "a.b.c").unwrap(),
             ("ya29.x".to_owned(), 3599)
         );
         let refused = br#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#;
-        let e = parse_token_response(refused).unwrap_err();
+        let e = parse_token_response(400, refused, "a.b.c").unwrap_err();
         assert_eq!(
             (e.status, e.code.as_deref()),
             (502, Some("upstream_authentication_failed"))
         );
         assert!(e.message.contains("Invalid JWT Signature."));
-        assert_eq!(parse_token_response(b"<html>").unwrap_err().status, 502);
+        assert_eq!(
+            parse_token_response(200, b"<html>", "a.b.c")
+                .unwrap_err()
+                .status,
+            502
+        );
+        // The endpoint's own trouble is not the account's fault.
+        let e = parse_token_response(503, br#"{"error":"backend_error"}"#, "a.b.c").unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("upstream_unavailable"));
+        // A token endpoint that echoes the assertion does not get it to the client.
+        let echo = br#"{"error":"invalid_grant","error_description":"bad assertion a.b.c"}"#;
+        let e = parse_token_response(400, echo, "a.b.c").unwrap_err();
+        assert!(!e.message.contains("a.b.c"), "{}", e.message);
     }
 
     #[test]

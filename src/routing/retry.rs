@@ -18,6 +18,9 @@ pub enum AttemptOutcome {
     /// The gateway could not build the provider's request (a parameter it cannot honour);
     /// nothing was sent.
     Refused,
+    /// The gateway's own settings for this provider are unusable (an unreadable service
+    /// account, no project); nothing was sent.
+    Misconfigured,
 }
 
 impl AttemptOutcome {
@@ -34,7 +37,7 @@ impl AttemptOutcome {
             | AttemptOutcome::Malformed
             | AttemptOutcome::StreamFailed => true,
             AttemptOutcome::StreamError { retryable } => retryable,
-            AttemptOutcome::Refused => false,
+            AttemptOutcome::Refused | AttemptOutcome::Misconfigured => false,
         }
     }
 
@@ -51,6 +54,7 @@ impl AttemptOutcome {
             AttemptOutcome::StreamFailed => Some("stream_failed"),
             AttemptOutcome::StreamError { .. } => Some("stream_error"),
             AttemptOutcome::Refused => Some("unsupported_request"),
+            AttemptOutcome::Misconfigured => Some("provider_not_configured"),
         }
     }
 }
@@ -120,6 +124,7 @@ mod tests {
         assert!(AttemptOutcome::StreamFailed.is_retryable());
         assert!(!AttemptOutcome::StreamError { retryable: false }.is_retryable());
         assert!(!AttemptOutcome::Refused.is_retryable());
+        assert!(!AttemptOutcome::Misconfigured.is_retryable());
         assert_eq!(AttemptOutcome::Refused.kind(), Some("unsupported_request"));
         assert_eq!(AttemptOutcome::Status(503).kind(), Some("upstream_error"));
         assert_eq!(AttemptOutcome::Status(200).kind(), None);
