@@ -424,7 +424,11 @@ impl Gateway {
                     .await
                     .unwrap_or_default()
             };
-            let wait = retry_after_ms(resp.retry_after.as_deref(), resp.retry_after_ms.as_deref());
+            let wait = retry_after_ms(
+                resp.retry_after.as_deref(),
+                resp.retry_after_ms.as_deref(),
+                p.now_ms(),
+            );
             let mut error = match native {
                 None => {
                     upstream_error(provider, resp.status, resp.retry_after, &bytes, &credential)
@@ -444,7 +448,8 @@ impl Gateway {
                 error = credential_refused(target);
             }
             // A wait the provider put in its body (Google's RetryInfo) counts like the header.
-            let wait = wait.or_else(|| retry_after_ms(error.retry_after.as_deref(), None));
+            let wait =
+                wait.or_else(|| retry_after_ms(error.retry_after.as_deref(), None, p.now_ms()));
             return Err(Failure {
                 outcome: AttemptOutcome::Status(resp.status),
                 error: error.with_provider(provider.name),

@@ -42,11 +42,13 @@ pub fn plan(
         provider: random,
         credential: spread,
     } = draws;
-    let fallbacks = opts
-        .models
-        .iter()
-        .flatten()
-        .filter(|m| m.as_str() != primary);
+    // Each model once, in the order first named.
+    let mut seen = vec![primary];
+    let fallbacks = opts.models.iter().flatten().filter(|m| {
+        let new = !seen.contains(&m.as_str());
+        seen.push(m.as_str());
+        new
+    });
     let mut attempts = Vec::new();
     let mut first_error = None;
     for (i, model_id) in std::iter::once(&primary.to_owned())
@@ -194,8 +196,13 @@ mod tests {
 
     #[test]
     fn catalog_order_then_fallback_models() {
+        // The primary named again, or a fallback twice, is tried once.
         let p = plan_with(RoutingOptions {
-            models: Some(vec!["openai/gpt-4o".into(), SONNET.into()]),
+            models: Some(vec![
+                "openai/gpt-4o".into(),
+                SONNET.into(),
+                "openai/gpt-4o".into(),
+            ]),
             ..Default::default()
         })
         .unwrap();

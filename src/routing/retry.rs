@@ -95,15 +95,24 @@ pub fn backoff_ms(policy: &RetryPolicy, retry: u32, random: u32) -> u64 {
 }
 
 /// The wait a provider asked for: `retry-after-ms` (milliseconds) wins over `retry-after`
-/// (seconds; an HTTP date is not honoured, the backoff applies).
-pub fn retry_after_ms(retry_after: Option<&str>, retry_after_ms: Option<&str>) -> Option<u64> {
+/// (seconds, or an HTTP date: the time from `now_ms` until then).
+pub fn retry_after_ms(
+    retry_after: Option<&str>,
+    retry_after_ms: Option<&str>,
+    now_ms: u64,
+) -> Option<u64> {
     if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
             return Some(ms.ceil() as u64);
         }
     }
-    let secs = retry_after?.trim().parse::<f64>().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0).ceil() as u64)
+    let value = retry_after?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0).ceil() as u64);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    Some(u64::try_from(at_ms).ok()?.saturating_sub(now_ms))
 }
 
 #[cfg(test)]
@@ -152,14 +161,26 @@ mod tests {
 
     #[test]
     fn retry_after_headers() {
-        assert_eq!(retry_after_ms(Some("2"), None), Some(2000));
-        assert_eq!(retry_after_ms(Some("0.5"), None), Some(500));
-        assert_eq!(retry_after_ms(Some("1"), Some("250")), Some(250), "ms wins");
+        let now = 1_445_412_470_000; // 2015-10-21 07:27:50 GMT
+        assert_eq!(retry_after_ms(Some("2"), None, now), Some(2000));
+        assert_eq!(retry_after_ms(Some("0.5"), None, now), Some(500));
         assert_eq!(
-            retry_after_ms(Some("Wed, 21 Oct 2015 07:28:00 GMT"), None),
-            None
+            retry_after_ms(Some("1"), Some("250"), now),
+            Some(250),
+            "ms wins"
         );
-        assert_eq!(retry_after_ms(None, None), None);
-        assert_eq!(retry_after_ms(Some("-3"), None), None);
+        assert_eq!(
+            retry_after_ms(Some("Wed, 21 Oct 2015 07:28:00 GMT"), None, now),
+            Some(10_000),
+            "an HTTP date: the time until then"
+        );
+        assert_eq!(
+            retry_after_ms(Some("Wed, 21 Oct 2015 07:20:00 GMT"), None, now),
+            Some(0),
+            "a date already past: no wait"
+        );
+        assert_eq!(retry_after_ms(Some("soon"), None, now), None);
+        assert_eq!(retry_after_ms(None, None, now), None);
+        assert_eq!(retry_after_ms(Some("-3"), None, now), None);
     }
 }
