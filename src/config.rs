@@ -5,6 +5,7 @@
 
 use crate::providers::{Protocol, ProviderSpec, PROVIDERS};
 use crate::routing::{RetryPolicy, Weights};
+use std::collections::HashMap;
 
 /// Default body limit for inbound requests (10 MiB); override with `MAX_REQUEST_BYTES`.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
@@ -128,7 +129,7 @@ impl Config {
             breaker_threshold: number("BREAKER_THRESHOLD", 3).clamp(1, 1000) as u32,
             breaker_cooldown_ms: number("BREAKER_COOLDOWN_MS", 30_000),
             weights: non_empty("ROUTING_WEIGHTS")
-                .and_then(|v| serde_json::from_str(&v).ok())
+                .map(|v| parse_weights(&v))
                 .unwrap_or_default(),
             providers,
             cors_origins,
@@ -183,6 +184,25 @@ impl std::fmt::Debug for Config {
             .field("weights", &self.weights)
             .finish()
     }
+}
+
+/// `ROUTING_WEIGHTS`, entry by entry: a weight that is not a non-negative number, or names a
+/// provider the gateway does not know, is left out without losing the others.
+fn parse_weights(json: &str) -> Weights {
+    let parsed: HashMap<String, HashMap<String, serde_json::Value>> =
+        serde_json::from_str(json).unwrap_or_default();
+    parsed
+        .into_iter()
+        .map(|(model, per_provider)| {
+            let usable = per_provider
+                .into_iter()
+                .filter(|(p, _)| crate::providers::find(p).is_some())
+                .filter_map(|(p, w)| Some((p, w.as_f64().filter(|w| *w >= 0.0)?)))
+                .collect::<HashMap<_, _>>();
+            (model, usable)
+        })
+        .filter(|(_, w)| !w.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -279,6 +299,16 @@ pub(crate) mod tests {
         );
         assert_eq!((c.breaker_threshold, c.breaker_cooldown_ms), (2, 500));
         assert_eq!(c.weights["anthropic/claude-sonnet-4-6"]["vertex"], 1.0);
+        // One bad entry does not lose the others.
+        let c = config(&[(
+            "ROUTING_WEIGHTS",
+            r#"{"m/a":{"anthropic":"3","vertex":2,"nope":5,"xai":-1},"m/b":{"openai":"x"}}"#,
+        )]);
+        assert_eq!(c.weights.len(), 1);
+        assert_eq!(
+            c.weights["m/a"],
+            HashMap::from([("vertex".to_owned(), 2.0)])
+        );
     }
 
     #[test]
