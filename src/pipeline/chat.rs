@@ -184,9 +184,6 @@ impl Gateway {
                 },
             )?
         };
-        self.breakers
-            .borrow_mut()
-            .admit(plan[0].target.key(), started);
         let policy = self.config.retry;
         let attempt_timeout = opts.timeout_ms.unwrap_or(self.config.timeout_ms);
         let deadline = started.saturating_add(
@@ -214,6 +211,11 @@ impl Gateway {
                 tries += 1;
                 total += 1;
                 let timeout = attempt_timeout.min(deadline - now);
+                // A key whose cool-down is over gets this attempt as its one trial: others keep
+                // away from it until the trial reports.
+                self.breakers
+                    .borrow_mut()
+                    .admit(attempt.target.key(), now, timeout);
                 let result = self.attempt(p, obj, summary, attempt, ids, timeout).await;
                 let latency = p.now_ms().saturating_sub(now);
                 let breaker = attempt.target.key();

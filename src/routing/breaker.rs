@@ -3,8 +3,9 @@
 //! After `threshold` consecutive retryable failures a provider's credential is open for
 //! `cooldown_ms`: plans put it last, so requests stop paying for it while another credential or
 //! provider can serve (a key that is rate-limited does not take the provider's other keys down). When the
-//! cool-down has passed, the next plan lets one trial through (half-open) and re-arms the
-//! cool-down for everyone else; the trial's success closes the breaker, its failure reopens it.
+//! cool-down has passed, the next attempt on it is its one trial (half-open): everyone else keeps
+//! away until the trial reports (or could have: at least the trial's time), and the trial's
+//! success closes the breaker, its failure reopens it.
 
 use std::collections::HashMap;
 
@@ -46,12 +47,13 @@ impl Breakers {
         (0..credentials.max(1)).all(|c| self.is_open((provider, c), now_ms))
     }
 
-    /// Called when a plan will try `key` first among its healthy peers: one whose cool-down has
-    /// run out gets its one trial, and others keep away until it reports.
-    pub fn admit(&mut self, key: Key, now_ms: u64) {
+    /// Called as an attempt on `key` starts, with the time it may take: a key whose cool-down
+    /// has run out gets this attempt as its one trial, and others keep away until it reports
+    /// (at the latest when the trial's time is up).
+    pub fn admit(&mut self, key: Key, now_ms: u64, trial_ms: u64) {
         if let Some(s) = self.states.get_mut(&key) {
             if s.open_until.is_some_and(|until| now_ms >= until) {
-                s.open_until = Some(now_ms + self.cooldown_ms);
+                s.open_until = Some(now_ms + self.cooldown_ms.max(trial_ms));
             }
         }
     }
@@ -86,10 +88,14 @@ mod tests {
             !b.is_open(("anthropic", 0), 1010),
             "half-open after the cool-down"
         );
-        b.admit(("anthropic", 0), 1010);
+        b.admit(("anthropic", 0), 1010, 5000);
         assert!(
             b.is_open(("anthropic", 0), 1011),
             "only one trial: others keep away"
+        );
+        assert!(
+            b.is_open(("anthropic", 0), 5000),
+            "also while a trial longer than the cool-down runs"
         );
         b.record_failure(("anthropic", 0), 1020);
         assert!(
@@ -97,7 +103,7 @@ mod tests {
             "a failed trial reopens it"
         );
         assert!(!b.is_open(("anthropic", 0), 2020));
-        b.admit(("anthropic", 0), 2020);
+        b.admit(("anthropic", 0), 2020, 10);
         b.record_success(("anthropic", 0));
         assert!(
             !b.is_open(("anthropic", 0), 2021),
@@ -116,7 +122,7 @@ mod tests {
         b.record_failure(("a", 0), 0);
         b.record_failure(("b", 0), 0);
         assert!(!b.is_open(("a", 0), 1) && !b.is_open(("b", 0), 1));
-        b.admit(("c", 0), 5); // unknown providers are fine
+        b.admit(("c", 0), 5, 10); // unknown providers are fine
         assert!(!b.is_open(("c", 0), 6));
     }
 
