@@ -1,3 +1,8 @@
+// The end of a stream whose pump itself failed (see the catch below).
+const FAILED_TAIL = new TextEncoder().encode(
+  'data: {"error":{"message":"The gateway failed while streaming this answer.","type":"server_error","param":null,"code":"internal_error"}}\n\ndata: [DONE]\n\n',
+);
+
 // Moves a provider's stream to the client: each chunk read from `source` goes through
 // `onChunk` (one synchronous call into the core; it returns the bytes to send, undefined to
 // send the chunk unchanged, or null once the client's stream is complete, which stops reading
@@ -5,10 +10,6 @@
 // readable side is the response body. `onEnd(error)` gives the stream's closing bytes (error:
 // undefined for a clean end, else a message). `onDone()` runs once, last. A client that goes away makes a write
 // fail; the reader is then cancelled, which cancels the provider's request.
-const FAILED_TAIL = new TextEncoder().encode(
-  'data: {"error":{"message":"The gateway failed while streaming this answer.","type":"server_error","param":null,"code":"internal_error"}}\n\ndata: [DONE]\n\n',
-);
-
 export function pump(source, prefix, onChunk, onEnd, onDone) {
   const out = new IdentityTransformStream();
   const writer = out.writable.getWriter();
