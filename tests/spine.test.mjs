@@ -521,6 +521,29 @@ describe('chat completions: streaming', () => {
     assert.ok(upstream, `the emulator saw its socket closed before the stream ended (sent ${emu.requests[0]?.eventsSent} events, finished: ${emu.requests[0]?.finished})`);
     assert.ok(upstream.eventsSent < 40, `upstream stopped early (sent ${upstream.eventsSent} of 43 events)`);
   });
+
+  test('a client that leaves while the provider is quiet: the provider is let go by its next event', async () => {
+    // The inbound request's signal (enable_request_signal) cancels the provider's stream when
+    // the client goes away; without it the gateway noticed only when a write to the client
+    // failed, one provider event later (under wrangler dev the disconnect itself reaches the
+    // Worker with the next chunk, so the provider is let go at the first event after the abort).
+    const gap = 2000;
+    emu.script({ match: { model: 'gpt-4o' }, eventDelayMs: gap, text: 'a b c d e f' });
+    const stream = await client().chat.completions.create({ model: 'openai/gpt-4o', messages: userMessage('quiet'), stream: true });
+    let abortedAt;
+    try {
+      for await (const chunk of stream) {
+        if (chunk.choices[0]?.delta?.content) {
+          abortedAt = Date.now();
+          stream.controller.abort();
+        }
+      }
+    } catch {}
+    const upstream = await emu.waitForRequest((r) => r.clientClosed, 10_000).catch(() => null);
+    assert.ok(upstream, 'the provider request was closed');
+    const after = upstream.eventTimes.filter((t) => t > abortedAt).length;
+    assert.ok(after <= 1, `closed by the first provider event after the abort (${after} events were sent after it)`);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

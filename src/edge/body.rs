@@ -39,6 +39,7 @@ extern "C" {
         on_chunk: &JsValue,
         on_end: &JsValue,
         on_done: JsValue,
+        client_gone: &web_sys::AbortSignal,
     ) -> js_sys::Array;
 }
 
@@ -51,6 +52,7 @@ pub fn client_stream(
     prefix: Vec<u8>,
     body: EdgeBody,
     transform: Box<dyn StreamTransform>,
+    client_gone: &web_sys::AbortSignal,
 ) -> Result<(web_sys::ReadableStream, js_sys::Promise), JsValue> {
     let transform = Rc::new(RefCell::new(transform));
     let on_chunk = {
@@ -98,6 +100,7 @@ pub fn client_stream(
         &chunk_fn,
         &end_fn,
         on_done,
+        client_gone,
     );
     Ok((pair.get(0).unchecked_into(), pair.get(1).unchecked_into()))
 }

@@ -75,10 +75,12 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         cors_request_headers,
     };
     let edge = Edge { env };
+    // Aborted when the client goes away (the `enable_request_signal` compatibility flag).
+    let client_gone = req.signal();
     let out = gw.handle(&edge, &inbound, body::RequestBody(req)).await;
     // Building the response cannot fail with values the core makes; were it to, the client
     // still gets an OpenAI-shaped error, not the runtime's error page.
-    to_response(out, &ctx).or_else(|_| {
+    to_response(out, &ctx, &client_gone).or_else(|_| {
         let body = br#"{"error":{"message":"The gateway could not build its response.","type":"server_error","param":null,"code":"internal_error"}}"#;
         let headers = "content-type\napplication/json";
         Ok(http::respond(500, headers, &js_sys::Uint8Array::from(&body[..]).into())?)
@@ -88,6 +90,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
 fn to_response(
     out: Outbound<upstream::EdgeBody>,
     ctx: &Context,
+    client_gone: &web_sys::AbortSignal,
 ) -> worker::Result<web_sys::Response> {
     // Our own headers: a value with a line break cannot occur (request ids are sanitized,
     // the rest are ours); were one to, it is left out rather than failing the response.
@@ -106,7 +109,7 @@ fn to_response(
             body,
             transform,
         } => {
-            let (stream, done) = body::client_stream(prefix, body, transform)?;
+            let (stream, done) = body::client_stream(prefix, body, transform, client_gone)?;
             // Keep the request alive until the provider's stream is done with.
             ctx.wait_until(async move {
                 let _ = wasm_bindgen_futures::JsFuture::from(done).await;

@@ -9,11 +9,13 @@ const FAILED_TAIL = new TextEncoder().encode(
 // and cancels the provider's request) into workerd's native IdentityTransformStream, whose
 // readable side is the response body. `onEnd(error)` gives the stream's closing bytes (error:
 // undefined for a clean end, else a message). `onDone()` runs once, last. A client that goes away makes a write
-// fail; the reader is then cancelled, which cancels the provider's request.
-export function pump(source, prefix, onChunk, onEnd, onDone) {
+// fail; the reader is then cancelled, which cancels the provider's request. `clientGone` (the
+// inbound request's signal) says so at once, also while the provider is quiet.
+export function pump(source, prefix, onChunk, onEnd, onDone, clientGone) {
   const out = new IdentityTransformStream();
   const writer = out.writable.getWriter();
   const reader = source.getReader();
+  clientGone?.addEventListener('abort', () => reader.cancel(clientGone.reason).catch(() => {}), { once: true });
   // The client went away (the response body was cancelled): stop reading, which cancels the
   // provider's request.
   writer.closed.catch((e) => reader.cancel(e).catch(() => {}));
