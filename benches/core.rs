@@ -272,7 +272,10 @@ fn main() {
     });
     let pass = |chunks: &[Vec<u8>]| {
         let mut t = PassThroughStream::new("openai");
-        t.set_trailer(b"data: {}\n\n".to_vec(), &mut Vec::new());
+        t.set_trailer(
+            switchyard::formats::openai::Trailer::fixed(b"data: {}\n\n".to_vec()),
+            &mut Vec::new(),
+        );
         let (mut out, mut bytes) = (Vec::with_capacity(4096), 0);
         for c in chunks {
             t.push(c, &mut out);

@@ -131,7 +131,7 @@ pub trait StreamTransform {
     /// One SSE event to write just before the final `[DONE]` (the routing metadata chunk). A
     /// stream that already reached its end (before the trailer was known) has it written to
     /// `out` now: its trailer, error event if any, `[DONE]`.
-    fn set_trailer(&mut self, event: Vec<u8>, out: &mut Vec<u8>);
+    fn set_trailer(&mut self, trailer: crate::formats::openai::Trailer, out: &mut Vec<u8>);
     /// The client's stream is complete (`[DONE]` written): nothing more will be sent, so the
     /// provider's stream need not be read further.
     fn closed(&self) -> bool;

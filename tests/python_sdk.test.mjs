@@ -89,14 +89,18 @@ test(`official Python SDK (openai==${OPENAI_PYTHON_VERSION}): models, chat and s
   // Both providers were really reached, each in its own protocol, with its own key.
   const openai = emu.requests.filter((r) => r.protocol === 'openai');
   const anthropic = emu.requests.filter((r) => r.protocol === 'anthropic');
-  assert.equal(openai.length, 2, 'OpenAI: one non-streamed and one streamed request');
-  assert.equal(anthropic.length, 2, 'Anthropic: one non-streamed and one streamed request');
+  // Per provider: one non-streamed request, then three streams (with usage, without, and
+  // through the SDK's stream helper).
   assert.deepEqual(openai.map((r) => [r.path, r.body.model, r.body.stream ?? false]), [
     ['/v1/chat/completions', 'gpt-4o', false],
+    ['/v1/chat/completions', 'gpt-4o', true],
+    ['/v1/chat/completions', 'gpt-4o', true],
     ['/v1/chat/completions', 'gpt-4o', true],
   ]);
   assert.deepEqual(anthropic.map((r) => [r.path, r.body.model, r.body.stream ?? false]), [
     ['/v1/messages', 'claude-sonnet-4-6', false],
+    ['/v1/messages', 'claude-sonnet-4-6', true],
+    ['/v1/messages', 'claude-sonnet-4-6', true],
     ['/v1/messages', 'claude-sonnet-4-6', true],
   ]);
   assert.equal(openai[0].headers.authorization, `Bearer ${PROVIDER_KEYS.openai}`);

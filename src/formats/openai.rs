@@ -50,10 +50,74 @@ pub fn encode_response(resp: &ChatResponse) -> Vec<u8> {
     serde_json::to_vec(&body).expect("response serializes")
 }
 
+/// The last chunk of a stream, carrying the routing metadata. It looks like any chunk to an
+/// OpenAI client: one choice with an empty delta and no finish reason (a loop that reads
+/// `choices[0]` keeps working), and the stream's `usage` (the SDKs' stream helpers take `usage`
+/// from the last chunk, so a `null` there would erase it). The usage is known only at the end:
+/// it goes between the two parts.
+#[derive(Debug, Clone, Default)]
+pub struct Trailer {
+    before_usage: Vec<u8>,
+    after_usage: Vec<u8>,
+}
+
+impl Trailer {
+    /// The routing chunk for a stream of `id`, `model`, `created`, with `provider_metadata`
+    /// (a JSON object) as its `providerMetadata`.
+    pub fn chunk(id: &str, model: &str, created: u64, provider_metadata: &[u8]) -> Trailer {
+        let head = ChunkOut {
+            id,
+            object: "chat.completion.chunk",
+            created,
+            model,
+            choices: &[ChunkChoice {
+                index: 0,
+                delta: Delta::default(),
+                logprobs: None,
+                finish_reason: None,
+            }],
+            usage: None,
+        };
+        let mut before_usage = b"data: ".to_vec();
+        before_usage.extend_from_slice(&serde_json::to_vec(&head).expect("chunk serializes"));
+        before_usage.pop(); // its closing brace: the chunk goes on
+        before_usage.extend_from_slice(b",\"usage\":");
+        let mut after_usage = b",\"providerMetadata\":".to_vec();
+        after_usage.extend_from_slice(provider_metadata);
+        after_usage.extend_from_slice(b"}\n\n");
+        Trailer {
+            before_usage,
+            after_usage,
+        }
+    }
+
+    /// A fixed event as the trailer (no usage slot).
+    pub fn fixed(event: Vec<u8>) -> Trailer {
+        Trailer {
+            before_usage: event,
+            after_usage: Vec::new(),
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>, usage: Option<&[u8]>) {
+        out.extend_from_slice(&self.before_usage);
+        if !self.after_usage.is_empty() {
+            out.extend_from_slice(usage.unwrap_or(b"null"));
+            out.extend_from_slice(&self.after_usage);
+        }
+    }
+}
+
 /// The end of every stream the gateway sends: the trailer (the routing metadata chunk, the last
-/// chunk), the error event when the stream failed (right before `[DONE]`), then `[DONE]`.
-pub fn write_stream_end(out: &mut Vec<u8>, trailer: &[u8], error: Option<&GatewayError>) {
-    out.extend_from_slice(trailer);
+/// chunk, with the stream's `usage`), the error event when the stream failed (right before
+/// `[DONE]`), then `[DONE]`.
+pub fn write_stream_end(
+    out: &mut Vec<u8>,
+    trailer: &Trailer,
+    usage: Option<&[u8]>,
+    error: Option<&GatewayError>,
+) {
+    trailer.write(out, usage);
     if let Some(e) = error {
         out.extend_from_slice(&e.to_sse_event());
     }
@@ -67,15 +131,15 @@ pub fn write_stream_end(out: &mut Vec<u8>, trailer: &[u8], error: Option<&Gatewa
 /// chunk before `[DONE]`. By default the end is written at once (with no trailer until one is set).
 #[derive(Debug)]
 pub struct StreamEnd {
-    trailer: Option<Vec<u8>>,
-    /// An end reached before the trailer was set: its error, if it failed.
-    held: Option<Option<GatewayError>>,
+    trailer: Option<Trailer>,
+    /// An end reached before the trailer was set: its usage and its error, if it failed.
+    held: Option<(Option<Vec<u8>>, Option<GatewayError>)>,
 }
 
 impl Default for StreamEnd {
     fn default() -> Self {
         StreamEnd {
-            trailer: Some(Vec::new()),
+            trailer: Some(Trailer::default()),
             held: None,
         }
     }
@@ -90,18 +154,19 @@ impl StreamEnd {
         }
     }
 
-    /// Writes the end (or holds it until [`StreamEnd::set_trailer`]).
-    pub fn write(&mut self, out: &mut Vec<u8>, error: Option<&GatewayError>) {
+    /// Writes the end with the stream's `usage` (JSON), or holds it until
+    /// [`StreamEnd::set_trailer`].
+    pub fn write(&mut self, out: &mut Vec<u8>, usage: Option<&[u8]>, error: Option<&GatewayError>) {
         match &self.trailer {
-            Some(trailer) => write_stream_end(out, trailer, error),
-            None => self.held = Some(error.cloned()),
+            Some(trailer) => write_stream_end(out, trailer, usage, error),
+            None => self.held = Some((usage.map(<[u8]>::to_vec), error.cloned())),
         }
     }
 
     /// Sets the trailer; an end already reached is written to `out` now.
-    pub fn set_trailer(&mut self, trailer: Vec<u8>, out: &mut Vec<u8>) {
-        if let Some(error) = self.held.take() {
-            write_stream_end(out, &trailer, error.as_ref());
+    pub fn set_trailer(&mut self, trailer: Trailer, out: &mut Vec<u8>) {
+        if let Some((usage, error)) = self.held.take() {
+            write_stream_end(out, &trailer, usage.as_deref(), error.as_ref());
         }
         self.trailer = Some(trailer);
     }
@@ -154,8 +219,8 @@ impl ChunkEncoder {
 
     /// Sets the event written last before the stream's end (see [`ChunkEncoder::finish`]); an
     /// end already reached is written to `out` now ([`StreamEnd`]).
-    pub fn set_trailer(&mut self, event: Vec<u8>, out: &mut Vec<u8>) {
-        self.end.set_trailer(event, out);
+    pub fn set_trailer(&mut self, trailer: Trailer, out: &mut Vec<u8>) {
+        self.end.set_trailer(trailer, out);
     }
 
     /// Whether the stream's end (`[DONE]`, after an error or `finish`) has been written.
@@ -245,25 +310,37 @@ impl ChunkEncoder {
             self.write_error(&e, out);
             return;
         }
-        if self.include_usage {
-            if let Some(u) = self.usage {
-                let chunk = ChunkOut {
-                    id: &self.id,
-                    object: "chat.completion.chunk",
-                    created: self.created,
-                    model: &self.model,
-                    choices: &[],
-                    usage: Some(Some(UsageOut::from(&u))),
-                };
-                write_data(out, &serde_json::to_vec(&chunk).expect("chunk serializes"));
-            }
+        let usage = self.usage_json();
+        if let Some(u) = &usage {
+            let chunk = ChunkOut {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices: &[],
+                usage: None,
+            };
+            // The usage chunk: `choices: []` and the usage (spliced in, already serialized).
+            let mut json = serde_json::to_vec(&chunk).expect("chunk serializes");
+            json.pop();
+            json.extend_from_slice(b",\"usage\":");
+            json.extend_from_slice(u);
+            json.push(b'}');
+            write_data(out, &json);
         }
-        self.end.write(out, None);
+        self.end.write(out, usage.as_deref(), None);
         self.done = true;
     }
 
+    /// The usage as the client asked for it (`include_usage`), serialized.
+    fn usage_json(&self) -> Option<Vec<u8>> {
+        let u = self.usage.filter(|_| self.include_usage)?;
+        Some(serde_json::to_vec(&UsageOut::from(&u)).expect("usage serializes"))
+    }
+
     fn write_error(&mut self, e: &GatewayError, out: &mut Vec<u8>) {
-        self.end.write(out, Some(e));
+        let usage = self.usage_json();
+        self.end.write(out, usage.as_deref(), Some(e));
         self.done = true;
     }
 
@@ -702,7 +779,10 @@ mod tests {
             enc.finish(&mut out);
             assert!(enc.is_done());
             assert!(!out.ends_with(DONE), "held until the trailer is known");
-            enc.set_trailer(b"data: {\"t\":1}\n\n".to_vec(), &mut out);
+            enc.set_trailer(
+                crate::formats::openai::Trailer::fixed(b"data: {\"t\":1}\n\n".to_vec()),
+                &mut out,
+            );
             let events = crate::sse::tests::decode_pieces(&[&out]);
             let n = events.len();
             assert!(events[n - 1].is_done());
@@ -726,7 +806,10 @@ mod tests {
         let trailer = b"data: {\"t\":1}\n\n";
         let end = |parts: Vec<StreamPart>| {
             let mut enc = ChunkEncoder::new("id", "m", 1, true);
-            enc.set_trailer(trailer.to_vec(), &mut Vec::new());
+            enc.set_trailer(
+                crate::formats::openai::Trailer::fixed(trailer.to_vec()),
+                &mut Vec::new(),
+            );
             let mut out = Vec::new();
             for p in parts {
                 enc.encode(p, &mut out);

@@ -943,7 +943,12 @@ fn anthropic_streams_are_translated_to_openai_chunks() {
         .expect("a usage chunk");
     assert!(usage["usage"]["total_tokens"].as_u64().unwrap() > 0);
     let trailer = chunks.last().unwrap();
-    assert_eq!(trailer["choices"], json!([]));
+    assert_eq!(trailer["choices"][0]["delta"], json!({}));
+    assert_eq!(trailer["choices"][0]["finish_reason"], Value::Null);
+    assert_eq!(
+        trailer["usage"], usage["usage"],
+        "the routing chunk repeats the usage"
+    );
     assert_eq!(
         trailer["providerMetadata"]["gateway"]["routing"]["finalProvider"],
         "anthropic"

@@ -166,8 +166,8 @@ impl StreamTransform for TranslatedStream {
         &self.progress
     }
 
-    fn set_trailer(&mut self, event: Vec<u8>, out: &mut Vec<u8>) {
-        self.encoder.set_trailer(event, out);
+    fn set_trailer(&mut self, trailer: crate::formats::openai::Trailer, out: &mut Vec<u8>) {
+        self.encoder.set_trailer(trailer, out);
     }
 
     /// An error event or the end has been written: `[DONE]` is out.
@@ -249,7 +249,10 @@ mod tests {
             t.push(prefix, &mut out);
             if started {
                 // as the pipeline does, once content has started
-                t.set_trailer(b"data: {\"trailer\":1}\n\n".to_vec(), &mut Vec::new());
+                t.set_trailer(
+                    crate::formats::openai::Trailer::fixed(b"data: {\"trailer\":1}\n\n".to_vec()),
+                    &mut Vec::new(),
+                );
             }
             t.push(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"", &mut out);
             for _ in 0..=(crate::sse::MAX_EVENT_BYTES >> 20) {
@@ -303,7 +306,10 @@ mod tests {
         );
         t.push(&ANTHROPIC[start..], &mut out);
         assert_eq!(t.progress(), &Progress::Content);
-        t.set_trailer(b"data: {\"t\":1}\n\n".to_vec(), &mut Vec::new());
+        t.set_trailer(
+            crate::formats::openai::Trailer::fixed(b"data: {\"t\":1}\n\n".to_vec()),
+            &mut Vec::new(),
+        );
         t.finish(&mut out, None);
         assert!(out.ends_with(b"data: {\"t\":1}\n\ndata: [DONE]\n\n"));
     }
@@ -316,7 +322,10 @@ mod tests {
         t.push(&ANTHROPIC[..content_end], &mut out);
         assert_eq!(t.progress(), &Progress::Content);
         assert!(!t.closed());
-        t.set_trailer(b"data: {\"t\":1}\n\n".to_vec(), &mut Vec::new());
+        t.set_trailer(
+            crate::formats::openai::Trailer::fixed(b"data: {\"t\":1}\n\n".to_vec()),
+            &mut Vec::new(),
+        );
         t.push(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n", &mut out);
         assert!(t.closed(), "the client's stream is complete");
         let events = decode_pieces(&[&out]);

@@ -4,7 +4,7 @@
 //! the stream was cut (then it closes with an error event and `[DONE]`, never silently).
 
 use crate::error::GatewayError;
-use crate::formats::openai::StreamEnd;
+use crate::formats::openai::{StreamEnd, Trailer};
 use crate::platform::{FetchError, Progress, StreamTransform};
 use crate::sse::{self, SseDecoder};
 use serde::Deserialize;
@@ -20,6 +20,8 @@ pub struct PassThroughStream {
     lines: EventEnds,
     done: bool,
     saw_finish: bool,
+    /// The last `usage` a chunk carried (JSON), repeated in the routing chunk.
+    usage: Option<Vec<u8>>,
     end: StreamEnd,
 }
 
@@ -51,6 +53,7 @@ impl PassThroughStream {
             lines: EventEnds::default(),
             done: false,
             saw_finish: false,
+            usage: None,
             end: StreamEnd::default(),
         }
     }
@@ -119,12 +122,35 @@ impl PassThroughStream {
         if !self.saw_finish {
             self.saw_finish = has_finish_reason(events);
         }
+        if needles().2.find(events).is_some() {
+            self.capture_usage(events);
+        }
         match done_at(events) {
             Some(at) => {
                 out.extend_from_slice(&events[..at]);
                 self.close(out);
             }
             None => out.extend_from_slice(events),
+        }
+    }
+
+    /// Keeps the last non-null top-level `usage` of `events` (one JSON object per data line, as
+    /// OpenAI-compatible providers send them), for the routing chunk to repeat.
+    fn capture_usage(&mut self, events: &[u8]) {
+        #[derive(Deserialize)]
+        struct WithUsage<'a> {
+            #[serde(borrow, default)]
+            usage: Option<&'a serde_json::value::RawValue>,
+        }
+        for line in events.split(|b| matches!(b, b'\n' | b'\r')) {
+            let Some(data) = line.strip_prefix(b"data:") else {
+                continue;
+            };
+            if let Ok(WithUsage { usage: Some(u) }) = serde_json::from_slice(data) {
+                if u.get() != "null" {
+                    self.usage = Some(u.get().as_bytes().to_vec());
+                }
+            }
         }
     }
 
@@ -138,7 +164,7 @@ impl PassThroughStream {
     /// `[DONE]`, so a client reads the error just before the end.
     fn fail(&mut self, error: GatewayError, out: &mut Vec<u8>) {
         let error = error.with_provider(self.provider);
-        self.end.write(out, Some(&error));
+        self.end.write(out, self.usage.as_deref(), Some(&error));
         self.done = true;
         self.held = Vec::new();
         if self.progress == Progress::Pending {
@@ -150,7 +176,7 @@ impl PassThroughStream {
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {
-        self.end.write(out, None);
+        self.end.write(out, self.usage.as_deref(), None);
         self.done = true;
         self.held = Vec::new();
     }
@@ -201,31 +227,23 @@ impl EventEnds {
     }
 }
 
-/// The two substring searchers the scanner runs on every event, built once.
-fn needles() -> &'static (
-    memchr::memmem::Finder<'static>,
-    memchr::memmem::Finder<'static>,
-) {
-    static NEEDLES: std::sync::OnceLock<(
-        memchr::memmem::Finder<'static>,
-        memchr::memmem::Finder<'static>,
-    )> = std::sync::OnceLock::new();
-    NEEDLES.get_or_init(|| {
-        (
-            memchr::memmem::FinderBuilder::new()
-                .prefilter(memchr::memmem::Prefilter::None)
-                .build_forward(FINISH_KEY)
-                .into_owned(),
-            memchr::memmem::FinderBuilder::new()
-                .prefilter(memchr::memmem::Prefilter::None)
-                .build_forward(DONE)
-                .into_owned(),
-        )
-    })
+type Finder = memchr::memmem::Finder<'static>;
+
+/// The substring searchers the scanner runs on every event, built once.
+fn needles() -> &'static (Finder, Finder, Finder) {
+    static NEEDLES: std::sync::OnceLock<(Finder, Finder, Finder)> = std::sync::OnceLock::new();
+    let finder = |needle: &[u8]| {
+        memchr::memmem::FinderBuilder::new()
+            .prefilter(memchr::memmem::Prefilter::None)
+            .build_forward(needle)
+            .into_owned()
+    };
+    NEEDLES.get_or_init(|| (finder(FINISH_KEY), finder(DONE), finder(USAGE_KEY)))
 }
 
 const FINISH_KEY: &[u8] = b"\"finish_reason\"";
 const DONE: &[u8] = b"[DONE]";
+const USAGE_KEY: &[u8] = b"\"usage\"";
 
 /// Whether `events` hold a `"finish_reason"` with a string value (`null` until the end).
 fn has_finish_reason(events: &[u8]) -> bool {
@@ -320,8 +338,8 @@ impl StreamTransform for PassThroughStream {
         &self.progress
     }
 
-    fn set_trailer(&mut self, event: Vec<u8>, out: &mut Vec<u8>) {
-        self.end.set_trailer(event, out);
+    fn set_trailer(&mut self, trailer: Trailer, out: &mut Vec<u8>) {
+        self.end.set_trailer(trailer, out);
     }
 
     fn closed(&self) -> bool {
@@ -338,7 +356,10 @@ mod tests {
 
     fn run(stream: &[u8], split: usize, cut: bool) -> (Vec<u8>, Vec<Progress>) {
         let mut t = PassThroughStream::new("openai");
-        t.set_trailer(b"data: {\"trailer\":1}\n\n".to_vec(), &mut Vec::new());
+        t.set_trailer(
+            crate::formats::openai::Trailer::fixed(b"data: {\"trailer\":1}\n\n".to_vec()),
+            &mut Vec::new(),
+        );
         let mut out = Vec::new();
         let mut seen = Vec::new();
         for piece in stream.chunks(split.max(1)) {
@@ -368,7 +389,10 @@ mod tests {
             let expected = stream.replace(&done, &format!("{trailer}data: [DONE]\n\n"));
             for split in 1..=stream.len() {
                 let mut t = PassThroughStream::new("openai");
-                t.set_trailer(trailer.clone().into_bytes(), &mut Vec::new());
+                t.set_trailer(
+                    crate::formats::openai::Trailer::fixed(trailer.clone().into_bytes()),
+                    &mut Vec::new(),
+                );
                 let mut out = Vec::new();
                 for piece in stream.as_bytes().chunks(split) {
                     t.push(piece, &mut out);
@@ -424,7 +448,10 @@ mod tests {
             .unwrap()];
         for (prefix, started) in [("", false), (content, true)] {
             let mut t = PassThroughStream::new("openai");
-            t.set_trailer(b"data: {\"trailer\":1}\n\n".to_vec(), &mut Vec::new());
+            t.set_trailer(
+                crate::formats::openai::Trailer::fixed(b"data: {\"trailer\":1}\n\n".to_vec()),
+                &mut Vec::new(),
+            );
             let mut out = Vec::new();
             t.push(prefix.as_bytes(), &mut out);
             t.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"", &mut out);
@@ -460,6 +487,41 @@ mod tests {
         let second = first + STREAM[first..].find("\n\n").unwrap() + 2;
         let (_, seen) = run(&STREAM.as_bytes()[..second], second, false);
         assert_eq!(seen.last(), Some(&Progress::Content));
+    }
+
+    /// The routing chunk repeats the last usage the provider sent (in its usage chunk, or in a
+    /// finish chunk as some providers send it), at any split; `null` when there was none.
+    #[test]
+    fn the_routing_chunk_repeats_the_providers_usage() {
+        let usage = r#"{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}"#;
+        let with_usage = STREAM.replace(
+            "data: [DONE]",
+            &format!("data: {{\"id\":\"c1\",\"choices\":[],\"usage\":{usage}}}\n\ndata: [DONE]"),
+        );
+        for (stream, expected) in [(with_usage.as_str(), usage), (STREAM, "null")] {
+            for split in [1, 7, stream.len()] {
+                let mut t = PassThroughStream::new("openai");
+                t.set_trailer(
+                    Trailer::chunk("gen_1", "openai/m", 1, br#"{"g":1}"#),
+                    &mut Vec::new(),
+                );
+                let mut out = Vec::new();
+                for piece in stream.as_bytes().chunks(split) {
+                    t.push(piece, &mut out);
+                }
+                t.finish(&mut out, None);
+                let events = decode_pieces(&[&out]);
+                let n = events.len();
+                assert!(events[n - 1].is_done());
+                let trailer: serde_json::Value = serde_json::from_str(&events[n - 2].data).unwrap();
+                assert_eq!(trailer["providerMetadata"], serde_json::json!({"g": 1}));
+                assert_eq!(
+                    trailer["usage"],
+                    serde_json::from_str::<serde_json::Value>(expected).unwrap(),
+                    "split {split}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -537,7 +599,10 @@ mod golden {
     /// The fixture through the pass-through transform, fed in `pieces`.
     fn pass(pieces: &[&[u8]]) -> Vec<u8> {
         let mut t = PassThroughStream::new("openai");
-        t.set_trailer(TRAILER.to_vec(), &mut Vec::new());
+        t.set_trailer(
+            crate::formats::openai::Trailer::fixed(TRAILER.to_vec()),
+            &mut Vec::new(),
+        );
         let mut out = Vec::new();
         for p in pieces {
             t.push(p, &mut out);

@@ -2,6 +2,7 @@
 //! `x-switchyard-attempts` header.
 
 use super::{Attempt, AttemptOutcome};
+use crate::formats::openai::Trailer;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -126,35 +127,9 @@ impl RoutingReport {
         Some(out)
     }
 
-    /// The final stream chunk carrying the metadata, as one SSE event.
-    pub fn stream_trailer(&self, id: &str, model: &str, created: u64) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Trailer<'a> {
-            id: &'a str,
-            object: &'static str,
-            created: u64,
-            model: &'a str,
-            choices: [(); 0],
-            /// Every chunk but the usage chunk carries `usage: null` (OpenAI's convention).
-            usage: (),
-            #[serde(rename = "providerMetadata")]
-            provider_metadata: &'a serde_json::value::RawValue,
-        }
-        let meta = String::from_utf8(self.provider_metadata()).expect("utf-8");
-        let raw = serde_json::value::RawValue::from_string(meta).expect("valid json");
-        let chunk = serde_json::to_vec(&Trailer {
-            id,
-            object: "chat.completion.chunk",
-            created,
-            model,
-            choices: [],
-            usage: (),
-            provider_metadata: &raw,
-        })
-        .expect("serializes");
-        let mut out = Vec::with_capacity(chunk.len() + 8);
-        crate::sse::write_data(&mut out, &chunk);
-        out
+    /// The final stream chunk carrying the metadata ([`Trailer`]).
+    pub fn stream_trailer(&self, id: &str, model: &str, created: u64) -> Trailer {
+        Trailer::chunk(id, model, created, &self.provider_metadata())
     }
 }
 
@@ -226,21 +201,37 @@ mod tests {
         assert!(r.splice_into(b"").is_none());
     }
 
+    /// The routing chunk reads like any chunk to an OpenAI client: one choice with an empty
+    /// delta and no finish reason (so `choices[0]` works, and a stream helper keeps the finish
+    /// reason it has), and the stream's usage (a `null` would erase it in the SDKs' helpers).
     #[test]
-    fn the_trailer_is_a_chunk_with_no_choices() {
+    fn the_trailer_is_an_ordinary_chunk_carrying_the_usage_and_the_metadata() {
         let (r, _) = report();
         let t = r.stream_trailer("gen_1", "anthropic/claude-sonnet-4-6", 7);
-        let ev = crate::sse::tests::decode_pieces(&[&t]);
-        let v: Value = serde_json::from_str(&ev[0].data).unwrap();
-        assert_eq!(v["object"], "chat.completion.chunk");
-        assert_eq!(v["choices"], json!([]));
-        assert!(
-            v["usage"].is_null() && v.get("usage").is_some(),
-            "usage: null, as OpenAI sends it"
-        );
-        assert_eq!(
-            v["providerMetadata"]["gateway"]["routing"]["resolvedProvider"],
-            "anthropic"
-        );
+        for (usage, expected) in [
+            (None, Value::Null),
+            (
+                Some(&br#"{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}"#[..]),
+                json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}),
+            ),
+        ] {
+            let mut out = Vec::new();
+            crate::formats::openai::write_stream_end(&mut out, &t, usage, None);
+            let ev = crate::sse::tests::decode_pieces(&[&out]);
+            let v: Value = serde_json::from_str(&ev[0].data).unwrap();
+            assert_eq!(v["object"], "chat.completion.chunk");
+            assert_eq!(v["id"], "gen_1");
+            assert_eq!(
+                v["choices"],
+                json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": null}])
+            );
+            assert_eq!(v["usage"], expected);
+            assert!(v.get("usage").is_some());
+            assert_eq!(
+                v["providerMetadata"]["gateway"]["routing"]["resolvedProvider"],
+                "anthropic"
+            );
+            assert!(ev[1].is_done());
+        }
     }
 }

@@ -64,6 +64,16 @@ def chat_round(client, model, provider):
     check(text == expected, f"{model} stream: text {text!r}")
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     check(finishes == ["stop"], f"{model} stream: one finish_reason stop (got {finishes})")
+    # The gateway's routing chunk comes last: one empty choice (`choices[0]` works in every
+    # chunk), the usage repeated, providerMetadata. The checks below are about what precedes it.
+    trailer = chunks[-1] if (chunks[-1].model_extra or {}).get("providerMetadata") else None
+    if trailer is not None:
+        chunks = chunks[:-1]
+        check(
+            len(trailer.choices) == 1 and trailer.choices[0].delta.content is None
+            and trailer.choices[0].finish_reason is None,
+            f"{model} stream: the routing chunk has one empty choice",
+        )
     usage_at = [i for i, c in enumerate(chunks) if c.usage is not None]
     check(len(usage_at) == 1, f"{model} stream: exactly one usage chunk (got {len(usage_at)})")
     if usage_at:
@@ -72,17 +82,29 @@ def chat_round(client, model, provider):
         check_usage(usage_chunk.usage, f"{model} stream")
         finish_at = max((i for i, c in enumerate(chunks) if c.choices and c.choices[0].finish_reason), default=len(chunks))
         check(usage_at[0] > finish_at, f"{model} stream: usage comes after the finish chunk")
-        # After it, at most the gateway's routing trailer: no choices, providerMetadata.
-        after = chunks[usage_at[0] + 1 :]
-        check(len(after) <= 1, f"{model} stream: nothing but the routing trailer after the usage chunk")
-        for c in after:
-            meta = (c.model_extra or {}).get("providerMetadata") or {}
-            check(c.choices == [], f"{model} stream: the trailer has no choices")
+        check(usage_at[0] == len(chunks) - 1, f"{model} stream: the usage chunk is the provider's last")
+        if trailer is not None:
+            meta = (trailer.model_extra or {}).get("providerMetadata") or {}
+            check(trailer.usage == usage_chunk.usage, f"{model} stream: the routing chunk repeats the usage")
             check(
                 meta.get("gateway", {}).get("routing", {}).get("finalProvider") == provider,
                 f"{model} stream: the trailer names the provider ({meta})",
             )
     check(all(c.object == "chat.completion.chunk" for c in chunks), f"{model} stream: chunk objects")
+
+    # The loop from OpenAI's own docs, without include_usage: choices[0] in every chunk.
+    naive = ""
+    for c in client.chat.completions.create(model=model, messages=messages, stream=True):
+        naive += c.choices[0].delta.content or ""
+    check(naive == expected, f"{model} stream without usage: text {naive!r}")
+    # The SDK's stream helper keeps the usage and the finish reason to the end.
+    with client.chat.completions.stream(
+        model=model, messages=messages, stream_options={"include_usage": True}
+    ) as helper:
+        final = helper.get_final_completion()
+    check(final.choices[0].message.content == expected, f"{model} stream helper: content")
+    check(final.choices[0].finish_reason == "stop", f"{model} stream helper: finish_reason")
+    check(final.usage is not None and final.usage.total_tokens > 0, f"{model} stream helper: usage kept ({final.usage})")
 
 
 def main():
