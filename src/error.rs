@@ -146,6 +146,14 @@ impl GatewayError {
         self.code.as_deref() == Some(CREDENTIAL_REFUSED)
     }
 
+    /// Whether the same request is sure to fail the same way until someone changes something:
+    /// the gateway's settings, a provider credential, or the request's Idempotency-Key.
+    pub fn is_final(&self) -> bool {
+        self.kind == ErrorKind::NotConfigured
+            || self.is_credential_refused()
+            || self.code.as_deref() == Some("idempotency_key_reused")
+    }
+
     pub fn with_param(mut self, param: &str) -> Self {
         self.param = Some(param.to_owned());
         self
@@ -180,9 +188,10 @@ impl GatewayError {
                 401 => "authentication_error",
                 403 => "permission_error",
                 429 => "rate_limit_error",
-                _ => "api_error",
+                _ => "server_error",
             },
-            ErrorKind::BadGateway | ErrorKind::Timeout | ErrorKind::Internal => "api_error",
+            // OpenAI's type for failures on the server's side.
+            ErrorKind::BadGateway | ErrorKind::Timeout | ErrorKind::Internal => "server_error",
         }
     }
 
@@ -276,7 +285,7 @@ mod tests {
             "rate_limit_error"
         );
         assert_eq!(GatewayError::upstream(200, "odd").status, 502);
-        assert_eq!(GatewayError::upstream(503, "x").error_type(), "api_error");
+        assert_eq!(GatewayError::upstream(503, "x").error_type(), "server_error");
     }
 
     #[test]

@@ -108,6 +108,11 @@ pub fn error_response<B>(e: &GatewayError) -> Outbound<B> {
     if let Some(p) = e.provider {
         out.headers.push(("x-switchyard-provider", p.to_owned()));
     }
+    if e.is_final() {
+        // The OpenAI SDKs retry 409 and every 5xx by default: not these, which a retry cannot
+        // end (the header is the SDKs' own switch).
+        out.headers.push(("x-should-retry", "false".to_owned()));
+    }
     out
 }
 

@@ -733,6 +733,15 @@ fn a_provider_without_a_key_is_a_clear_configuration_error() {
         .as_str()
         .unwrap()
         .contains("GROQ_API_KEY"));
+    // A retry cannot end it: the SDKs are told not to retry (they would, for any 5xx).
+    assert_eq!(a.header("x-should-retry"), Some("false"));
+    // A provider's own 503 is left to the client's retry policy.
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(503, "application/json", "{}"));
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 503);
+    assert_eq!(a.header("x-should-retry"), None);
+    assert_eq!(a.json()["error"]["type"], "server_error");
 }
 
 #[test]
@@ -1506,6 +1515,7 @@ fn idempotent_requests_replay_the_first_outcome_and_refuse_a_different_body() {
         (other.status, other.json()["error"]["code"].clone()),
         (409, json!("idempotency_key_reused"))
     );
+    assert_eq!(other.header("x-should-retry"), Some("false"));
 
     // A failure the operator can end (the provider refused the gateway's credential) is not
     // kept: once fixed, the same Idempotency-Key gets a real answer.
@@ -1674,6 +1684,7 @@ fn a_refused_key_moves_to_the_providers_next_key_only() {
     let e = &a.json()["error"];
     assert_eq!(e["code"], "upstream_authentication_failed");
     assert_eq!(e["provider"], "openai");
+    assert_eq!(a.header("x-should-retry"), Some("false"));
     let m = e["message"].as_str().unwrap();
     assert!(
         m.contains("OPENAI_API_KEY") && !m.contains("Incorrect API key"),
