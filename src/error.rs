@@ -285,7 +285,10 @@ mod tests {
             "rate_limit_error"
         );
         assert_eq!(GatewayError::upstream(200, "odd").status, 502);
-        assert_eq!(GatewayError::upstream(503, "x").error_type(), "server_error");
+        assert_eq!(
+            GatewayError::upstream(503, "x").error_type(),
+            "server_error"
+        );
     }
 
     #[test]

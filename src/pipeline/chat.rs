@@ -204,18 +204,17 @@ impl Gateway {
                     break 'targets;
                 }
                 // The attempt cap bounds retries: every target in the plan gets its first try
-                // (within the time budget), so fallbacks are never starved by retries before them.
+                // (within the time budget), so fallbacks are never starved by retries before
+                // them; first tries too stop at twice the cap (a long `models` list).
+                if total >= policy.max_attempts.saturating_mul(2) {
+                    break 'targets;
+                }
                 if tries > 0 && total >= policy.max_attempts {
                     continue 'targets;
                 }
                 tries += 1;
                 total += 1;
                 let timeout = attempt_timeout.min(deadline - now);
-                // A key whose cool-down is over gets this attempt as its one trial: others keep
-                // away from it until the trial reports.
-                self.breakers
-                    .borrow_mut()
-                    .admit(attempt.target.key(), now, timeout);
                 let result = self.attempt(p, obj, summary, attempt, ids, timeout).await;
                 let latency = p.now_ms().saturating_sub(now);
                 let breaker = attempt.target.key();
@@ -233,10 +232,13 @@ impl Gateway {
                         // request is not at fault, so the provider's next key may serve it. The
                         // refusal counts against that key's breaker either way, so requests stop
                         // trying it first while it is out.
+                        // (A 403 alone may be the request's doing, a feature or file the key
+                        // cannot use: it moves to the next key but counts against none.)
                         let credential_refused =
-                            matches!(failure.outcome, AttemptOutcome::Status(401 | 403))
+                            matches!(failure.outcome, AttemptOutcome::Status(401))
                                 || failure.error.is_credential_refused();
-                        let key_refused = credential_refused
+                        let key_refused = (credential_refused
+                            || failure.outcome == AttemptOutcome::Status(403))
                             && plan.get(i + 1).is_some_and(|next| {
                                 next.target.provider.name == attempt.target.provider.name
                                     && next.model_id == attempt.model_id
@@ -253,7 +255,7 @@ impl Gateway {
                         // total budget) must not open a breaker every request shares.
                         let own_time = failure.outcome != AttemptOutcome::Timeout
                             || timeout >= self.config.timeout_ms;
-                        if (retryable && own_time) || credential_refused {
+                        if (retryable && own_time) || credential_refused || key_refused {
                             self.breakers
                                 .borrow_mut()
                                 .record_failure(breaker, p.now_ms());
@@ -268,8 +270,8 @@ impl Gateway {
                         if !retryable {
                             break 'targets;
                         }
-                        if tries >= policy.attempts_per_provider {
-                            continue 'targets;
+                        if tries >= policy.attempts_per_provider || total >= policy.max_attempts {
+                            continue 'targets; // no retry here: no backoff to wait out
                         }
                         if wait > policy.max_delay_ms || p.now_ms() + wait >= deadline {
                             continue 'targets; // not worth the wait: next provider
@@ -282,6 +284,10 @@ impl Gateway {
         let error = last
             .unwrap_or_else(|| GatewayError::bad_gateway("No provider could serve the request."));
         let mut out = error_response(&error);
+        if report.any_retryable() {
+            // The last error may be final, an earlier provider's was not: the client may retry.
+            out.headers.retain(|(name, _)| *name != "x-should-retry");
+        }
         out.headers.push(("x-switchyard-attempts", report.header()));
         Ok(out)
     }
@@ -411,6 +417,11 @@ impl Gateway {
                 (req, credential)
             }
         };
+        // A key whose cool-down is over gets this request as its one trial (only now, when
+        // something is sent): others keep away from it until the trial reports.
+        self.breakers
+            .borrow_mut()
+            .admit(target.key(), p.now_ms(), remaining(p));
         let resp = p
             .fetch(request, remaining(p))
             .await

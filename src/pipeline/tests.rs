@@ -1993,3 +1993,78 @@ fn refusals_and_retries_leave_the_rest_of_the_plan_reachable() {
         a.header("x-switchyard-attempts")
     );
 }
+
+/// The edges of the attempt loop: retries stop at the cap without waiting out a backoff first,
+/// first tries stop at twice the cap, a 403 (which the request may have caused) counts against
+/// no breaker, and a final last error does not forbid the client's retry when an earlier
+/// provider's failure was passing.
+#[test]
+fn the_attempt_loop_stops_in_time_and_blames_only_what_it_should() {
+    let w = World::with(&[("RETRY_MAX_ATTEMPTS", "10"), ("BREAKER_THRESHOLD", "2")]);
+    let (_, key) = w.new_key();
+    for _ in 0..8 {
+        w.reply(reply(503, "application/json", "{}"));
+    }
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        w.p.slept.borrow().len(),
+        7,
+        "a backoff before each retry, none before the move to the fallback"
+    );
+
+    // Twenty fallback models, every one failing: sixteen attempts in all.
+    let models: Vec<String> = (0..20).map(|i| format!("\"openai/gpt-x-{i}\"")).collect();
+    let body = gpt(&format!(
+        r#","providerOptions":{{"gateway":{{"models":[{}]}}}}"#,
+        models.join(",")
+    ));
+    let before = w.p.sent.borrow().len();
+    for _ in 0..30 {
+        w.reply(reply(503, "application/json", "{}"));
+    }
+    assert_eq!(w.chat(&key, &body).status, 503);
+    assert_eq!(w.p.sent.borrow().len() - before, 16);
+    w.p.replies.borrow_mut().clear();
+
+    // Two 403s: openai is still tried first.
+    let w = World::with(&[("BREAKER_THRESHOLD", "2")]);
+    let (_, key) = w.new_key();
+    for _ in 0..2 {
+        w.reply(reply(
+            403,
+            "application/json",
+            r#"{"error":{"message":"not allowed for this file","type":"invalid_request_error"}}"#,
+        ));
+        assert_eq!(w.chat(&key, &gpt("")).status, 403);
+    }
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:200"));
+
+    // openai overloaded twice, then xai refuses its key: the client may still retry.
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(
+        401,
+        "application/json",
+        r#"{"error":{"message":"bad key"}}"#,
+    ));
+    let a = w.chat(
+        &key,
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.status, 502);
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:503,openai:503,xai:401")
+    );
+    assert_eq!(a.header("x-should-retry"), None);
+}

@@ -20,6 +20,9 @@ pub struct AttemptRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<&'static str>,
     pub latency_ms: u64,
+    /// Whether the failure was one a later try may get past (not shown).
+    #[serde(skip)]
+    pub retryable: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,7 +69,13 @@ impl RoutingReport {
             },
             error_kind: outcome.kind(),
             latency_ms,
+            retryable: outcome.is_retryable(),
         });
+    }
+
+    /// Whether any attempt failed in a way a later try may get past.
+    pub fn any_retryable(&self) -> bool {
+        self.attempts.iter().any(|a| a.retryable)
     }
 
     /// `anthropic:503,anthropic:503,vertex:200`; a provider with several credentials shows

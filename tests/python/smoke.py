@@ -67,6 +67,7 @@ def chat_round(client, model, provider):
     # The gateway's routing chunk comes last: one empty choice (`choices[0]` works in every
     # chunk), the usage repeated, providerMetadata. The checks below are about what precedes it.
     trailer = chunks[-1] if (chunks[-1].model_extra or {}).get("providerMetadata") else None
+    check(trailer is not None, f"{model} stream: the last chunk carries providerMetadata")
     if trailer is not None:
         chunks = chunks[:-1]
         check(
