@@ -232,6 +232,25 @@ const PRICE_FIELDS = [
   'cache_creation_input_token_cost',
 ];
 
+// Models that an entry of one of our providers says are offered only through other APIs or
+// without text output, by provider group and name (the key's last path segment): Google's own
+// API and Vertex AI are one group, so a Vertex entry that omits the fields goes with its Gemini
+// twin that has them.
+const group = (e) => (PROVIDER[e.litellm_provider] === 'vertex' ? 'google' : PROVIDER[e.litellm_provider]);
+const modelKey = (key, e) => `${group(e)} ${key.split('/').pop()}`;
+const unservable = new Set(
+  Object.entries(table)
+    .filter(
+      ([, e]) =>
+        e &&
+        typeof e === 'object' &&
+        PROVIDER[e.litellm_provider] &&
+        ((Array.isArray(e.supported_endpoints) && !e.supported_endpoints.includes('/v1/chat/completions')) ||
+          (Array.isArray(e.supported_output_modalities) && !e.supported_output_modalities.includes('text'))),
+    )
+    .map(([k, e]) => modelKey(k, e)),
+);
+
 // Providers whose current models the table cites a source for, and whose unsourced entries are
 // other hosts' names or retired spellings (deepseek-v3, deepseek-r1; cerebras llama-3.1-8b for
 // the retired llama3.1-8b): only sourced entries are theirs.
@@ -259,13 +278,10 @@ for (const key of keys) {
     skip('no price');
     continue;
   }
-  // Served through chat completions with text out, or not at all by this gateway.
-  if (Array.isArray(e.supported_endpoints) && !e.supported_endpoints.includes('/v1/chat/completions')) {
-    skip('not served by chat completions (supported_endpoints)');
-    continue;
-  }
-  if (Array.isArray(e.supported_output_modalities) && !e.supported_output_modalities.includes('text')) {
-    skip('no text output (supported_output_modalities)');
+  // Served through chat completions with text out, or not at all by this gateway (judged by
+  // model name, so an entry of another host that omits the fields goes too).
+  if (unservable.has(modelKey(key, e))) {
+    skip('not served by chat completions, or no text output (supported_endpoints/_output_modalities)');
     continue;
   }
   const prefix = KEY_PREFIX[provider];

@@ -9,11 +9,11 @@
 // Kept: mode "chat" entries of the providers we serve, priced, not fine-tune templates, not
 // deprecated on or before the cut-off. Prices are USD per token, as plain decimal strings.
 //
-// 523 models, 556 table entries kept, by provider (entries kept / offers here):
+// 522 models, 555 table entries kept, by provider (entries kept / offers here):
 //   openai        61 /   61
 //   anthropic     21 /   21
 //   google        26 /   26
-//   vertex        45 /   34
+//   vertex        44 /   33
 //   xai           35 /   35
 //   groq           6 /    6
 //   mistral       49 /   49
@@ -26,7 +26,7 @@
 //   cerebras       1
 //   deepseek      43
 //   fireworks    206
-//   google        42
+//   google        41
 //   groq           3
 //   mistral       69
 //   openai        69
@@ -41,8 +41,7 @@
 //     20  duplicate key (same provider and native id)
 //     12  fine-tune template (ft:)
 //      7  no price
-//      7  no text output (supported_output_modalities)
-//      5  not served by chat completions (supported_endpoints)
+//     13  not served by chat completions, or no text output (supported_endpoints/_output_modalities)
 //      8  plain vertex_ai entry that is neither Gemini nor Claude
 //      6  together_ai size-tier price (not a model)
 //
@@ -1074,9 +1073,6 @@ pub(super) static MODELS: &[Model] = &[
     ]),
     m("google/gemini-gemma-2-9b-it", "google", 8192, 8192, "tv", &[
         o("google", "gemini-gemma-2-9b-it", "0.00000035", "0.00000105", "", ""),
-    ]),
-    m("google/gemini-omni-1.1-flash", "google", 0, 0, "", &[
-        o("vertex", "gemini-omni-1.1-flash", "0.0000015", "0.000009", "", ""),
     ]),
     m("google/gemini-pro-latest", "google", 1048576, 65536, "tvpr", &[
         o("google", "gemini-pro-latest", "0.000002", "0.000012", "0.0000002", ""),

@@ -276,6 +276,7 @@ mod tests {
             "perplexity/sonar-pro",
             "google/lyria-3.5",
             "google/gemini-omni-1.2-flash",
+            "google/gemini-omni-1.1-flash",
             "deepseek/deepseek-v3",
             "cerebras/llama-3.1-8b",
         ] {
