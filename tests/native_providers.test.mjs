@@ -70,25 +70,28 @@ async function chat(params, { gateway = gw, stream = false } = {}) {
 
 /**
  * Folds stream chunks into what a client assembles, checking the invariants every chunk keeps.
- * The gateway's routing trailer (the last chunk: one empty choice, the usage repeated,
- * `providerMetadata.gateway.routing`)
- * is set apart as `trailer`; `body` is every chunk before it.
+ * The gateway's routing metadata (`providerMetadata.gateway.routing`) is in the last chunk: the
+ * usage chunk when there is one, else a chunk of its own with one empty choice, which is set
+ * apart as `trailer`; `body` is every other chunk.
  */
 function assemble(chunks, { response, model, provider } = {}) {
   const out = { text: '', reasoning: '', finish: [], tools: [], usageChunks: [], role: null, trailer: null, body: chunks };
   const genId = response?.headers.get('x-generation-id');
-  if (chunks.at(-1)?.providerMetadata) {
-    out.trailer = chunks.at(-1);
-    out.body = chunks.slice(0, -1);
-    assert.deepEqual(
-      out.trailer.choices.map((c) => [c.index, c.delta, c.finish_reason]),
-      [[0, {}, null]],
-      'the routing trailer has one empty choice (choices[0] works in every chunk)',
-    );
-    if (genId) assert.equal(out.trailer.id, genId, 'trailer: id is the x-generation-id');
-    if (provider) assert.equal(out.trailer.providerMetadata.gateway.routing.finalProvider, provider, 'trailer: final provider');
+  const last = chunks.at(-1);
+  if (last?.providerMetadata) {
+    out.trailer = last;
+    if (!last.usage) {
+      out.body = chunks.slice(0, -1);
+      assert.deepEqual(
+        last.choices.map((c) => [c.index, c.delta, c.finish_reason]),
+        [[0, {}, null]],
+        'the routing chunk has one empty choice (choices[0] works in every chunk)',
+      );
+    }
+    if (genId) assert.equal(last.id, genId, 'trailer: id is the x-generation-id');
+    if (provider) assert.equal(last.providerMetadata.gateway.routing.finalProvider, provider, 'trailer: final provider');
   }
-  assert.ok(!out.body.some((c) => c.providerMetadata), 'routing metadata only in the last chunk');
+  assert.ok(!chunks.slice(0, -1).some((c) => c.providerMetadata), 'routing metadata only in the last chunk');
   for (const [i, c] of out.body.entries()) {
     assert.equal(c.object, 'chat.completion.chunk', `chunk ${i}: object`);
     if (genId) assert.equal(c.id, genId, `chunk ${i}: id is the x-generation-id`);

@@ -50,21 +50,23 @@ pub fn encode_response(resp: &ChatResponse) -> Vec<u8> {
     serde_json::to_vec(&body).expect("response serializes")
 }
 
-/// The last chunk of a stream, carrying the routing metadata. It looks like any chunk to an
-/// OpenAI client: one choice with an empty delta and no finish reason (a loop that reads
-/// `choices[0]` keeps working), and the stream's `usage` (the SDKs' stream helpers take `usage`
-/// from the last chunk, so a `null` there would erase it). The usage is known only at the end:
-/// it goes between the two parts.
+/// The routing metadata of a stream, and where it goes. When the stream has a usage chunk (the
+/// last chunk, `choices: []`, when the client asked for `include_usage`), the metadata rides in
+/// it as `providerMetadata` ([`Trailer::field`]): no extra chunk, so clients that add up `usage`
+/// over chunks count it once and the SDKs' stream helpers, which keep the last chunk's usage,
+/// keep it. Otherwise it is a last chunk of its own ([`Trailer::chunk`]) that reads like any
+/// other to an OpenAI client: one choice with an empty delta and no finish reason (a loop that
+/// reads `choices[0]` keeps working) and `usage: null`.
 #[derive(Debug, Clone, Default)]
 pub struct Trailer {
-    before_usage: Vec<u8>,
-    after_usage: Vec<u8>,
+    chunk: Vec<u8>,
+    field: Vec<u8>,
 }
 
 impl Trailer {
-    /// The routing chunk for a stream of `id`, `model`, `created`, with `provider_metadata`
-    /// (a JSON object) as its `providerMetadata`.
-    pub fn chunk(id: &str, model: &str, created: u64, provider_metadata: &[u8]) -> Trailer {
+    /// The routing metadata of a stream of `id`, `model`, `created`: `provider_metadata` (a JSON
+    /// object) becomes `providerMetadata`.
+    pub fn new(id: &str, model: &str, created: u64, provider_metadata: &[u8]) -> Trailer {
         let head = ChunkOut {
             id,
             object: "chat.completion.chunk",
@@ -76,71 +78,68 @@ impl Trailer {
                 logprobs: None,
                 finish_reason: None,
             }],
-            usage: None,
+            usage: Some(None),
         };
-        let mut before_usage = b"data: ".to_vec();
-        before_usage.extend_from_slice(&serde_json::to_vec(&head).expect("chunk serializes"));
-        before_usage.pop(); // its closing brace: the chunk goes on
-        before_usage.extend_from_slice(b",\"usage\":");
-        let mut after_usage = b",\"providerMetadata\":".to_vec();
-        after_usage.extend_from_slice(provider_metadata);
-        after_usage.extend_from_slice(b"}\n\n");
-        Trailer {
-            before_usage,
-            after_usage,
-        }
+        let mut field = b",\"providerMetadata\":".to_vec();
+        field.extend_from_slice(provider_metadata);
+        let mut chunk = b"data: ".to_vec();
+        chunk.extend_from_slice(&serde_json::to_vec(&head).expect("chunk serializes"));
+        let brace = chunk.pop(); // the chunk's closing brace: the metadata goes before it
+        chunk.extend_from_slice(&field);
+        chunk.extend(brace);
+        chunk.extend_from_slice(b"\n\n");
+        Trailer { chunk, field }
     }
 
-    /// A fixed event as the trailer (no usage slot).
+    /// A fixed event as the trailer, never carried in another chunk (tests).
     pub fn fixed(event: Vec<u8>) -> Trailer {
         Trailer {
-            before_usage: event,
-            after_usage: Vec::new(),
-        }
-    }
-
-    fn write(&self, out: &mut Vec<u8>, usage: Option<&[u8]>) {
-        out.extend_from_slice(&self.before_usage);
-        if !self.after_usage.is_empty() {
-            out.extend_from_slice(usage.unwrap_or(b"null"));
-            out.extend_from_slice(&self.after_usage);
+            chunk: event,
+            field: Vec::new(),
         }
     }
 }
 
-/// The end of every stream the gateway sends: the trailer (the routing metadata chunk, the last
-/// chunk, with the stream's `usage`), the error event when the stream failed (right before
-/// `[DONE]`), then `[DONE]`.
+/// The end of every stream the gateway sends: the routing chunk (`trailer`, unless its metadata
+/// rode in the usage chunk), the error event when the stream failed (right before `[DONE]`),
+/// then `[DONE]`.
 pub fn write_stream_end(
     out: &mut Vec<u8>,
-    trailer: &Trailer,
-    usage: Option<&[u8]>,
+    trailer: Option<&Trailer>,
     error: Option<&GatewayError>,
 ) {
-    trailer.write(out, usage);
+    if let Some(t) = trailer {
+        out.extend_from_slice(&t.chunk);
+    }
     if let Some(e) = error {
         out.extend_from_slice(&e.to_sse_event());
     }
     out.extend_from_slice(DONE);
 }
 
-/// The end of one client stream ([`write_stream_end`]), which carries the routing trailer. The
-/// gateway knows its trailer only once the attempt has been judged a success: a stream built
-/// [`StreamEnd::awaiting_trailer`] holds an end reached before that (a whole short answer in the
-/// first read) and writes it when the trailer is set, so every stream that ends has its routing
-/// chunk before `[DONE]`. By default the end is written at once (with no trailer until one is set).
+/// The end of one client stream ([`write_stream_end`]) and its routing metadata ([`Trailer`]).
+/// The gateway knows the metadata only once the attempt has been judged a success: a stream
+/// built [`StreamEnd::awaiting_trailer`] holds what needs it until then (a whole short answer in
+/// the first read): an end reached, and the place in the output where a usage chunk takes the
+/// metadata. Those are written when the trailer is set, so every stream that ends has its
+/// routing metadata in its last chunk. By default the end is written at once, without metadata.
 #[derive(Debug)]
 pub struct StreamEnd {
     trailer: Option<Trailer>,
-    /// An end reached before the trailer was set: its usage and its error, if it failed.
-    held: Option<(Option<Vec<u8>>, Option<GatewayError>)>,
+    /// An end reached before the trailer was set: its error, if it failed.
+    held: Option<Option<GatewayError>>,
+    /// The metadata rides in a usage chunk: no routing chunk of its own.
+    carried: bool,
+    /// Where in the output (the buffer the transform writes into until the trailer is set) the
+    /// usage chunk takes the metadata, once known.
+    pending_at: Option<usize>,
 }
 
 impl Default for StreamEnd {
     fn default() -> Self {
         StreamEnd {
             trailer: Some(Trailer::default()),
-            held: None,
+            ..Self::awaiting_trailer()
         }
     }
 }
@@ -151,22 +150,48 @@ impl StreamEnd {
         StreamEnd {
             trailer: None,
             held: None,
+            carried: false,
+            pending_at: None,
         }
     }
 
-    /// Writes the end with the stream's `usage` (JSON), or holds it until
-    /// [`StreamEnd::set_trailer`].
-    pub fn write(&mut self, out: &mut Vec<u8>, usage: Option<&[u8]>, error: Option<&GatewayError>) {
+    /// Whether a usage chunk already took the metadata.
+    pub fn carried(&self) -> bool {
+        self.carried
+    }
+
+    /// A usage chunk was just written to `out`, its closing brace at `out[brace]`: the metadata
+    /// goes in before it (now, or when the trailer is set; `out` must then be the same buffer,
+    /// only appended to).
+    pub fn carry(&mut self, out: &mut Vec<u8>, brace: usize) {
+        if self.carried {
+            return;
+        }
         match &self.trailer {
-            Some(trailer) => write_stream_end(out, trailer, usage, error),
-            None => self.held = Some((usage.map(<[u8]>::to_vec), error.cloned())),
+            Some(t) if t.field.is_empty() => return, // nothing to carry: a routing chunk it is
+            Some(t) => {
+                out.splice(brace..brace, t.field.iter().copied());
+            }
+            None => self.pending_at = Some(brace),
+        }
+        self.carried = true;
+    }
+
+    /// Writes the end, or holds it until [`StreamEnd::set_trailer`].
+    pub fn write(&mut self, out: &mut Vec<u8>, error: Option<&GatewayError>) {
+        match &self.trailer {
+            Some(trailer) => write_stream_end(out, (!self.carried).then_some(trailer), error),
+            None => self.held = Some(error.cloned()),
         }
     }
 
-    /// Sets the trailer; an end already reached is written to `out` now.
+    /// Sets the trailer; what waited for it is written to `out` now.
     pub fn set_trailer(&mut self, trailer: Trailer, out: &mut Vec<u8>) {
-        if let Some((usage, error)) = self.held.take() {
-            write_stream_end(out, &trailer, usage.as_deref(), error.as_ref());
+        if let Some(at) = self.pending_at.take() {
+            out.splice(at..at, trailer.field.iter().copied());
+        }
+        if let Some(error) = self.held.take() {
+            write_stream_end(out, (!self.carried).then_some(&trailer), error.as_ref());
         }
         self.trailer = Some(trailer);
     }
@@ -310,37 +335,26 @@ impl ChunkEncoder {
             self.write_error(&e, out);
             return;
         }
-        let usage = self.usage_json();
-        if let Some(u) = &usage {
+        if let Some(u) = self.usage.filter(|_| self.include_usage) {
             let chunk = ChunkOut {
                 id: &self.id,
                 object: "chat.completion.chunk",
                 created: self.created,
                 model: &self.model,
                 choices: &[],
-                usage: None,
+                usage: Some(Some(UsageOut::from(&u))),
             };
-            // The usage chunk: `choices: []` and the usage (spliced in, already serialized).
-            let mut json = serde_json::to_vec(&chunk).expect("chunk serializes");
-            json.pop();
-            json.extend_from_slice(b",\"usage\":");
-            json.extend_from_slice(u);
-            json.push(b'}');
-            write_data(out, &json);
+            write_data(out, &serde_json::to_vec(&chunk).expect("chunk serializes"));
+            // The usage chunk is the last: the routing metadata rides in it.
+            let brace = out.len() - 3; // before "}\n\n"
+            self.end.carry(out, brace);
         }
-        self.end.write(out, usage.as_deref(), None);
+        self.end.write(out, None);
         self.done = true;
     }
 
-    /// The usage as the client asked for it (`include_usage`), serialized.
-    fn usage_json(&self) -> Option<Vec<u8>> {
-        let u = self.usage.filter(|_| self.include_usage)?;
-        Some(serde_json::to_vec(&UsageOut::from(&u)).expect("usage serializes"))
-    }
-
     fn write_error(&mut self, e: &GatewayError, out: &mut Vec<u8>) {
-        let usage = self.usage_json();
-        self.end.write(out, usage.as_deref(), Some(e));
+        self.end.write(out, Some(e));
         self.done = true;
     }
 

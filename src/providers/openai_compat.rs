@@ -20,8 +20,6 @@ pub struct PassThroughStream {
     lines: EventEnds,
     done: bool,
     saw_finish: bool,
-    /// The last `usage` a chunk carried (JSON), repeated in the routing chunk.
-    usage: Option<Vec<u8>>,
     end: StreamEnd,
 }
 
@@ -53,7 +51,6 @@ impl PassThroughStream {
             lines: EventEnds::default(),
             done: false,
             saw_finish: false,
-            usage: None,
             end: StreamEnd::default(),
         }
     }
@@ -122,35 +119,17 @@ impl PassThroughStream {
         if !self.saw_finish {
             self.saw_finish = has_finish_reason(events);
         }
-        if needles().2.find(events).is_some() {
-            self.capture_usage(events);
-        }
-        match done_at(events) {
-            Some(at) => {
-                out.extend_from_slice(&events[..at]);
-                self.close(out);
+        let done = done_at(events);
+        let sent = &events[..done.unwrap_or(events.len())];
+        let base = out.len();
+        out.extend_from_slice(sent);
+        if !self.end.carried() && needles().2.find(sent).is_some() {
+            if let Some(brace) = usage_chunk_brace(sent) {
+                self.end.carry(out, base + brace);
             }
-            None => out.extend_from_slice(events),
         }
-    }
-
-    /// Keeps the last non-null top-level `usage` of `events` (one JSON object per data line, as
-    /// OpenAI-compatible providers send them), for the routing chunk to repeat.
-    fn capture_usage(&mut self, events: &[u8]) {
-        #[derive(Deserialize)]
-        struct WithUsage<'a> {
-            #[serde(borrow, default)]
-            usage: Option<&'a serde_json::value::RawValue>,
-        }
-        for line in events.split(|b| matches!(b, b'\n' | b'\r')) {
-            let Some(data) = line.strip_prefix(b"data:") else {
-                continue;
-            };
-            if let Ok(WithUsage { usage: Some(u) }) = serde_json::from_slice(data) {
-                if u.get() != "null" {
-                    self.usage = Some(u.get().as_bytes().to_vec());
-                }
-            }
+        if done.is_some() {
+            self.close(out);
         }
     }
 
@@ -164,7 +143,7 @@ impl PassThroughStream {
     /// `[DONE]`, so a client reads the error just before the end.
     fn fail(&mut self, error: GatewayError, out: &mut Vec<u8>) {
         let error = error.with_provider(self.provider);
-        self.end.write(out, self.usage.as_deref(), Some(&error));
+        self.end.write(out, Some(&error));
         self.done = true;
         self.held = Vec::new();
         if self.progress == Progress::Pending {
@@ -176,7 +155,7 @@ impl PassThroughStream {
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {
-        self.end.write(out, self.usage.as_deref(), None);
+        self.end.write(out, None);
         self.done = true;
         self.held = Vec::new();
     }
@@ -254,6 +233,36 @@ fn has_finish_reason(events: &[u8]) -> bool {
         let rest = skip_ws(&events[at + FINISH_KEY.len()..]);
         rest.first() == Some(&b':') && skip_ws(&rest[1..]).first() == Some(&b'"')
     })
+}
+
+/// In complete `events`, the closing brace of the usage chunk's JSON (a chunk with a
+/// top-level `usage` and no choices, as OpenAI sends it last when asked for `include_usage`),
+/// where the routing metadata goes; one JSON object per data line, as OpenAI-compatible
+/// providers send them.
+fn usage_chunk_brace(events: &[u8]) -> Option<usize> {
+    #[derive(Deserialize)]
+    struct UsageChunk<'a> {
+        #[serde(borrow, default)]
+        usage: Option<&'a serde_json::value::RawValue>,
+        #[serde(default)]
+        choices: Option<Vec<serde::de::IgnoredAny>>,
+    }
+    let mut start = 0;
+    while start < events.len() {
+        let end =
+            memchr::memchr2(b'\n', b'\r', &events[start..]).map_or(events.len(), |k| start + k);
+        let line = &events[start..end];
+        if let Some(data) = line.strip_prefix(b"data:") {
+            if let Ok(c) = serde_json::from_slice::<UsageChunk>(data) {
+                let usage = c.usage.is_some_and(|u| u.get() != "null");
+                if usage && c.choices.is_none_or(|c| c.is_empty()) {
+                    return line.iter().rposition(|b| *b == b'}').map(|k| start + k);
+                }
+            }
+        }
+        start = end + 1;
+    }
+    None
 }
 
 /// Where the line `data: [DONE]` (or `data:[DONE]`) starts in complete `events`, if it does.
@@ -489,39 +498,53 @@ mod tests {
         assert_eq!(seen.last(), Some(&Progress::Content));
     }
 
-    /// The routing chunk repeats the last usage the provider sent (in its usage chunk, or in a
-    /// finish chunk as some providers send it), at any split; `null` when there was none.
+    /// With a usage chunk (the last, `choices: []`), the routing metadata rides in it: no
+    /// extra chunk, its bytes otherwise as sent, at any split, also when the whole stream came
+    /// before the metadata was known. Without one, a routing chunk of its own comes last.
     #[test]
-    fn the_routing_chunk_repeats_the_providers_usage() {
-        let usage = r#"{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}"#;
-        let with_usage = STREAM.replace(
-            "data: [DONE]",
-            &format!("data: {{\"id\":\"c1\",\"choices\":[],\"usage\":{usage}}}\n\ndata: [DONE]"),
-        );
-        for (stream, expected) in [(with_usage.as_str(), usage), (STREAM, "null")] {
-            for split in [1, 7, stream.len()] {
+    fn the_routing_metadata_rides_in_the_usage_chunk() {
+        let usage_chunk = r#"data: {"id":"c1","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#;
+        let with_usage = STREAM.replace("data: [DONE]", &format!("{usage_chunk}\n\ndata: [DONE]"));
+        let trailer = || Trailer::new("gen_1", "openai/m", 1, br#"{"g":1}"#);
+        for early in [false, true] {
+            for split in [1, 7, with_usage.len()] {
                 let mut t = PassThroughStream::new("openai");
-                t.set_trailer(
-                    Trailer::chunk("gen_1", "openai/m", 1, br#"{"g":1}"#),
-                    &mut Vec::new(),
-                );
                 let mut out = Vec::new();
-                for piece in stream.as_bytes().chunks(split) {
+                if early {
+                    t = t.awaiting_trailer();
+                } else {
+                    t.set_trailer(trailer(), &mut out);
+                }
+                for piece in with_usage.as_bytes().chunks(split) {
                     t.push(piece, &mut out);
                 }
                 t.finish(&mut out, None);
-                let events = decode_pieces(&[&out]);
-                let n = events.len();
-                assert!(events[n - 1].is_done());
-                let trailer: serde_json::Value = serde_json::from_str(&events[n - 2].data).unwrap();
-                assert_eq!(trailer["providerMetadata"], serde_json::json!({"g": 1}));
+                if early {
+                    t.set_trailer(trailer(), &mut out);
+                }
+                let expected = with_usage.replace(
+                    r#""total_tokens":12}}"#,
+                    r#""total_tokens":12},"providerMetadata":{"g":1}}"#,
+                );
                 assert_eq!(
-                    trailer["usage"],
-                    serde_json::from_str::<serde_json::Value>(expected).unwrap(),
-                    "split {split}"
+                    String::from_utf8(out).unwrap(),
+                    expected,
+                    "split {split}, early {early}"
                 );
             }
         }
+        // No usage chunk: the routing chunk, usage null.
+        let mut t = PassThroughStream::new("openai");
+        let mut out = Vec::new();
+        t.set_trailer(trailer(), &mut out);
+        t.push(STREAM.as_bytes(), &mut out);
+        t.finish(&mut out, None);
+        let events = decode_pieces(&[&out]);
+        let n = events.len();
+        let last: serde_json::Value = serde_json::from_str(&events[n - 2].data).unwrap();
+        assert_eq!(last["providerMetadata"], serde_json::json!({"g": 1}));
+        assert!(last["usage"].is_null());
+        assert_eq!(last["choices"][0]["delta"], serde_json::json!({}));
     }
 
     #[test]
