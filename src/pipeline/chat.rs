@@ -373,6 +373,7 @@ impl Gateway {
                 .saturating_sub(p.now_ms().saturating_sub(started))
                 .max(1)
         };
+        let mut token_was_cached = false;
         let (request, credential) = match native {
             None => {
                 let secret = api_key;
@@ -390,7 +391,7 @@ impl Gateway {
             Some(native) => {
                 let body = translated_body(native, obj, &target.native_model)
                     .map_err(|e| Failure::new(AttemptOutcome::Refused, e))?;
-                let (credential, base) = match native {
+                let (credential, base, cached) = match native {
                     Native::Vertex(_) => self
                         .vertex_session(p, target.credential, remaining(p))
                         .await
@@ -405,8 +406,9 @@ impl Gateway {
                             };
                             Failure::new(outcome, e)
                         })?,
-                    _ => (api_key, cfg.base_url.clone()),
+                    _ => (api_key, cfg.base_url.clone(), false),
                 };
+                token_was_cached = cached;
                 let mut headers = native.auth_headers(&credential);
                 headers.push(("x-request-id", ids.request.to_owned()));
                 let req = UpstreamRequest {
@@ -450,8 +452,17 @@ impl Gateway {
             };
             error.message = scrub(std::mem::take(&mut error.message), &credential);
             if resp.status == 401 && matches!(native, Some(Native::Vertex(_))) {
-                // Vertex refused the cached access token: the next attempt exchanges a new one.
+                // Vertex refused the access token: it goes. One from the cache (revoked, the
+                // account changed) says nothing yet about the account: the next try exchanges
+                // a new one. A fresh one refused is the account's problem (below).
                 self.vertex_tokens.borrow_mut().remove(&target.credential);
+                if token_was_cached {
+                    let error = GatewayError::bad_gateway(
+                        "Vertex AI refused the gateway's cached access token; a new one is fetched.",
+                    )
+                    .with_provider(provider.name);
+                    return Err(Failure::new(AttemptOutcome::StaleToken, error));
+                }
             }
             if resp.status == 401 || error.is_credential_refused() {
                 // The provider refused the gateway's own credential: a 502, as for every other

@@ -1096,22 +1096,36 @@ fn vertex_token_trouble_is_retried_a_refused_token_renewed_and_bad_settings_skip
         a.header("x-switchyard-attempts"),
         Some("vertex:connection_failed,vertex:200")
     );
-    // Vertex refuses the cached token: it is dropped; the next request exchanges a new one.
-    w.reply(reply(
-        401,
-        "application/json",
-        r#"{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}"#,
-    ));
-    assert_eq!(w.chat(&key, claude).status, 502);
+    // Vertex refuses the cached token: it is dropped, and the same request exchanges a new one
+    // and serves; a fresh token refused is the account's problem (502, not retried by SDKs).
+    let unauthenticated = || {
+        reply(
+            401,
+            "application/json",
+            r#"{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}"#,
+        )
+    };
+    w.reply(unauthenticated());
     w.reply(token("ya29.two"));
     w.reply(reply(200, "application/json", answer));
-    assert_eq!(w.chat(&key, claude).status, 200);
+    let a = w.chat(&key, claude);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("vertex:token_refused,vertex:200")
+    );
     let sent = w.p.sent.borrow();
     assert_eq!(
         header_of(&sent[sent.len() - 1], "authorization").as_deref(),
         Some("Bearer ya29.two")
     );
     drop(sent);
+    w.p.now.set(w.p.now.get() + 3_600_000); // the cached token has expired
+    w.reply(token("ya29.three"));
+    w.reply(unauthenticated());
+    let a = w.chat(&key, claude);
+    assert_eq!(a.status, 502);
+    assert_eq!(a.json()["error"]["code"], "upstream_authentication_failed");
 
     // No project anywhere: nothing is sent to Vertex, the fallback model serves.
     let w = World::with(&[("VERTEX_API_KEY", r#"{"type":"service_account"}"#)]);

@@ -13,13 +13,14 @@ const TOKEN_TIMEOUT_MS: u64 = 10_000;
 
 impl Gateway {
     /// An access token for Vertex AI with the service account of `credential` (one token cache
-    /// per service account), and the project/location base URL to call.
+    /// per service account), the project/location base URL to call, and whether the token came
+    /// from the cache.
     pub(super) async fn vertex_session<P: Clock + Upstream>(
         &self,
         p: &P,
         credential: u8,
         timeout_ms: u64,
-    ) -> Result<(String, String), GatewayError> {
+    ) -> Result<(String, String, bool), GatewayError> {
         let cfg = self
             .config
             .provider("vertex")
@@ -49,7 +50,7 @@ impl Gateway {
             .get(&credential)
             .and_then(|cache| cache.get(now))
         {
-            return Ok((token.to_owned(), base));
+            return Ok((token.to_owned(), base, true));
         }
         let token_url = self.config.vertex.token_url.clone().unwrap_or_else(|| {
             if sa.token_uri.is_empty() {
@@ -91,6 +92,6 @@ impl Gateway {
             .entry(credential)
             .or_default()
             .put(token.clone(), expires_in, now);
-        Ok((token, base))
+        Ok((token, base, false))
     }
 }

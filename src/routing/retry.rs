@@ -21,6 +21,9 @@ pub enum AttemptOutcome {
     /// The gateway's own settings for this provider are unusable (an unreadable service
     /// account, no project); nothing was sent.
     Misconfigured,
+    /// The provider refused an access token the gateway had cached (Vertex AI): the next try
+    /// gets a new one.
+    StaleToken,
 }
 
 impl AttemptOutcome {
@@ -35,7 +38,8 @@ impl AttemptOutcome {
             AttemptOutcome::Network
             | AttemptOutcome::Timeout
             | AttemptOutcome::Malformed
-            | AttemptOutcome::StreamFailed => true,
+            | AttemptOutcome::StreamFailed
+            | AttemptOutcome::StaleToken => true,
             AttemptOutcome::StreamError { retryable } => retryable,
             AttemptOutcome::Refused | AttemptOutcome::Misconfigured => false,
         }
@@ -55,6 +59,7 @@ impl AttemptOutcome {
             AttemptOutcome::StreamError { .. } => Some("stream_error"),
             AttemptOutcome::Refused => Some("unsupported_request"),
             AttemptOutcome::Misconfigured => Some("provider_not_configured"),
+            AttemptOutcome::StaleToken => Some("token_refused"),
         }
     }
 }
