@@ -1896,8 +1896,8 @@ fn admin_routing_defaults_are_cleared_by_null_and_refused_when_they_cannot_be_li
     let path = format!("/admin/keys/{id}");
 
     // Too much to keep in the listing's metadata: a 400 naming the field, nothing written.
-    let many: Vec<String> = (0..60)
-        .map(|i| format!("\"openai/gpt-model-{i}\""))
+    let many: Vec<String> = (0..16)
+        .map(|i| format!("\"openai/a-fine-tuned-model-with-a-rather-long-name-{i:02}\""))
         .collect();
     let body = format!(r#"{{"routing":{{"models":[{}]}}}}"#, many.join(","));
     let a = w.call("PATCH", &path, Some(ADMIN), &body);
@@ -2033,8 +2033,8 @@ fn the_attempt_loop_stops_in_time_and_blames_only_what_it_should() {
         "a backoff before each retry, none before the move to the fallback"
     );
 
-    // Twenty fallback models, every one failing: sixteen attempts in all.
-    let models: Vec<String> = (0..20).map(|i| format!("\"openai/gpt-x-{i}\"")).collect();
+    // Sixteen fallback models (the most allowed), every one failing: sixteen attempts in all.
+    let models: Vec<String> = (0..16).map(|i| format!("\"openai/gpt-x-{i}\"")).collect();
     let body = gpt(&format!(
         r#","providerOptions":{{"gateway":{{"models":[{}]}}}}"#,
         models.join(",")

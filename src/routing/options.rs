@@ -29,6 +29,9 @@ pub struct RoutingOptions {
 
 const PARAM: &str = "providerOptions.gateway";
 
+/// The most fallback models a request or key may name.
+pub const MAX_FALLBACK_MODELS: usize = 16;
+
 /// The longest `timeoutMs` / `totalTimeoutMs` a request or key may ask for: one hour.
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
@@ -113,6 +116,16 @@ impl RoutingOptions {
             return Err(GatewayError::invalid_param(
                 &format!("{param}.only"),
                 format!("`{param}.only` must name at least one provider."),
+            ));
+        }
+        if self
+            .models
+            .as_ref()
+            .is_some_and(|m| m.len() > MAX_FALLBACK_MODELS)
+        {
+            return Err(GatewayError::invalid_param(
+                &format!("{param}.models"),
+                format!("`{param}.models` names at most {MAX_FALLBACK_MODELS} models."),
             ));
         }
         if let Some(m) = self.models.iter().flatten().find(|m| m.trim().is_empty()) {
@@ -218,6 +231,14 @@ mod tests {
         assert_eq!(
             param(r#"{"gateway":{"timeoutMs":0}}"#),
             "providerOptions.gateway.timeoutMs"
+        );
+        let many: Vec<String> = (0..17).map(|i| format!("\"openai/m{i}\"")).collect();
+        assert_eq!(
+            param(&format!(
+                r#"{{"gateway":{{"models":[{}]}}}}"#,
+                many.join(",")
+            )),
+            "providerOptions.gateway.models"
         );
         for huge in ["3600001", "18446744073709551615"] {
             assert_eq!(
