@@ -123,7 +123,7 @@ impl PassThroughStream {
         let sent = &events[..done.unwrap_or(events.len())];
         let base = out.len();
         out.extend_from_slice(sent);
-        if !self.end.carried() && needles().2.find(sent).is_some() {
+        if !self.end.carried() && has_usage_object(sent) {
             if let Some(brace) = usage_chunk_brace(sent) {
                 self.end.carry(out, base + brace);
             }
@@ -224,15 +224,26 @@ const FINISH_KEY: &[u8] = b"\"finish_reason\"";
 const DONE: &[u8] = b"[DONE]";
 const USAGE_KEY: &[u8] = b"\"usage\"";
 
-/// Whether `events` hold a `"finish_reason"` with a string value (`null` until the end).
-fn has_finish_reason(events: &[u8]) -> bool {
+/// Whether `events` hold `key` (found by `finder`) with a value that starts with `first`.
+fn has_value(events: &[u8], finder: &Finder, key: &[u8], first: u8) -> bool {
     fn skip_ws(b: &[u8]) -> &[u8] {
         &b[b.iter().take_while(|c| c.is_ascii_whitespace()).count()..]
     }
-    needles().0.find_iter(events).any(|at| {
-        let rest = skip_ws(&events[at + FINISH_KEY.len()..]);
-        rest.first() == Some(&b':') && skip_ws(&rest[1..]).first() == Some(&b'"')
+    finder.find_iter(events).any(|at| {
+        let rest = skip_ws(&events[at + key.len()..]);
+        rest.first() == Some(&b':') && skip_ws(&rest[1..]).first() == Some(&first)
     })
+}
+
+/// Whether `events` hold a `"finish_reason"` with a string value (`null` until the end).
+fn has_finish_reason(events: &[u8]) -> bool {
+    has_value(events, &needles().0, FINISH_KEY, b'"')
+}
+
+/// Whether `events` hold a `"usage"` object (every chunk but the last carries `"usage":null`
+/// when the client asked for `include_usage`).
+fn has_usage_object(events: &[u8]) -> bool {
+    has_value(events, &needles().2, USAGE_KEY, b'{')
 }
 
 /// In complete `events`, the closing brace of the usage chunk's JSON (a chunk with a
@@ -496,6 +507,17 @@ mod tests {
         let second = first + STREAM[first..].find("\n\n").unwrap() + 2;
         let (_, seen) = run(&STREAM.as_bytes()[..second], second, false);
         assert_eq!(seen.last(), Some(&Progress::Content));
+    }
+
+    #[test]
+    fn only_usage_objects_are_looked_at() {
+        assert!(!has_usage_object(br#"data: {"choices":[],"usage":null}"#));
+        assert!(has_usage_object(
+            br#"data: {"choices":[],"usage": {"total_tokens":1}}"#
+        ));
+        assert!(!has_usage_object(
+            br#"data: {"choices":[{"delta":{"content":"usage"}}]}"#
+        ));
     }
 
     /// With a usage chunk (the last, `choices: []`), the routing metadata rides in it: no
