@@ -188,7 +188,11 @@ impl StreamEnd {
     /// Sets the trailer; what waited for it is written to `out` now.
     pub fn set_trailer(&mut self, trailer: Trailer, out: &mut Vec<u8>) {
         if let Some(at) = self.pending_at.take() {
-            out.splice(at..at, trailer.field.iter().copied());
+            if trailer.field.is_empty() {
+                self.carried = false; // a fixed trailer cannot ride along: its own chunk
+            } else {
+                out.splice(at..at, trailer.field.iter().copied());
+            }
         }
         if let Some(error) = self.held.take() {
             write_stream_end(out, (!self.carried).then_some(&trailer), error.as_ref());

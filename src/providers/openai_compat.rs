@@ -246,27 +246,38 @@ fn has_usage_object(events: &[u8]) -> bool {
     has_value(events, &needles().2, USAGE_KEY, b'{')
 }
 
-/// In complete `events`, the closing brace of the usage chunk's JSON (a chunk with a
-/// top-level `usage` and no choices, as OpenAI sends it last when asked for `include_usage`),
-/// where the routing metadata goes; one JSON object per data line, as OpenAI-compatible
-/// providers send them.
+/// In complete `events`, the closing brace of the chunk that carries the stream's usage at its
+/// end, where the routing metadata goes: a top-level `usage` object with no choices (OpenAI's
+/// last chunk when asked for `include_usage`) or on the finish chunk (as some providers send
+/// it). One JSON object per data line, as OpenAI-compatible providers send them.
 fn usage_chunk_brace(events: &[u8]) -> Option<usize> {
     #[derive(Deserialize)]
     struct UsageChunk<'a> {
         #[serde(borrow, default)]
         usage: Option<&'a serde_json::value::RawValue>,
         #[serde(default)]
-        choices: Option<Vec<serde::de::IgnoredAny>>,
+        choices: Option<Vec<FinishOnly>>,
+    }
+    #[derive(Deserialize)]
+    struct FinishOnly {
+        #[serde(default)]
+        finish_reason: Option<String>,
     }
     let mut start = 0;
     while start < events.len() {
         let end =
             memchr::memchr2(b'\n', b'\r', &events[start..]).map_or(events.len(), |k| start + k);
         let line = &events[start..end];
-        if let Some(data) = line.strip_prefix(b"data:") {
+        let object = line
+            .strip_prefix(b"data:")
+            .filter(|d| d.trim_ascii_start().first() == Some(&b'{'));
+        if let Some(data) = object {
             if let Ok(c) = serde_json::from_slice::<UsageChunk>(data) {
                 let usage = c.usage.is_some_and(|u| u.get() != "null");
-                if usage && c.choices.is_none_or(|c| c.is_empty()) {
+                let last = c
+                    .choices
+                    .is_none_or(|c| c.is_empty() || c.iter().any(|c| c.finish_reason.is_some()));
+                if usage && last {
                     return line.iter().rposition(|b| *b == b'}').map(|k| start + k);
                 }
             }
@@ -507,6 +518,25 @@ mod tests {
         let second = first + STREAM[first..].find("\n\n").unwrap() + 2;
         let (_, seen) = run(&STREAM.as_bytes()[..second], second, false);
         assert_eq!(seen.last(), Some(&Progress::Content));
+    }
+
+    /// Usage on the finish chunk (as some providers send it) carries the metadata too; a line
+    /// that is not a JSON object never does.
+    #[test]
+    fn usage_on_the_finish_chunk_carries_the_metadata_and_arrays_never_do() {
+        let finish = r#"data: {"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"total_tokens":5}}"#;
+        let brace = usage_chunk_brace(finish.as_bytes()).unwrap();
+        assert_eq!(brace, finish.len() - 1);
+        let content = r#"data: {"id":"c1","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}],"usage":{"total_tokens":5}}"#;
+        assert_eq!(
+            usage_chunk_brace(content.as_bytes()),
+            None,
+            "usage mid-stream"
+        );
+        assert_eq!(
+            usage_chunk_brace(br#"data: [{"usage":{"total_tokens":5}}]"#),
+            None
+        );
     }
 
     #[test]
