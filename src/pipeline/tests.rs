@@ -270,6 +270,14 @@ impl World {
         self.call("POST", "/v1/chat/completions", Some(&bearer(key)), body)
     }
 
+    /// `openai/gpt-4o` with `xai/grok-3` as its fallback model.
+    fn chat_with_xai_fallback(&self, key: &str) -> Answer {
+        self.chat(
+            key,
+            &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+        )
+    }
+
     fn new_key(&self) -> (String, String) {
         let a = self.call("POST", "/admin/keys", Some(ADMIN), r#"{"name":"ci"}"#);
         assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
@@ -596,10 +604,7 @@ fn an_answer_announced_over_the_limit_is_not_read_and_falls_back() {
     w.reply(huge());
     w.reply(huge());
     w.reply(reply(200, "application/json", OK_JSON));
-    let a = w.chat(
-        &key,
-        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    let a = w.chat_with_xai_fallback(&key);
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.header("x-switchyard-provider"), Some("xai"));
     assert_eq!(
@@ -1187,10 +1192,7 @@ fn fallback_models_serve_when_the_primary_keeps_failing_and_options_stay_home() 
         w.reply(reply(503, "application/json", "{}"));
     }
     w.reply(reply(200, "application/json", OK_JSON));
-    let a = w.chat(
-        &key,
-        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    let a = w.chat_with_xai_fallback(&key);
     assert_eq!(a.status, 200);
     assert_eq!(a.header("x-switchyard-provider"), Some("xai"));
     assert_eq!(
@@ -1213,10 +1215,7 @@ fn a_non_retryable_error_returns_at_once() {
         "application/json",
         r#"{"error":{"message":"bad","param":"temperature"}}"#,
     ));
-    let a = w.chat(
-        &key,
-        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    let a = w.chat_with_xai_fallback(&key);
     assert_eq!(a.status, 400);
     assert_eq!(w.p.sent.borrow().len(), 1, "no retry, no fallback");
     assert_eq!(a.header("x-switchyard-attempts"), Some("openai:400"));
@@ -1363,10 +1362,7 @@ fn a_long_retry_after_moves_to_the_next_provider_instead_of_waiting() {
         body: VecDeque::new(),
     }));
     w.reply(reply(200, "application/json", OK_JSON));
-    let a = w.chat(
-        &key,
-        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    let a = w.chat_with_xai_fallback(&key);
     assert_eq!(
         a.header("x-switchyard-attempts"),
         Some("openai:429,xai:200")
@@ -1425,10 +1421,7 @@ fn timeouts_a_client_shortened_do_not_open_the_shared_breaker() {
         assert_eq!(a.status, 504);
     }
     w.reply(reply(200, "application/json", OK_JSON));
-    let a = w.chat(
-        &key,
-        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    let a = w.chat_with_xai_fallback(&key);
     assert_eq!(
         a.header("x-switchyard-attempts"),
         Some("openai:200"),
@@ -1441,10 +1434,7 @@ fn timeouts_a_client_shortened_do_not_open_the_shared_breaker() {
         assert_eq!(w.chat(&key, &gpt("")).status, 504);
     }
     w.reply(reply(200, "application/json", OK_JSON));
-    let a = w.chat(
-        &key,
-        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    let a = w.chat_with_xai_fallback(&key);
     assert_eq!(a.header("x-switchyard-attempts"), Some("xai:200"));
 }
 
@@ -1690,10 +1680,7 @@ fn a_refused_key_moves_to_the_providers_next_key_only() {
     // Both keys refused: the refusal is the answer; the fallback model's provider is not tried.
     w.reply(refused());
     w.reply(refused());
-    let a = w.chat(
-        &key,
-        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    let a = w.chat_with_xai_fallback(&key);
     // Not a 401 to the client (its gateway key is fine): a 502 naming the refused credential's
     // variable, never the provider's message (which shows part of the key).
     assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
@@ -1717,10 +1704,7 @@ fn a_refused_key_moves_to_the_providers_next_key_only() {
         "application/json",
         r#"{"error":{"message":"Incorrect API key provided: sk-proj-****************abcd.","code":"invalid_api_key"}}"#,
     ));
-    let a = w.chat(
-        &key,
-        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    let a = w.chat_with_xai_fallback(&key);
     assert_eq!(a.status, 502);
     assert_eq!(a.header("x-switchyard-attempts"), Some("openai:401"));
     assert!(
@@ -2003,10 +1987,7 @@ fn the_attempt_loop_stops_in_time_and_blames_only_what_it_should() {
         w.reply(reply(503, "application/json", "{}"));
     }
     w.reply(reply(200, "application/json", OK_JSON));
-    let a = w.chat(
-        &key,
-        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    let a = w.chat_with_xai_fallback(&key);
     assert_eq!(a.status, 200);
     // Ten tries per provider allowed, eight in all: the fallback still gets its first try.
     let attempts = a.header("x-switchyard-attempts").unwrap();
@@ -2044,10 +2025,7 @@ fn the_attempt_loop_stops_in_time_and_blames_only_what_it_should() {
         assert_eq!(w.chat(&key, &gpt("")).status, 403);
     }
     w.reply(reply(200, "application/json", OK_JSON));
-    let a = w.chat(
-        &key,
-        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    let a = w.chat_with_xai_fallback(&key);
     assert_eq!(a.header("x-switchyard-attempts"), Some("openai:200"));
 
     // openai overloaded twice, then xai refuses its key: the client may still retry.
@@ -2058,10 +2036,7 @@ fn the_attempt_loop_stops_in_time_and_blames_only_what_it_should() {
         "application/json",
         r#"{"error":{"message":"bad key"}}"#,
     ));
-    let a = w.chat(
-        &key,
-        &gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    let a = w.chat_with_xai_fallback(&key);
     assert_eq!(a.status, 502);
     assert_eq!(
         a.header("x-switchyard-attempts"),
