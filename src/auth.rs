@@ -56,15 +56,24 @@ pub fn admin_token_matches(expected: &str, presented: &str) -> bool {
         == 0
 }
 
-/// Isolate-local cache of key lookups by digest, positive and negative, with a TTL.
+/// Isolate-local cache of key lookups by digest, positive and negative, with a TTL, and the
+/// digests revoked in this isolate.
 #[derive(Debug, Default)]
 pub struct KeyCache {
     entries: HashMap<String, (Option<KeyRecord>, u64)>,
+    /// Revoked here, and when: refused whatever a lookup says next (KV may still serve the old
+    /// entry for a while, and a lookup already in flight read it before the revocation).
+    revoked: HashMap<String, u64>,
 }
 
 /// Most entries the cache holds; past it, expired entries go, then everything (bounded memory
-/// even when a client floods the gateway with random keys).
+/// even when a client floods the gateway with random keys). Revocations are kept apart, so a
+/// flood cannot wash them out.
 const KEY_CACHE_CAPACITY: usize = 4096;
+
+/// How long this isolate holds a revocation at least: Cloudflare documents up to 60 s for a KV
+/// change to be seen everywhere; twice that, or the cache TTL if longer.
+pub const REVOCATION_HOLD_MS: u64 = 120_000;
 
 /// What the cache knows about a digest.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,6 +85,9 @@ pub enum Cached<'a> {
 
 impl KeyCache {
     pub fn get(&self, hash: &str, now_ms: u64, ttl_ms: u64) -> Cached<'_> {
+        if self.is_revoked(hash, now_ms, ttl_ms) {
+            return Cached::Invalid;
+        }
         match self.entries.get(hash) {
             Some((rec, at)) if now_ms.saturating_sub(*at) < ttl_ms => match rec {
                 Some(r) => Cached::Valid(r),
@@ -85,7 +97,12 @@ impl KeyCache {
         }
     }
 
+    /// Caches a lookup made at `now_ms`. A record for a digest revoked here is not taken: the
+    /// revocation answers.
     pub fn put(&mut self, hash: String, record: Option<KeyRecord>, now_ms: u64, ttl_ms: u64) {
+        if record.is_some() && self.is_revoked(&hash, now_ms, ttl_ms) {
+            return;
+        }
         if self.entries.len() >= KEY_CACHE_CAPACITY {
             self.entries
                 .retain(|_, (_, at)| now_ms.saturating_sub(*at) < ttl_ms);
@@ -96,9 +113,38 @@ impl KeyCache {
         self.entries.insert(hash, (record, now_ms));
     }
 
-    /// Forgets a key at once (revocation in this isolate).
+    /// Forgets a lookup (the key was just written); a revocation stays.
     pub fn forget(&mut self, hash: &str) {
         self.entries.remove(hash);
+    }
+
+    /// Revokes a key in this isolate at once, for [`REVOCATION_HOLD_MS`] or the TTL.
+    pub fn revoke(&mut self, hash: &str, now_ms: u64, ttl_ms: u64) {
+        self.entries.remove(hash);
+        let hold = ttl_ms.max(REVOCATION_HOLD_MS);
+        if self.revoked.len() >= KEY_CACHE_CAPACITY {
+            self.revoked
+                .retain(|_, at| now_ms.saturating_sub(*at) < hold);
+            // Still full (thousands of deletions within the hold): the oldest goes.
+            if self.revoked.len() >= KEY_CACHE_CAPACITY {
+                if let Some(oldest) = self
+                    .revoked
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(h, _)| h.clone())
+                {
+                    self.revoked.remove(&oldest);
+                }
+            }
+        }
+        self.revoked.insert(hash.to_owned(), now_ms);
+    }
+
+    /// Whether the key was revoked in this isolate recently enough to be refused.
+    pub fn is_revoked(&self, hash: &str, now_ms: u64, ttl_ms: u64) -> bool {
+        self.revoked
+            .get(hash)
+            .is_some_and(|at| now_ms.saturating_sub(*at) < ttl_ms.max(REVOCATION_HOLD_MS))
     }
 }
 
@@ -157,6 +203,37 @@ mod tests {
         assert_eq!(c.get("h3", 1000, 100), Cached::Unknown);
         c.forget("h1");
         assert_eq!(c.get("h1", 1001, 100), Cached::Unknown);
+    }
+
+    #[test]
+    fn a_revocation_outranks_lookups_and_floods() {
+        let mut c = KeyCache::default();
+        c.put("h1".into(), Some(rec("k1")), 1000, 100);
+        c.revoke("h1", 1000, 100);
+        assert_eq!(c.get("h1", 1000, 100), Cached::Invalid);
+        // A lookup that started before the revocation (or read a stale KV entry) comes back.
+        c.put("h1".into(), Some(rec("k1")), 990, 100);
+        assert_eq!(c.get("h1", 1001, 100), Cached::Invalid);
+        c.forget("h1");
+        assert_eq!(c.get("h1", 1002, 100), Cached::Invalid);
+        // Held past the TTL, for KV's propagation time.
+        assert_eq!(
+            c.get("h1", 1000 + REVOCATION_HOLD_MS - 1, 100),
+            Cached::Invalid
+        );
+        assert!(!c.is_revoked("h1", 1000 + REVOCATION_HOLD_MS, 100));
+        // A flood of unknown keys does not wash it out.
+        c.revoke("h2", 5000, 100);
+        for i in 0..(KEY_CACHE_CAPACITY * 2) {
+            c.put(format!("x{i}"), None, 5000, 1_000_000);
+        }
+        assert_eq!(c.get("h2", 5001, 100), Cached::Invalid);
+        // Revocations stay bounded too.
+        for i in 0..(KEY_CACHE_CAPACITY + 10) {
+            c.revoke(&format!("r{i}"), 6000, 100);
+        }
+        assert!(c.revoked.len() <= KEY_CACHE_CAPACITY);
+        assert!(c.is_revoked(&format!("r{}", KEY_CACHE_CAPACITY + 9), 6000, 100));
     }
 
     #[test]

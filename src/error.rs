@@ -26,6 +26,8 @@ pub enum ErrorKind {
     BadGateway,
     /// The upstream did not answer in time (504).
     Timeout,
+    /// A part of the admin contract this version does not have yet (501).
+    NotImplemented,
     /// A bug or an unexpected runtime failure (500).
     Internal,
 }
@@ -118,6 +120,10 @@ impl GatewayError {
         Self::new(ErrorKind::BadGateway, 502, message).with_code("upstream_unavailable")
     }
 
+    pub fn not_implemented(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotImplemented, 501, message).with_code("not_implemented")
+    }
+
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Timeout, 504, message).with_code("upstream_timeout")
     }
@@ -149,8 +155,10 @@ impl GatewayError {
     /// Whether the same request is sure to fail the same way until someone changes something:
     /// the gateway's settings, a provider credential, or the request's Idempotency-Key.
     pub fn is_final(&self) -> bool {
-        self.kind == ErrorKind::NotConfigured
-            || self.is_credential_refused()
+        matches!(
+            self.kind,
+            ErrorKind::NotConfigured | ErrorKind::NotImplemented
+        ) || self.is_credential_refused()
             || self.code.as_deref() == Some("idempotency_key_reused")
     }
 
@@ -180,7 +188,8 @@ impl GatewayError {
             ErrorKind::InvalidRequest
             | ErrorKind::NotFound
             | ErrorKind::MethodNotAllowed
-            | ErrorKind::PayloadTooLarge => "invalid_request_error",
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::NotImplemented => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::NotConfigured => "configuration_error",
             ErrorKind::Upstream => match self.status {

@@ -52,10 +52,19 @@ struct CreateKey {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateKey {
+    /// Present (`null` included, which is refused: a name cannot be cleared) or absent.
+    #[serde(default, deserialize_with = "present_value")]
     name: Option<serde_json::Value>,
     /// Present (`null` included, which clears the defaults) or absent (left as they are).
     #[serde(default, deserialize_with = "present")]
     routing: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// A field that is there, whatever its value: `null` stays `Some(Value::Null)`.
+fn present_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// A field that is there, whatever its value: `null` stays `Some("null")`.
@@ -63,16 +72,6 @@ fn present<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Box<serde_json::value::RawValue>>, D::Error> {
     Box::<serde_json::value::RawValue>::deserialize(d).map(Some)
-}
-
-/// Routing defaults given to the admin API (`null` clears them on update).
-fn routing(
-    raw: Option<&serde_json::value::RawValue>,
-) -> Result<Option<RoutingOptions>, GatewayError> {
-    match raw.map(|r| r.get()) {
-        None | Some("null") => Ok(None),
-        Some(json) => RoutingOptions::parse(json, "routing").map(Some),
-    }
 }
 
 /// Fields of the admin contract that later releases add; refused clearly until then.
@@ -94,7 +93,9 @@ fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, GatewayError>
 
 fn valid_name(name: Option<serde_json::Value>) -> Result<String, GatewayError> {
     match name {
-        Some(serde_json::Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_NAME_LEN => {
+        Some(serde_json::Value::String(s))
+            if !s.trim().is_empty() && s.trim().chars().count() <= MAX_NAME_LEN =>
+        {
             Ok(s.trim().to_owned())
         }
         Some(serde_json::Value::String(_)) => Err(GatewayError::invalid_param(
@@ -156,6 +157,30 @@ pub(super) async fn lookup<P: Kv>(p: &P, hash: &str) -> Result<Option<KeyRecord>
 }
 
 impl Gateway {
+    /// Routing defaults given to the admin API (`null` clears them on update). Fallback models
+    /// must be models this gateway knows, or every request made with the key would fail.
+    fn routing(
+        &self,
+        raw: Option<&serde_json::value::RawValue>,
+    ) -> Result<Option<RoutingOptions>, GatewayError> {
+        let opts = match raw.map(|r| r.get()) {
+            None | Some("null") => return Ok(None),
+            Some(json) => RoutingOptions::parse(json, "routing")?,
+        };
+        for model in opts.models.iter().flatten() {
+            if let Err(e) = crate::routing::resolve(model, &self.config) {
+                // Not configured yet is fine (credentials can be added later); unknown is not.
+                if e.status == 404 {
+                    return Err(GatewayError::invalid_param(
+                        "routing.models",
+                        format!("Unknown fallback model `{model}` in `routing.models`."),
+                    ));
+                }
+            }
+        }
+        Ok(Some(opts))
+    }
+
     pub(super) async fn create_key<P: Kv + Clock>(
         &self,
         p: &P,
@@ -163,7 +188,7 @@ impl Gateway {
     ) -> Result<Json, GatewayError> {
         let req: CreateKey = parse_body(body)?;
         let name = valid_name(req.name)?;
-        let routing = routing(req.routing.as_deref())?;
+        let routing = self.routing(req.routing.as_deref())?;
         let mut secret_bytes = [0u8; 24];
         p.fill_random(&mut secret_bytes);
         let secret = auth::new_secret(secret_bytes);
@@ -215,7 +240,7 @@ impl Gateway {
         Ok((200, body))
     }
 
-    pub(super) async fn update_key<P: Kv>(
+    pub(super) async fn update_key<P: Kv + Clock>(
         &self,
         p: &P,
         id: &str,
@@ -223,20 +248,31 @@ impl Gateway {
     ) -> Result<Json, GatewayError> {
         let req: UpdateKey = parse_body(body)?;
         let mut rec = load(p, id).await?;
-        if req.name.is_some() {
-            rec.name = valid_name(req.name)?;
+        if let Some(name) = req.name {
+            rec.name = valid_name(Some(name))?;
         }
         if req.routing.is_some() {
-            rec.routing = routing(req.routing.as_deref())?;
+            rec.routing = self.routing(req.routing.as_deref())?;
         }
+        let not_found = || GatewayError::not_found(format!("No gateway key has the id `{id}`."));
+        let revoked_here = || {
+            self.key_cache
+                .borrow()
+                .is_revoked(&rec.hash, p.now_ms(), self.config.key_cache_ttl_ms)
+        };
         // A key whose lookup entry is gone was revoked (its listing entry outlived a failed
-        // delete): updating it must not bring it back.
-        if lookup(p, &rec.hash).await.map_err(kv_err)?.is_none() {
-            return Err(GatewayError::not_found(format!(
-                "No gateway key has the id `{id}`."
-            )));
+        // delete, or KV still shows a deletion made here): updating it must not bring it back.
+        if revoked_here() || lookup(p, &rec.hash).await.map_err(kv_err)?.is_none() {
+            return Err(not_found());
         }
         store(p, &rec).await?;
+        if revoked_here() {
+            // Deleted in this isolate while this update was writing: the write brought the
+            // lookup entry back, so it goes again.
+            let _ = p.delete(&format!("{BY_HASH}{}", rec.hash)).await;
+            let _ = p.delete(&format!("{BY_ID}{}", rec.id)).await;
+            return Err(not_found());
+        }
         self.key_cache.borrow_mut().forget(&rec.hash);
         let body = serde_json::to_vec(&KeyView::from(&rec)).expect("serializes");
         Ok((200, body))
@@ -253,12 +289,9 @@ impl Gateway {
         p.delete(&format!("{BY_HASH}{}", rec.hash))
             .await
             .map_err(kv_err)?;
-        self.key_cache.borrow_mut().put(
-            rec.hash.clone(),
-            None,
-            p.now_ms(),
-            self.config.key_cache_ttl_ms,
-        );
+        self.key_cache
+            .borrow_mut()
+            .revoke(&rec.hash, p.now_ms(), self.config.key_cache_ttl_ms);
         p.delete(&format!("{BY_ID}{}", rec.id))
             .await
             .map_err(kv_err)?;

@@ -126,6 +126,8 @@ enum Route {
     ChatCompletions,
     Keys,
     Key(String),
+    /// `/admin/teams…` (teams, their budgets and BYOK credentials): planned, not built yet.
+    Teams,
     NotFound,
 }
 
@@ -142,6 +144,8 @@ impl Route {
             "/v1/models" => Route::Models,
             "/v1/chat/completions" => Route::ChatCompletions,
             "/admin/keys" => Route::Keys,
+            "/admin/teams" => Route::Teams,
+            _ if path.starts_with("/admin/teams/") => Route::Teams,
             _ => {
                 if let Some(id) = path.strip_prefix("/v1/models/") {
                     Route::Model(percent_decode(id))
@@ -165,6 +169,7 @@ impl Route {
             Route::ChatCompletions => "POST",
             Route::Keys => "GET, POST",
             Route::Key(_) => "PATCH, DELETE",
+            Route::Teams => "GET, POST, PUT, PATCH, DELETE",
             Route::NotFound => "",
         }
     }
@@ -388,6 +393,13 @@ impl Gateway {
                 };
                 answer.map(json)
             }
+            Route::Teams => {
+                self.authenticate_admin(req)?;
+                Err(GatewayError::not_implemented(
+                    "Teams and their BYOK credentials are not supported by this gateway version \
+                     yet.",
+                ))
+            }
             Route::NotFound => unreachable!("handled above"),
         }
     }
@@ -436,7 +448,12 @@ impl Gateway {
         let rec = admin::lookup(p, &hash)
             .await
             .map_err(|e| GatewayError::internal(format!("The key store failed: {}", e.message)))?;
-        self.key_cache.borrow_mut().put(hash, rec.clone(), now, ttl);
+        let mut cache = self.key_cache.borrow_mut();
+        cache.put(hash.clone(), rec.clone(), now, ttl);
+        // Revoked here while the lookup was under way: the revocation answers.
+        if cache.is_revoked(&hash, p.now_ms(), ttl) {
+            return Err(invalid());
+        }
         rec.ok_or_else(invalid)
     }
 

@@ -18,6 +18,9 @@ struct Fake {
     cancelled: Cell<usize>,
     /// KV deletes of keys with this prefix fail (a KV outage mid-revocation).
     kv_delete_fails: Cell<Option<&'static str>>,
+    /// Key lookups (`keys/hash/…`) read their value, then let other requests run before they
+    /// answer with it (a lookup in flight while an admin call changes the key).
+    kv_lookups_yield: Cell<bool>,
     now: Cell<u64>,
     counter: Cell<u8>,
 }
@@ -88,7 +91,11 @@ impl Upstream for Fake {
 impl Kv for Fake {
     async fn get(&self, key: &str) -> Result<Option<String>, GatewayError> {
         self.kv_reads.set(self.kv_reads.get() + 1);
-        Ok(self.kv.borrow().get(key).map(|(v, _)| v.clone()))
+        let value = self.kv.borrow().get(key).map(|(v, _)| v.clone());
+        if self.kv_lookups_yield.get() && key.starts_with("keys/hash/") {
+            YieldOnce(false).await;
+        }
+        Ok(value)
     }
     async fn put(
         &self,
@@ -120,6 +127,23 @@ impl Kv for Fake {
             .filter(|(k, _)| k.starts_with(prefix))
             .map(|(k, (_, m))| (k.clone(), m.clone()))
             .collect())
+    }
+}
+
+/// Pending once (waking itself), then ready: lets `join`ed requests interleave.
+struct YieldOnce(bool);
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 
@@ -230,6 +254,29 @@ impl World {
             self.gw
                 .handle(&self.p, &req, Body(body.as_bytes().to_vec())),
         );
+        Self::answer(out)
+    }
+
+    /// Two calls at once, interleaved at their awaits (the first polled first): each is a
+    /// method, a path, an authorization header and a body.
+    fn call_both(&self, a: [&str; 4], b: [&str; 4]) -> (Answer, Answer) {
+        fn inbound<'a>([method, url, auth, _]: [&'a str; 4]) -> Inbound<'a> {
+            Inbound {
+                method,
+                url,
+                authorization: Some(auth),
+                ..Default::default()
+            }
+        }
+        let (ia, ib) = (inbound(a), inbound(b));
+        let (oa, ob) = block_on(futures::future::join(
+            self.gw.handle(&self.p, &ia, Body(a[3].as_bytes().to_vec())),
+            self.gw.handle(&self.p, &ib, Body(b[3].as_bytes().to_vec())),
+        ));
+        (Self::answer(oa), Self::answer(ob))
+    }
+
+    fn answer(out: Outbound<FakeBody>) -> Answer {
         let body = match out.body {
             OutBody::Empty => Vec::new(),
             OutBody::Bytes(b) => b,
@@ -2043,4 +2090,154 @@ fn the_attempt_loop_stops_in_time_and_blames_only_what_it_should() {
         Some("openai:503,openai:503,xai:401")
     );
     assert_eq!(a.header("x-should-retry"), None);
+}
+
+/// Revocation against requests already under way in the same isolate: a lookup that read the
+/// key before the DELETE does not bring it back into the cache, and an update whose writes
+/// interleave with the DELETE does not resurrect it in KV.
+#[test]
+fn a_revocation_holds_against_requests_already_under_way() {
+    let w = World::new();
+    let (id, key) = w.new_key();
+    let path = format!("/admin/keys/{id}");
+    let auth = bearer(&key);
+    w.p.kv_lookups_yield.set(true);
+    w.reply(reply(200, "application/json", OK_JSON));
+    let chat = gpt("");
+    let (served, deleted) = w.call_both(
+        ["POST", "/v1/chat/completions", &auth, &chat],
+        ["DELETE", &path, ADMIN, ""],
+    );
+    assert_eq!(deleted.status, 200);
+    assert_eq!(
+        served.status,
+        401,
+        "{}",
+        String::from_utf8_lossy(&served.body)
+    );
+    // KV still serves the old lookup entry (as it may elsewhere for up to a minute).
+    let (id2, key2) = w.new_key();
+    let stale =
+        w.p.kv
+            .borrow()
+            .get(&format!("keys/hash/{}", auth::hash_secret(&key2)))
+            .cloned()
+            .unwrap();
+    assert_eq!(
+        w.call("DELETE", &format!("/admin/keys/{id2}"), Some(ADMIN), "")
+            .status,
+        200
+    );
+    w.p.kv
+        .borrow_mut()
+        .insert(format!("keys/hash/{}", auth::hash_secret(&key2)), stale);
+    w.p.now
+        .set(w.p.now.get() + w.gw.config.key_cache_ttl_ms + 1);
+    assert_eq!(
+        w.chat(&key2, &gpt("")).status,
+        401,
+        "held past the cache TTL"
+    );
+
+    // An update and a delete of the same key at once.
+    let (id3, key3) = w.new_key();
+    let path3 = format!("/admin/keys/{id3}");
+    let (patched, deleted) = w.call_both(
+        ["PATCH", &path3, ADMIN, r#"{"name":"renamed"}"#],
+        ["DELETE", &path3, ADMIN, ""],
+    );
+    assert_eq!(deleted.status, 200);
+    assert_eq!(
+        patched.status,
+        404,
+        "{}",
+        String::from_utf8_lossy(&patched.body)
+    );
+    assert!(
+        !w.p.kv
+            .borrow()
+            .keys()
+            .any(|k| k.contains(&id3) || k.ends_with(&auth::hash_secret(&key3))),
+        "nothing of the key is left in KV"
+    );
+    w.p.kv_lookups_yield.set(false);
+    assert_eq!(w.chat(&key3, &gpt("")).status, 401);
+    let listed = w.call("GET", "/admin/keys", Some(ADMIN), "");
+    assert_eq!(listed.json()["data"], json!([]));
+}
+
+#[test]
+fn admin_names_and_routing_defaults_are_checked_as_clients_mean_them() {
+    let w = World::new();
+    // 70 CJK characters are 210 bytes: a name of 70 characters.
+    let cjk = "鍵".repeat(70);
+    let a = w.call(
+        "POST",
+        "/admin/keys",
+        Some(ADMIN),
+        &format!(r#"{{"name":"{cjk}"}}"#),
+    );
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    let id = a.json()["id"].as_str().unwrap().to_owned();
+    let padded = format!("{:<250}", "a");
+    let a = w.call(
+        "POST",
+        "/admin/keys",
+        Some(ADMIN),
+        &format!(r#"{{"name":"{padded}"}}"#),
+    );
+    assert_eq!((a.status, a.json()["name"].clone()), (201, json!("a")));
+    let long = "a".repeat(201);
+    let a = w.call(
+        "POST",
+        "/admin/keys",
+        Some(ADMIN),
+        &format!(r#"{{"name":"{long}"}}"#),
+    );
+    assert_eq!(a.status, 400);
+
+    // A name cannot be cleared.
+    let path = format!("/admin/keys/{id}");
+    let a = w.call("PATCH", &path, Some(ADMIN), r#"{"name":null}"#);
+    assert_eq!(
+        (a.status, a.json()["error"]["param"].clone()),
+        (400, json!("name"))
+    );
+
+    // A fallback model the gateway does not know is refused when the key is made or changed,
+    // not on every request made with it; one whose provider has no credential yet is kept.
+    for (method, url) in [("POST", "/admin/keys"), ("PATCH", path.as_str())] {
+        let a = w.call(
+            method,
+            url,
+            Some(ADMIN),
+            r#"{"name":"r","routing":{"models":["opnai/gpt-4o"]}}"#,
+        );
+        assert_eq!(a.status, 400, "{method}");
+        assert_eq!(a.json()["error"]["param"], "routing.models");
+    }
+    let a = w.call(
+        "PATCH",
+        &path,
+        Some(ADMIN),
+        r#"{"routing":{"models":["anthropic/claude-sonnet-4-6"]}}"#,
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+}
+
+#[test]
+fn team_routes_are_admin_only_and_say_they_are_not_there_yet() {
+    let w = World::new();
+    for (method, url) in [
+        ("POST", "/admin/teams"),
+        ("GET", "/admin/teams"),
+        ("PUT", "/admin/teams/t1/byok/openai"),
+        ("DELETE", "/admin/teams/t1/byok/openai"),
+    ] {
+        assert_eq!(w.call(method, url, None, "").status, 401, "{method} {url}");
+        let a = w.call(method, url, Some(ADMIN), r#"{"name":"t"}"#);
+        assert_eq!(a.status, 501, "{method} {url}");
+        assert_eq!(a.json()["error"]["code"], "not_implemented");
+        assert_eq!(a.header("x-should-retry"), Some("false"));
+    }
 }

@@ -64,7 +64,10 @@ pub fn plan(
                 if i > 0 && e.status == 404 {
                     return Err(GatewayError::invalid_param(
                         "providerOptions.gateway.models",
-                        format!("Unknown fallback model `{model_id}`."),
+                        format!(
+                            "Unknown fallback model `{model_id}` (from the request's \
+                             `providerOptions.gateway.models` or the key's routing defaults)."
+                        ),
                     ));
                 }
                 first_error.get_or_insert(e);
@@ -104,7 +107,8 @@ pub fn plan(
             GatewayError::invalid_param(
                 "providerOptions.gateway.only",
                 format!(
-                    "No provider allowed by `providerOptions.gateway.only` serves `{primary}`{}.",
+                    "No provider allowed by `only` (the request's `providerOptions.gateway.only` \
+                     or the key's routing defaults) serves `{primary}`{}.",
                     if opts.models.is_some() {
                         " or its fallback models"
                     } else {
