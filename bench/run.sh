@@ -5,7 +5,7 @@
 #  3. serves the bundle, a JS pass-through Worker, a fixed-response Worker and an in-memory KV
 #     service on raw workerd, loads them (and the upstream directly, and both Workers under
 #     `wrangler dev`) → bench/results/latest.md, printed at the end.
-# Knobs (env): BENCH_DURATION=5 BENCH_WARMUP=1 BENCH_CONNECTIONS=1,32 BENCH_STREAM_EVENTS=32
+# Knobs (env): BENCH_ONLY=<row ids> BENCH_DURATION=5 BENCH_WARMUP=1 BENCH_CONNECTIONS=1,32 BENCH_STREAM_EVENTS=32
 #   BENCH_WRANGLER_DEV=1 BENCH_DEV_DURATION=4 BENCH_NATIVE=1 BENCH_NATIVE_MS=300
 #   BENCH_PORT_BASE=18700 BENCH_MAX_BUSY=0.25 BENCH_WAIT_IDLE=120 BENCH_SKIP_BUILD=0 BENCH_V8_FLAGS=
 #   BENCH_WORKERD=<path of another workerd binary> BENCH_ROUNDS=1 (rounds over every row; medians)
@@ -19,10 +19,8 @@ say() { printf '[bench] %s\n' "$*" >&2; }
 OUT=bench/.out
 mkdir -p "$OUT" bench/results
 
-if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/workerd ]; then
-  say "installing npm packages (wrangler, workerd)"
-  npm ci --no-audit --no-fund
-fi
+# The toolchain and npm packages the build needs (what `npm run dev` / `npm test` install).
+bash scripts/setup.sh
 if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing wrk from Debian"

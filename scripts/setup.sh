@@ -11,6 +11,7 @@ command -v cargo >/dev/null || { say "Rust is required: https://rustup.rs"; exit
 command -v npm >/dev/null || { say "Node.js 20+ and npm are required"; exit 1; }
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  command -v rustup >/dev/null || { say "rustup is required to add the wasm32 target: https://rustup.rs"; exit 1; }
   say "adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
 fi

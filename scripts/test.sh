@@ -9,4 +9,4 @@ if [ -f ../shared/data/model_prices.json ]; then
   node scripts/gen-catalog.mjs --check
 fi
 bash scripts/build.sh
-node --test --test-concurrency=1 tests/
+node --test --test-concurrency=1 tests/*.test.mjs

@@ -1,20 +1,22 @@
 // Smoke test with the official OpenAI *Python* SDK: tests/python/smoke.py runs against the built
 // worker (harness.mjs) backed by the upstream emulator. The SDK is installed once, pinned, into a
-// venv under node_modules/.cache/pyvenv. Skipped (saying why) only when python3 is not installed.
+// venv under node_modules/.cache/pyvenv (tests/python/requirements.txt). Skipped (saying why) only when python3 is not installed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEmulator } from './emulator.mjs';
 import { startGateway, PROVIDER_KEYS } from './harness.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-/** The pinned SDK: the last 1.x release line the smoke script is written against. */
+/** The pinned SDK (with its dependencies in tests/python/requirements.txt). */
 export const OPENAI_PYTHON_VERSION = '1.109.1';
+const REQUIREMENTS = join(ROOT, 'tests', 'python', 'requirements.txt');
 const VENV = join(ROOT, 'node_modules', '.cache', 'pyvenv');
 const VENV_PYTHON = process.platform === 'win32' ? join(VENV, 'Scripts', 'python.exe') : join(VENV, 'bin', 'python');
+const INSTALLED = join(VENV, 'switchyard-requirements.txt');
 const SMOKE = join(ROOT, 'tests', 'python', 'smoke.py');
 
 /** Runs a command without blocking the event loop (the emulator and workerd live in this process). */
@@ -46,20 +48,27 @@ function run(cmd, args, { env, timeoutMs = 120_000 } = {}) {
 const python3 = await run('python3', ['--version'], { timeoutMs: 10_000 });
 const skip = python3.error?.code === 'ENOENT' || python3.code !== 0 ? `python3 is not installed (${python3.error?.message ?? python3.stderr.trim()}): the Python SDK smoke test needs it` : false;
 
-/** Creates the venv and installs the pinned SDK, unless already there. */
+/** Creates the venv and installs the pinned SDK, unless that exact set is already there. */
 async function ensureSdk() {
-  const pinned = ['-c', `import openai, sys; sys.exit(0 if openai.__version__ == '${OPENAI_PYTHON_VERSION}' else 1)`];
-  if (existsSync(VENV_PYTHON) && (await run(VENV_PYTHON, pinned, { timeoutMs: 30_000 })).code === 0) return;
+  const wanted = readFileSync(REQUIREMENTS, 'utf8');
+  if (existsSync(VENV_PYTHON) && existsSync(INSTALLED) && readFileSync(INSTALLED, 'utf8') === wanted) return;
+  // A venv without pip (Debian's python3 without python3-venv leaves one behind) is made again.
+  if (existsSync(VENV_PYTHON) && (await run(VENV_PYTHON, ['-m', 'pip', '--version'], { timeoutMs: 30_000 })).code !== 0) {
+    rmSync(VENV, { recursive: true, force: true });
+  }
   if (!existsSync(VENV_PYTHON)) {
     const venv = await run('python3', ['-m', 'venv', VENV]);
+    if (venv.code !== 0) rmSync(VENV, { recursive: true, force: true });
     assert.equal(venv.code, 0, `python3 -m venv ${VENV} failed (on Debian/Ubuntu install python3-venv):\n${venv.stderr}${venv.stdout}`);
   }
-  const pip = await run(VENV_PYTHON, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', `openai==${OPENAI_PYTHON_VERSION}`], {
+  const pip = await run(VENV_PYTHON, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', REQUIREMENTS], {
     timeoutMs: 300_000,
   });
-  assert.equal(pip.code, 0, `pip install openai==${OPENAI_PYTHON_VERSION} failed:\n${pip.stderr}${pip.stdout}`);
+  assert.equal(pip.code, 0, `pip install -r tests/python/requirements.txt failed:\n${pip.stderr}${pip.stdout}`);
+  const pinned = ['-c', `import openai, sys; sys.exit(0 if openai.__version__ == '${OPENAI_PYTHON_VERSION}' else 1)`];
   const check = await run(VENV_PYTHON, pinned, { timeoutMs: 30_000 });
   assert.equal(check.code, 0, `openai ${OPENAI_PYTHON_VERSION} is not importable from the venv:\n${check.stderr}`);
+  writeFileSync(INSTALLED, wanted);
 }
 
 let emu;
