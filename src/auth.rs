@@ -38,6 +38,19 @@ pub fn hash_secret(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
 
+/// Whether a token has the shape of a gateway key, the prefix and 48 lowercase hex digits:
+/// anything else is refused without a lookup (no key-store read, no cache entry).
+pub fn is_key_shaped(token: &str) -> bool {
+    token.strip_prefix(KEY_PREFIX).is_some_and(|rest| {
+        rest.len() == 48 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// SHA-256 of any bytes, hex (request bodies for idempotency).
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer(header: Option<&str>) -> Option<&str> {
     let h = header?.trim();
@@ -60,15 +73,19 @@ pub fn admin_token_matches(expected: &str, presented: &str) -> bool {
 /// digests revoked in this isolate.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    entries: HashMap<String, (Option<KeyRecord>, u64)>,
+    /// Keys found, and when they were looked up.
+    entries: HashMap<String, (KeyRecord, u64)>,
+    /// Digests not found, and when: apart from the keys found, so that a flood of made-up keys
+    /// cannot push real ones out.
+    misses: HashMap<String, u64>,
     /// Revoked here, and when: refused whatever a lookup says next (KV may still serve the old
     /// entry for a while, and a lookup already in flight read it before the revocation).
     revoked: HashMap<String, u64>,
 }
 
-/// Most entries the cache holds; past it, expired entries go, then everything (bounded memory
-/// even when a client floods the gateway with random keys). Revocations are kept apart, so a
-/// flood cannot wash them out.
+/// Most entries each table holds; past it, expired entries go, then the whole table (bounded
+/// memory even when a client floods the gateway with random keys). Keys found, keys not found
+/// and revocations are kept apart, so a flood of one cannot wash out the others.
 const KEY_CACHE_CAPACITY: usize = 4096;
 
 /// How long this isolate holds a revocation at least: Cloudflare documents up to 60 s for a KV
@@ -88,11 +105,10 @@ impl KeyCache {
         if self.is_revoked(hash, now_ms, ttl_ms) {
             return Cached::Invalid;
         }
-        match self.entries.get(hash) {
-            Some((rec, at)) if now_ms.saturating_sub(*at) < ttl_ms => match rec {
-                Some(r) => Cached::Valid(r),
-                None => Cached::Invalid,
-            },
+        let fresh = |at: u64| now_ms.saturating_sub(at) < ttl_ms;
+        match (self.entries.get(hash), self.misses.get(hash)) {
+            (Some((rec, at)), _) if fresh(*at) => Cached::Valid(rec),
+            (_, Some(at)) if fresh(*at) => Cached::Invalid,
             _ => Cached::Unknown,
         }
     }
@@ -100,27 +116,41 @@ impl KeyCache {
     /// Caches a lookup made at `now_ms`. A record for a digest revoked here is not taken: the
     /// revocation answers.
     pub fn put(&mut self, hash: String, record: Option<KeyRecord>, now_ms: u64, ttl_ms: u64) {
-        if record.is_some() && self.is_revoked(&hash, now_ms, ttl_ms) {
-            return;
-        }
-        if self.entries.len() >= KEY_CACHE_CAPACITY {
-            self.entries
-                .retain(|_, (_, at)| now_ms.saturating_sub(*at) < ttl_ms);
-            if self.entries.len() >= KEY_CACHE_CAPACITY {
-                self.entries.clear();
+        let fresh = |at: &u64| now_ms.saturating_sub(*at) < ttl_ms;
+        match record {
+            Some(_) if self.is_revoked(&hash, now_ms, ttl_ms) => {}
+            Some(record) => {
+                if self.entries.len() >= KEY_CACHE_CAPACITY {
+                    self.entries.retain(|_, (_, at)| fresh(at));
+                    if self.entries.len() >= KEY_CACHE_CAPACITY {
+                        self.entries.clear();
+                    }
+                }
+                self.misses.remove(&hash);
+                self.entries.insert(hash, (record, now_ms));
+            }
+            None => {
+                if self.misses.len() >= KEY_CACHE_CAPACITY {
+                    self.misses.retain(|_, at| fresh(at));
+                    if self.misses.len() >= KEY_CACHE_CAPACITY {
+                        self.misses.clear();
+                    }
+                }
+                self.entries.remove(&hash);
+                self.misses.insert(hash, now_ms);
             }
         }
-        self.entries.insert(hash, (record, now_ms));
     }
 
     /// Forgets a lookup (the key was just written); a revocation stays.
     pub fn forget(&mut self, hash: &str) {
         self.entries.remove(hash);
+        self.misses.remove(hash);
     }
 
     /// Revokes a key in this isolate at once, for [`REVOCATION_HOLD_MS`] or the TTL.
     pub fn revoke(&mut self, hash: &str, now_ms: u64, ttl_ms: u64) {
-        self.entries.remove(hash);
+        self.forget(hash);
         let hold = ttl_ms.max(REVOCATION_HOLD_MS);
         if self.revoked.len() >= KEY_CACHE_CAPACITY {
             self.revoked
@@ -237,11 +267,29 @@ mod tests {
     }
 
     #[test]
-    fn cache_stays_bounded() {
+    fn cache_stays_bounded_and_made_up_keys_do_not_push_real_ones_out() {
         let mut c = KeyCache::default();
+        c.put("real".into(), Some(rec("k1")), 0, 1_000_000);
         for i in 0..(KEY_CACHE_CAPACITY * 2) {
             c.put(format!("h{i}"), None, 0, 1_000_000);
         }
+        assert!(c.misses.len() <= KEY_CACHE_CAPACITY);
+        assert_eq!(c.get("real", 1, 1_000_000), Cached::Valid(&rec("k1")));
+        for i in 0..(KEY_CACHE_CAPACITY * 2) {
+            c.put(format!("k{i}"), Some(rec("k")), 0, 1_000_000);
+        }
         assert!(c.entries.len() <= KEY_CACHE_CAPACITY);
+    }
+
+    #[test]
+    fn only_key_shaped_tokens_are_looked_up() {
+        let good = new_secret([0xab; 24]);
+        assert!(is_key_shaped(&good));
+        assert!(!is_key_shaped(&good.to_uppercase()));
+        assert!(!is_key_shaped(&good[..good.len() - 1]));
+        assert!(!is_key_shaped(&format!("{good}0")));
+        assert!(!is_key_shaped("sk-sy-1"));
+        assert!(!is_key_shaped(&format!("{KEY_PREFIX}{}", "g".repeat(48))));
+        assert!(!is_key_shaped(&format!("{KEY_PREFIX}{}", "é".repeat(24))));
     }
 }

@@ -401,6 +401,33 @@ pub struct JsonSchemaFormat {
 }
 
 impl ChatRequest {
+    /// About how many JSON values the strings the translators parse hold: tool calls'
+    /// `arguments` and tool results (see [`crate::chat_body::json_values`]).
+    pub fn embedded_json_values(&self) -> usize {
+        let text = |c: &Content| match c {
+            Content::Text(t) => crate::chat_body::json_values(t.as_bytes()),
+            Content::Parts(parts) => parts
+                .iter()
+                .map(|p| match p {
+                    ContentPart::Text { text } => crate::chat_body::json_values(text.as_bytes()),
+                    _ => 0,
+                })
+                .sum(),
+        };
+        self.messages
+            .iter()
+            .map(|m| match m {
+                Message::Assistant { tool_calls, .. } => tool_calls
+                    .iter()
+                    .flatten()
+                    .map(|tc| crate::chat_body::json_values(tc.function.arguments.as_bytes()))
+                    .sum(),
+                Message::Tool { content, .. } => text(content),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Parses a request body, mapping JSON errors to a 400.
     pub fn from_json(body: &[u8]) -> Result<Self, GatewayError> {
         serde_json::from_slice(body)

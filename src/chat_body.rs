@@ -149,6 +149,36 @@ impl<'a> RawObject<'a> {
     }
 }
 
+/// About how many values `json` holds (objects and arrays, and the members and elements in
+/// them), counted without parsing it: what turning it into a tree will cost. Text inside
+/// strings is not counted.
+pub fn json_values(json: &[u8]) -> usize {
+    let mut n = 1;
+    let mut i = 0;
+    while let Some(&b) = json.get(i) {
+        i += 1;
+        match b {
+            b',' | b'{' | b'[' => n += 1,
+            b'"' => {
+                // A string: skip to its closing quote, past escapes.
+                loop {
+                    let Some(j) = json.get(i..).and_then(|r| memchr::memchr2(b'"', b'\\', r))
+                    else {
+                        return n;
+                    };
+                    i += j + 1;
+                    if json[i - 1] == b'"' {
+                        break;
+                    }
+                    i += 1; // the escaped character
+                }
+            }
+            _ => {}
+        }
+    }
+    n
+}
+
 /// The request field meant for the gateway alone, never forwarded.
 const GATEWAY_ONLY: &str = "providerOptions";
 
@@ -199,6 +229,20 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn json_values_are_counted_outside_strings() {
+        use super::json_values;
+        assert_eq!(json_values(b"1"), 1);
+        // {, [, three elements' commas and the members' comma, {}: about the values there are.
+        assert_eq!(json_values(br#"{"a":[1,2,3],"b":{}}"#), 7);
+        assert_eq!(json_values(br#"{"a":"x,y{[\",z"}"#), 2);
+        assert_eq!(json_values(br#"{"a":"\\","b":[1]}"#), 4);
+        assert_eq!(json_values(br#"{"a":"unterminated,,,"#), 2);
+        assert_eq!(json_values(br#""\"#), 1);
+        let many = format!("[{}]", vec!["0"; 1000].join(","));
+        assert_eq!(json_values(many.as_bytes()), 1001);
+    }
+
     use super::*;
     use serde_json::{json, Value};
 

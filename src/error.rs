@@ -98,6 +98,11 @@ impl GatewayError {
         .with_code("method_not_allowed")
     }
 
+    /// A 413 with its own message (a request too large in some other measure than bytes).
+    pub fn new_payload_too_large(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::PayloadTooLarge, 413, message)
+    }
+
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
             ErrorKind::PayloadTooLarge,
@@ -153,13 +158,17 @@ impl GatewayError {
     }
 
     /// Whether the same request is sure to fail the same way until someone changes something:
-    /// the gateway's settings, a provider credential, or the request's Idempotency-Key.
+    /// the gateway's settings, a provider credential, the request's Idempotency-Key, or the
+    /// request itself (an answer larger than the gateway reads).
     pub fn is_final(&self) -> bool {
         matches!(
             self.kind,
             ErrorKind::NotConfigured | ErrorKind::NotImplemented
         ) || self.is_credential_refused()
-            || self.code.as_deref() == Some("idempotency_key_reused")
+            || matches!(
+                self.code.as_deref(),
+                Some("idempotency_key_reused" | "upstream_response_too_large")
+            )
     }
 
     pub fn with_param(mut self, param: &str) -> Self {

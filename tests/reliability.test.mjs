@@ -243,33 +243,34 @@ describe('retries', () => {
     assertNoProviderOptionsUpstream();
   });
 
-  test('an answer announced over 32 MiB is not read: the next attempt serves', async () => {
-    const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(33 * 1024 * 1024)}"}`;
-    emu.script({ match: { model: 'gpt-4o' }, body: huge, headers: { 'content-type': 'application/json' }, times: 1 });
-    const { data, response } = await client()
-      .chat.completions.create({ model: GPT, messages: userMessage('not that much') })
-      .withResponse();
-    assert.equal(data.choices[0].message.content, 'Hello from emulator: not that much');
-    assert.deepEqual(providersCalled(), ['openai', 'openai']);
-    const routing = data.providerMetadata.gateway.routing;
-    assert.equal(routing.attempts[0].errorKind, 'malformed_response');
-
-    emu.reset();
+  // Its size follows from the request: one attempt, a final 502, no fallback paying for the same
+  // generation again, and no breaker opened by it.
+  test('an answer announced over 16 MiB is not read: a final 502 after one attempt', async () => {
+    const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(17 * 1024 * 1024)}"}`;
     emu.script({ match: { model: 'gpt-4o' }, body: huge, headers: { 'content-type': 'application/json' }, persistent: true });
-    const err = await apiError(client().chat.completions.create({ model: GPT, messages: userMessage('too much') }), 502);
-    assert.equal(err.code, 'upstream_response_too_large');
+    for (let i = 0; i < 4; i++) {
+      const err = await apiError(
+        client().chat.completions.create({
+          model: GPT,
+          messages: userMessage('too much'),
+          providerOptions: { gateway: { models: ['xai/grok-3'] } },
+        }),
+        502,
+      );
+      assert.equal(err.code, 'upstream_response_too_large');
+    }
+    assert.deepEqual(providersCalled(), ['openai', 'openai', 'openai', 'openai'], 'no retry, no fallback, still tried first');
   });
 
   for (const bodyEncoding of ['chunked', 'gzip']) {
-    test(`an answer over 32 MiB with no length announced (${bodyEncoding}) is dropped at the limit: the next attempt serves`, async () => {
-      const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(33 * 1024 * 1024)}"}`;
+    test(`an answer over 16 MiB with no length announced (${bodyEncoding}) is dropped at the limit`, async () => {
+      const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(17 * 1024 * 1024)}"}`;
       emu.script({ match: { model: 'gpt-4o' }, body: huge, bodyEncoding, headers: { 'content-type': 'application/json' }, times: 1 });
-      const { data } = await client()
-        .chat.completions.create({ model: GPT, messages: userMessage('not that much') })
-        .withResponse();
-      assert.equal(data.choices[0].message.content, 'Hello from emulator: not that much');
-      assert.deepEqual(providersCalled(), ['openai', 'openai']);
-      assert.equal(data.providerMetadata.gateway.routing.attempts[0].errorKind, 'malformed_response');
+      const err = await apiError(client().chat.completions.create({ model: GPT, messages: userMessage('not that much') }), 502);
+      assert.equal(err.code, 'upstream_response_too_large');
+      assert.equal(err.headers.get('x-switchyard-attempts'), 'openai:response_too_large');
+      assert.equal(err.headers.get('x-should-retry'), 'false', 'a client retry would get the same');
+      assert.deepEqual(providersCalled(), ['openai']);
 
       // Under the limit, the same encoding is read whole.
       emu.reset();

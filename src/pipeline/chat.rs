@@ -71,12 +71,16 @@ const IDEMPOTENCY_TTL_SECS: u64 = 24 * 60 * 60;
 
 /// An idempotent outcome as stored in KV.
 #[derive(Serialize, Deserialize)]
-struct StoredOutcome {
+struct StoredOutcome<'a> {
     body_hash: String,
     status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    #[serde(borrow)]
+    body: std::borrow::Cow<'a, str>,
 }
+
+/// The most KV stores under one key (Cloudflare's limit): a larger outcome is not kept.
+const MAX_KV_VALUE_BYTES: usize = 25 * 1024 * 1024;
 
 impl Gateway {
     pub(super) async fn chat<P: Clock + Upstream + Kv>(
@@ -94,7 +98,7 @@ impl Gateway {
         let idem = match idempotency_key.filter(|_| !summary.stream) {
             Some(k) => {
                 let slot = format!("idem/{}/{}", key.id, auth::hash_secret(k));
-                let body_hash = auth::hash_secret(&String::from_utf8_lossy(body));
+                let body_hash = auth::hash_bytes(body);
                 if let Some(replay) = self.replay(p, &slot, &body_hash).await? {
                     return Ok(replay);
                 }
@@ -118,11 +122,14 @@ impl Gateway {
                         .map(|(k, v)| (k.to_string(), v.clone()))
                         .chain([("x-generation-id".to_owned(), ids.generation.to_owned())])
                         .collect(),
-                    body: String::from_utf8_lossy(bytes).into_owned(),
+                    body: String::from_utf8_lossy(bytes),
                 };
                 let json = serde_json::to_string(&stored).expect("serializes");
-                // A failed write loses only the replay, never the answer.
-                let _ = p.put(slot, &json, None, Some(IDEMPOTENCY_TTL_SECS)).await;
+                // A failed write (or one KV would refuse) loses only the replay, never the
+                // answer.
+                if json.len() <= MAX_KV_VALUE_BYTES {
+                    let _ = p.put(slot, &json, None, Some(IDEMPOTENCY_TTL_SECS)).await;
+                }
             }
         }
         Ok(out)
@@ -155,7 +162,7 @@ impl Gateway {
         Ok(Some(Outbound {
             status: stored.status,
             headers,
-            body: OutBody::Bytes(stored.body.into_bytes()),
+            body: OutBody::Bytes(stored.body.into_owned().into_bytes()),
         }))
     }
 
@@ -603,13 +610,38 @@ const REPLAYED_HEADERS: &[&str] = &[
     "retry-after",
 ];
 
+/// The most JSON values a request may hold (about; strings the translators parse included) to
+/// be translated for another protocol. Translating builds trees of the request, each value
+/// costing a hundred bytes or more, in an isolate of 128 MB that concurrent requests share: a
+/// few MiB of tiny content parts would otherwise fill it. Long conversations with tools hold a
+/// few thousand.
+pub const MAX_TRANSLATED_VALUES: usize = 100_000;
+
 /// The provider's body for a translated protocol, without the gateway's own options.
 fn translated_body(
     native: Native,
     obj: &RawObject<'_>,
     native_model: &str,
 ) -> Result<Vec<u8>, GatewayError> {
-    let mut chat = ChatRequest::from_json(&obj.to_json_with_model(native_model))?;
+    let json = obj.to_json_with_model(native_model);
+    let too_complex = |n: usize| {
+        GatewayError::new_payload_too_large(format!(
+            "The request holds about {n} JSON values (content parts, messages, tool arguments \
+             and results); translating it for another provider's API takes at most \
+             {MAX_TRANSLATED_VALUES}. OpenAI-compatible providers take it as it is."
+        ))
+        .with_code("request_too_complex")
+    };
+    let outside = crate::chat_body::json_values(&json);
+    if outside > MAX_TRANSLATED_VALUES {
+        return Err(too_complex(outside));
+    }
+    let mut chat = ChatRequest::from_json(&json)?;
+    drop(json);
+    let all = outside + chat.embedded_json_values();
+    if all > MAX_TRANSLATED_VALUES {
+        return Err(too_complex(all));
+    }
     chat.extra.remove("providerOptions");
     native.build_request(&chat, native_model)
 }
@@ -619,7 +651,8 @@ fn transport_failure(provider: &'static ProviderSpec, e: &FetchError) -> Failure
         FetchError::Timeout => AttemptOutcome::Timeout,
         FetchError::Network(_) => AttemptOutcome::Network,
         // Like an answer that cannot be parsed: another attempt may serve.
-        FetchError::TooLarge => AttemptOutcome::Malformed,
+        // Its size follows from the request: another attempt would only pay for it again.
+        FetchError::TooLarge => AttemptOutcome::TooLarge,
     };
     Failure::new(outcome, fetch_error(provider, e))
 }
@@ -675,7 +708,7 @@ impl CompletionShape {
 /// longer (`Content-Length`) is not read at all; one that turns out longer while it is read
 /// (no length announced, or a compressed body) is dropped at the limit. Streams are bounded per
 /// event instead ([`crate::sse::MAX_EVENT_BYTES`]).
-pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The most of a provider's error body the gateway reads (its message is all it needs).
 pub const MAX_ERROR_BODY_BYTES: usize = 1024 * 1024;

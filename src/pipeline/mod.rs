@@ -434,7 +434,8 @@ impl Gateway {
             )
         })?;
         let invalid = || GatewayError::authentication("Invalid or revoked gateway key.");
-        if !token.starts_with(auth::KEY_PREFIX) {
+        // Not a key's shape: refused without a key-store read or a cache entry.
+        if !auth::is_key_shaped(token) {
             return Err(invalid());
         }
         let hash = auth::hash_secret(token);

@@ -637,8 +637,11 @@ fn methods_and_routes() {
     );
 }
 
+/// An answer larger than the gateway reads is never held, and its size follows from the
+/// request: a final 502 after one attempt (no retry, no fallback paying for the same generation
+/// again), which does not count against the provider's breaker.
 #[test]
-fn an_answer_announced_over_the_limit_is_not_read_and_falls_back() {
+fn an_answer_announced_over_the_limit_is_not_read_and_is_final() {
     let huge = || {
         let mut r = reply(200, "application/json", OK_JSON);
         if let Ok(r) = &mut r {
@@ -648,31 +651,32 @@ fn an_answer_announced_over_the_limit_is_not_read_and_falls_back() {
     };
     let w = World::new();
     let (_, key) = w.new_key();
-    w.reply(huge());
-    w.reply(huge());
+    for round in 0..4 {
+        w.reply(huge());
+        w.reply(reply(200, "application/json", OK_JSON));
+        let a = w.chat_with_xai_fallback(&key);
+        assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            a.header("x-switchyard-attempts"),
+            Some("openai:response_too_large"),
+            "round {round}: one attempt, then straight back"
+        );
+        let e = &a.json()["error"];
+        assert_eq!(e["code"], "upstream_response_too_large");
+        assert!(
+            e["message"].as_str().unwrap().contains("over 16 MiB"),
+            "{e}"
+        );
+        assert_eq!(a.header("x-should-retry"), Some("false"));
+        assert_eq!(w.p.cancelled.get(), round + 1, "cancelled, not read");
+        // The queued OK was not asked for: take it back for the next round.
+        assert!(w.p.replies.borrow_mut().pop_front().is_some());
+    }
+    // Four oversized answers later, OpenAI is still tried first: no breaker opened.
     w.reply(reply(200, "application/json", OK_JSON));
     let a = w.chat_with_xai_fallback(&key);
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    assert_eq!(a.header("x-switchyard-provider"), Some("xai"));
-    assert_eq!(
-        w.p.cancelled.get(),
-        2,
-        "the oversized answers were cancelled, not read"
-    );
-    let routing = &a.json()["providerMetadata"]["gateway"]["routing"];
-    assert_eq!(routing["attempts"][0]["errorKind"], "malformed_response");
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:200"));
 
-    // Nowhere else to go: a clear 502.
-    w.reply(huge());
-    w.reply(huge());
-    let a = w.chat(&key, &gpt(""));
-    assert_eq!(a.status, 502);
-    let e = &a.json()["error"];
-    assert_eq!(e["code"], "upstream_response_too_large");
-    assert!(
-        e["message"].as_str().unwrap().contains("over 32 MiB"),
-        "{e}"
-    );
     // An error answer that size is not read either (its status still counts).
     w.reply(huge().map(|mut r| {
         r.status = 400;
@@ -684,7 +688,7 @@ fn an_answer_announced_over_the_limit_is_not_read_and_falls_back() {
 }
 
 #[test]
-fn an_answer_that_grows_over_the_limit_unannounced_is_dropped_and_falls_back() {
+fn an_answer_that_grows_over_the_limit_unannounced_is_dropped() {
     // No Content-Length (chunked, or compressed): the limit holds while the body is read.
     let unannounced = |status: u16, total: usize| {
         let piece = vec![b' '; 4 << 20];
@@ -702,17 +706,15 @@ fn an_answer_that_grows_over_the_limit_unannounced_is_dropped_and_falls_back() {
     };
     let w = World::new();
     let (_, key) = w.new_key();
-    w.reply(unannounced(200, 40 << 20));
-    w.reply(reply(200, "application/json", OK_JSON));
+    w.reply(unannounced(200, 20 << 20));
     let a = w.chat(&key, &gpt(""));
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["error"]["code"], "upstream_response_too_large");
     assert_eq!(w.p.cancelled.get(), 1, "the oversized answer was dropped");
-    let routing = &a.json()["providerMetadata"]["gateway"]["routing"];
-    assert_eq!(routing["attempts"][0]["errorKind"], "malformed_response");
-    assert_eq!(routing["attempts"][1]["status"], 200);
+    assert_eq!(w.p.sent.borrow().len(), 1, "not asked for again");
 
     // Just under the limit is read (whitespace is valid JSON around the answer).
-    let mut under = unannounced(200, 28 << 20);
+    let mut under = unannounced(200, 12 << 20);
     if let Ok(r) = &mut under {
         r.body.push_back(Ok(OK_JSON.as_bytes().to_vec()));
     }
@@ -2240,4 +2242,76 @@ fn team_routes_are_admin_only_and_say_they_are_not_there_yet() {
         assert_eq!(a.json()["error"]["code"], "not_implemented");
         assert_eq!(a.header("x-should-retry"), Some("false"));
     }
+}
+
+#[test]
+fn tokens_not_shaped_like_keys_cost_no_key_store_read() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    let reads = w.p.kv_reads.get();
+    for token in [
+        "sk-sy-1",
+        "sk-sy-zzzz",
+        &key.to_uppercase(),
+        &format!("{key}0"),
+    ] {
+        assert_eq!(w.chat(token, &gpt("")).status, 401, "{token}");
+    }
+    assert_eq!(w.p.kv_reads.get(), reads, "refused before any lookup");
+    // A well-formed unknown key is looked up once, then remembered as unknown for the TTL.
+    let unknown = format!("sk-sy-{}", "0".repeat(48));
+    assert_eq!(w.chat(&unknown, &gpt("")).status, 401);
+    assert_eq!(w.chat(&unknown, &gpt("")).status, 401);
+    assert_eq!(w.p.kv_reads.get(), reads + 1);
+}
+
+/// A request whose translation would build trees too large for the isolate is not translated:
+/// a 413 naming why, nothing sent, and an OpenAI-compatible fallback serves it as it is.
+#[test]
+fn a_request_too_complex_to_translate_is_refused_before_any_tree_is_built() {
+    let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
+    let (_, key) = w.new_key();
+    let parts = vec![r#"{"type":"text","text":"a"}"#; 60_000].join(",");
+    let body = |extra: &str| {
+        format!(
+            r#"{{"model":"anthropic/claude-sonnet-4-6","messages":[{{"role":"user","content":[{parts}]}}]{extra}}}"#
+        )
+    };
+    let a = w.chat(&key, &body(""));
+    assert_eq!(a.status, 413, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["error"]["code"], "request_too_complex");
+    assert!(w.p.sent.borrow().is_empty(), "nothing sent");
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
+        &body(r#","providerOptions":{"gateway":{"models":["openai/gpt-4o"]}}"#),
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("anthropic:unsupported_request,openai:200")
+    );
+
+    // The values inside strings the translators parse count too (tool arguments, results).
+    let args = format!("[{}]", vec!["0"; 120_000].join(",")).replace('"', "");
+    let body = format!(
+        r#"{{"model":"anthropic/claude-sonnet-4-6","messages":[{{"role":"user","content":"hi"}},{{"role":"assistant","tool_calls":[{{"id":"c1","type":"function","function":{{"name":"f","arguments":"{args}"}}}}]}},{{"role":"tool","tool_call_id":"c1","content":"ok"}}]}}"#
+    );
+    let a = w.chat(&key, &body);
+    assert_eq!(a.status, 413, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["error"]["code"], "request_too_complex");
+
+    // An ordinary conversation with tools is far below the limit.
+    w.reply(reply(
+        200,
+        "application/json",
+        r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#,
+    ));
+    let turns =
+        vec![r#"{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}"#; 500]
+            .join(",");
+    let body = format!(
+        r#"{{"model":"anthropic/claude-sonnet-4-6","messages":[{turns},{{"role":"user","content":"bye"}}]}}"#
+    );
+    assert_eq!(w.chat(&key, &body).status, 200);
 }

@@ -245,7 +245,7 @@ fn max_tokens_and_budget(req: &ChatRequest) -> Result<(u64, Option<u64>), Gatewa
             ),
         ));
     }
-    let max = given.unwrap_or(budget + DEFAULT_MAX_TOKENS);
+    let max = given.unwrap_or(budget.saturating_add(DEFAULT_MAX_TOKENS));
     if max <= budget {
         return Err(GatewayError::invalid_param(
             "max_tokens",
@@ -1165,6 +1165,11 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("max_tokens"));
         let e = refused(json!({"model": "m", "messages": [], "reasoning": {"max_tokens": 100}}));
         assert_eq!(e.status, 400);
+        // A budget at the top of the range does not wrap around (nor panic): a clear 400.
+        let e =
+            refused(json!({"model": "m", "messages": [], "reasoning": {"max_tokens": u64::MAX}}));
+        assert_eq!(e.param.as_deref(), Some("max_tokens"));
+        assert!(e.message.contains(&u64::MAX.to_string()), "{}", e.message);
     }
 
     /// What Anthropic refuses that OpenAI takes (its 400s, quoted in anthropics/claude-code#23440,

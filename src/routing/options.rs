@@ -35,6 +35,9 @@ pub const MAX_FALLBACK_MODELS: usize = 16;
 /// The longest `timeoutMs` / `totalTimeoutMs` a request or key may ask for: one hour.
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
+/// The most JSON routing options take (`providerOptions.gateway`, a key's `routing`).
+pub const MAX_OPTIONS_BYTES: usize = 16 * 1024;
+
 impl RoutingOptions {
     /// Reads `providerOptions.gateway` from a request's raw `providerOptions` field. Other keys of
     /// `providerOptions` (options for particular providers) are allowed and ignored here.
@@ -61,6 +64,14 @@ impl RoutingOptions {
 
     /// Parses and checks options given as JSON; `param` names them (and each field) in errors.
     pub fn parse(json: &str, param: &str) -> Result<RoutingOptions, GatewayError> {
+        // A few provider names, 16 model ids and two numbers: far below this. A larger value
+        // is refused before it is parsed into a tree.
+        if json.len() > MAX_OPTIONS_BYTES {
+            return Err(GatewayError::invalid_param(
+                param,
+                format!("`{param}` takes at most {MAX_OPTIONS_BYTES} bytes of JSON."),
+            ));
+        }
         let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
             .map_err(|_| {
                 GatewayError::invalid_param(param, format!("`{param}` must be an object."))
@@ -193,6 +204,11 @@ mod tests {
             RoutingOptions::from_provider_options(Some(&r)).unwrap(),
             RoutingOptions::default()
         );
+        // A huge list is refused before it becomes a tree.
+        let many = vec!["\"openai\""; 100_000].join(",");
+        let r = raw(&format!(r#"{{"gateway":{{"order":[{many}]}}}}"#));
+        let e = RoutingOptions::from_provider_options(Some(&r)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("providerOptions.gateway"));
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub enum AttemptOutcome {
     /// The provider refused an access token the gateway had cached (Vertex AI): the next try
     /// gets a new one.
     StaleToken,
+    /// An answer larger than the gateway reads: the request asked for it, so it is final and
+    /// says nothing about the provider's health.
+    TooLarge,
 }
 
 impl AttemptOutcome {
@@ -41,7 +44,9 @@ impl AttemptOutcome {
             | AttemptOutcome::StreamFailed
             | AttemptOutcome::StaleToken => true,
             AttemptOutcome::StreamError { retryable } => retryable,
-            AttemptOutcome::Refused | AttemptOutcome::Misconfigured => false,
+            AttemptOutcome::Refused | AttemptOutcome::Misconfigured | AttemptOutcome::TooLarge => {
+                false
+            }
         }
     }
 
@@ -60,6 +65,7 @@ impl AttemptOutcome {
             AttemptOutcome::Refused => Some("unsupported_request"),
             AttemptOutcome::Misconfigured => Some("provider_not_configured"),
             AttemptOutcome::StaleToken => Some("token_refused"),
+            AttemptOutcome::TooLarge => Some("response_too_large"),
         }
     }
 }
