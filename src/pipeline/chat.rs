@@ -27,6 +27,8 @@ use crate::routing::{
     self, backoff_ms, retry_after_ms, Attempt, AttemptOutcome, Draws, RoutingOptions, RoutingReport,
 };
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::HashSet;
 
 /// The ids of one chat request.
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +81,21 @@ struct StoredOutcome<'a> {
     body: std::borrow::Cow<'a, str>,
 }
 
+/// An idempotency slot being answered in this isolate; freed when the answer is done with,
+/// or when the request goes away.
+struct InFlight<'a> {
+    set: &'a RefCell<HashSet<String>>,
+    slot: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.try_borrow_mut() {
+            set.remove(&self.slot);
+        }
+    }
+}
+
 /// The most KV stores under one key (Cloudflare's limit): a larger outcome is not kept.
 const MAX_KV_VALUE_BYTES: usize = 25 * 1024 * 1024;
 
@@ -102,10 +119,23 @@ impl Gateway {
                 if let Some(replay) = self.replay(p, &slot, &body_hash).await? {
                     return Ok(replay);
                 }
+                // The same key still being answered in this isolate: not a second generation
+                // (Stripe's answer; the OpenAI SDKs retry a 409 and then get the replay).
+                if !self.idempotent_in_flight.borrow_mut().insert(slot.clone()) {
+                    return Err(GatewayError::new_conflict(
+                        "A request with this Idempotency-Key is still being answered; retry \
+                         shortly to get its answer.",
+                    )
+                    .with_code("idempotency_key_in_progress"));
+                }
                 Some((slot, body_hash))
             }
             None => None,
         };
+        let _in_flight = idem.as_ref().map(|(slot, _)| InFlight {
+            set: &self.idempotent_in_flight,
+            slot: slot.clone(),
+        });
         let out = self.route_chat(p, &obj, &summary, &opts, ids).await?;
         if let (Some((slot, body_hash)), OutBody::Bytes(bytes)) = (&idem, &out.body) {
             // Answers, and refusals of this very body (invalid, too large, too long for the
@@ -262,7 +292,10 @@ impl Gateway {
                         // total budget) must not open a breaker every request shares.
                         let own_time = failure.outcome != AttemptOutcome::Timeout
                             || timeout >= self.config.timeout_ms;
-                        if (retryable && own_time) || credential_refused || key_refused {
+                        // A refused cached Vertex token says nothing yet about the account.
+                        let counts =
+                            retryable && own_time && failure.outcome != AttemptOutcome::StaleToken;
+                        if counts || credential_refused || key_refused {
                             self.breakers
                                 .borrow_mut()
                                 .record_failure(breaker, p.now_ms());
@@ -462,7 +495,16 @@ impl Gateway {
                 // Vertex refused the access token: it goes. One from the cache (revoked, the
                 // account changed) says nothing yet about the account: the next try exchanges
                 // a new one. A fresh one refused is the account's problem (below).
-                self.vertex_tokens.borrow_mut().remove(&target.credential);
+                // Only if it is still the one refused: a concurrent request may have put a
+                // new one there already.
+                let mut tokens = self.vertex_tokens.borrow_mut();
+                if tokens
+                    .get(&target.credential)
+                    .is_some_and(|c| c.holds(&credential))
+                {
+                    tokens.remove(&target.credential);
+                }
+                drop(tokens);
                 if token_was_cached {
                     let error = GatewayError::bad_gateway(
                         "Vertex AI refused the gateway's cached access token; a new one is fetched.",

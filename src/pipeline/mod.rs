@@ -215,6 +215,10 @@ pub struct Gateway {
     models_list: OnceCell<Vec<u8>>,
     /// Vertex access tokens, one cache per service account (credential index).
     vertex_tokens: RefCell<std::collections::HashMap<u8, crate::providers::vertex::TokenCache>>,
+    /// Idempotency slots being answered in this isolate.
+    idempotent_in_flight: RefCell<std::collections::HashSet<String>>,
+    /// Vertex token exchanges under way, with the requests waiting for them.
+    vertex_exchanges: vertex_auth::Exchanges,
     breakers: RefCell<Breakers>,
 }
 
@@ -227,6 +231,8 @@ impl Gateway {
             key_cache: RefCell::new(KeyCache::default()),
             models_list: OnceCell::new(),
             vertex_tokens: RefCell::default(),
+            vertex_exchanges: RefCell::default(),
+            idempotent_in_flight: RefCell::default(),
         }
     }
 

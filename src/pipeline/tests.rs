@@ -21,6 +21,8 @@ struct Fake {
     /// Key lookups (`keys/hash/…`) read their value, then let other requests run before they
     /// answer with it (a lookup in flight while an admin call changes the key).
     kv_lookups_yield: Cell<bool>,
+    /// Provider calls let other requests run before they answer (requests in flight at once).
+    fetch_yields: Cell<bool>,
     now: Cell<u64>,
     counter: Cell<u8>,
 }
@@ -57,6 +59,9 @@ impl Upstream for Fake {
             .unwrap_or(Err(FetchError::Network("connection refused".into())));
         if matches!(reply, Err(FetchError::Timeout)) {
             self.now.set(self.now.get() + timeout_ms);
+        }
+        if self.fetch_yields.get() {
+            YieldOnce(false).await;
         }
         reply
     }
@@ -1396,6 +1401,36 @@ fn an_in_stream_error_before_content_is_skipped() {
         Some("openai:stream_error,xai:200")
     );
     assert!(!String::from_utf8_lossy(&a.body).contains("overloaded"));
+
+    // An event that is not JSON before any content fails the attempt the same way (the
+    // client's SDK would fail on it); once content has started, events pass as sent.
+    w.reply(stream_reply(&["data: {\"choices\":[{\"delta\n\n"], false));
+    w.reply(stream_reply(
+        &[
+            CHUNK_HI,
+            "data: not json\n\n",
+            CHUNK_STOP,
+            "data: [DONE]\n\n",
+        ],
+        false,
+    ));
+    let a = w.chat(
+        &key,
+        &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:stream_error,xai:200")
+    );
+    let body = String::from_utf8_lossy(&a.body);
+    assert!(body.contains("data: not json\n\n"), "{body}");
+    // Keep-alive lines with empty data are no failure.
+    w.reply(stream_reply(
+        &["data: \n\n", CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],
+        false,
+    ));
+    let a = w.chat(&key, &gpt(r#","stream":true"#));
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:200"));
 }
 
 #[test]
@@ -2314,4 +2349,77 @@ fn a_request_too_complex_to_translate_is_refused_before_any_tree_is_built() {
         r#"{{"model":"anthropic/claude-sonnet-4-6","messages":[{turns},{{"role":"user","content":"bye"}}]}}"#
     );
     assert_eq!(w.chat(&key, &body).status, 200);
+}
+
+/// Requests that need a Vertex token at the same moment (a new isolate, a token near its end)
+/// share one exchange: one assertion signed, one call to Google's token endpoint.
+#[test]
+fn concurrent_vertex_requests_share_one_token_exchange() {
+    let sa = include_str!("../../tests/fixtures/vertex/test_service_account.json");
+    let w = World::with(&[
+        ("VERTEX_API_KEY", sa),
+        ("VERTEX_PROJECT", "proj-1"),
+        ("VERTEX_TOKEN_URL", "http://127.0.0.1:9/token"),
+    ]);
+    let (_, key) = w.new_key();
+    let auth = bearer(&key);
+    let token = r#"{"access_token":"ya29.shared","expires_in":3600}"#;
+    let answer = include_str!("../../tests/fixtures/anthropic/text.json");
+    w.reply(reply(200, "application/json", token));
+    w.reply(reply(200, "application/json", answer));
+    w.reply(reply(200, "application/json", answer));
+    w.p.fetch_yields.set(true);
+    let claude =
+        r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}]}"#;
+    let call = ["POST", "/v1/chat/completions", auth.as_str(), claude];
+    let (a, b) = w.call_both(call, call);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(b.status, 200, "{}", String::from_utf8_lossy(&b.body));
+    let sent = w.p.sent.borrow();
+    let exchanges = sent.iter().filter(|r| r.url.ends_with("/token")).count();
+    assert_eq!((exchanges, sent.len()), (1, 3), "one exchange, two calls");
+    assert!(sent[1..]
+        .iter()
+        .all(|r| header_of(r, "authorization").as_deref() == Some("Bearer ya29.shared")));
+}
+
+/// A request repeated with its Idempotency-Key while the first is still being answered in the
+/// same isolate does not start a second generation: a 409 the SDKs retry, then the replay.
+#[test]
+fn an_idempotent_request_still_in_flight_is_not_run_twice() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    let auth = bearer(&key);
+    w.reply(reply(200, "application/json", OK_JSON));
+    w.p.fetch_yields.set(true);
+    let body = gpt("");
+    fn req(auth: &str) -> Inbound<'_> {
+        Inbound {
+            method: "POST",
+            url: "/v1/chat/completions",
+            authorization: Some(auth),
+            idempotency_key: Some("order-7"),
+            ..Default::default()
+        }
+    }
+    let (ra, rb) = (req(&auth), req(&auth));
+    let (a, b) = block_on(futures::future::join(
+        w.gw.handle(&w.p, &ra, Body(body.as_bytes().to_vec())),
+        w.gw.handle(&w.p, &rb, Body(body.as_bytes().to_vec())),
+    ));
+    let (a, b) = (World::answer(a), World::answer(b));
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(b.status, 409, "{}", String::from_utf8_lossy(&b.body));
+    assert_eq!(b.json()["error"]["code"], "idempotency_key_in_progress");
+    assert_eq!(
+        b.header("x-should-retry"),
+        None,
+        "the SDKs' retry of a 409 is welcome"
+    );
+    assert_eq!(w.p.sent.borrow().len(), 1, "one generation");
+    // The retry gets the first answer, and the slot is free again.
+    let again = w.call_with(req(&auth), &body);
+    assert_eq!(again.status, 200);
+    assert_eq!(again.header("x-switchyard-idempotent-replay"), Some("true"));
+    assert_eq!(w.p.sent.borrow().len(), 1);
 }

@@ -68,7 +68,24 @@ impl PassThroughStream {
             return;
         }
         let Ok(chunk) = serde_json::from_str::<Chunk>(data) else {
-            return; // not ours to judge; passed on as sent
+            // Not JSON at all, before any content: the client's SDK would fail on it, and
+            // another attempt may serve. (JSON of another shape is not ours to judge: passed
+            // on as sent, as is anything once content has started.)
+            if !data.trim().is_empty()
+                && serde_json::from_str::<serde::de::IgnoredAny>(data).is_err()
+            {
+                let error = GatewayError::bad_gateway(format!(
+                    "The provider `{}` sent a stream event that is not JSON.",
+                    self.provider
+                ))
+                .with_code("malformed_response")
+                .with_provider(self.provider);
+                self.progress = Progress::Failed {
+                    error,
+                    retryable: true,
+                };
+            }
+            return;
         };
         if let Some(err) = chunk.error {
             let message = err["message"]

@@ -186,6 +186,11 @@ impl TokenCache {
         (now + REFRESH_MARGIN_SECS < self.expires_at).then_some(token)
     }
 
+    /// Whether `token` is the one cached.
+    pub fn holds(&self, token: &str) -> bool {
+        self.token.as_deref() == Some(token)
+    }
+
     /// Stores a token that the endpoint said lives `expires_in` seconds from `now`.
     pub fn put(&mut self, token: String, expires_in: u64, now: u64) {
         self.token = Some(token);
