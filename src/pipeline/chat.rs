@@ -760,10 +760,7 @@ pub const MAX_ERROR_BODY_BYTES: usize = 1024 * 1024;
 /// exchange answer) naming the provider and the variable that holds the credential, never the
 /// provider's message.
 fn credential_refused(target: &routing::Target) -> GatewayError {
-    let var = match target.credential {
-        0 => format!("{}_API_KEY", target.provider.env),
-        n => format!("{}_API_KEY_{}", target.provider.env, n + 1),
-    };
+    let var = target.provider.credential_variable(target.credential);
     GatewayError::credential_refused(format!(
         "The provider `{}` did not accept the gateway's credential ({var}); your gateway key is \
          fine, the gateway's operator must renew that credential.",

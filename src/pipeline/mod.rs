@@ -217,8 +217,6 @@ pub struct Gateway {
     vertex_tokens: RefCell<std::collections::HashMap<u8, crate::providers::vertex::TokenCache>>,
     /// Idempotency slots being answered in this isolate.
     idempotent_in_flight: RefCell<std::collections::HashSet<String>>,
-    /// Vertex token exchanges under way, with the requests waiting for them.
-    vertex_exchanges: vertex_auth::Exchanges,
     breakers: RefCell<Breakers>,
 }
 
@@ -231,7 +229,6 @@ impl Gateway {
             key_cache: RefCell::new(KeyCache::default()),
             models_list: OnceCell::new(),
             vertex_tokens: RefCell::default(),
-            vertex_exchanges: RefCell::default(),
             idempotent_in_flight: RefCell::default(),
         }
     }

@@ -2351,38 +2351,6 @@ fn a_request_too_complex_to_translate_is_refused_before_any_tree_is_built() {
     assert_eq!(w.chat(&key, &body).status, 200);
 }
 
-/// Requests that need a Vertex token at the same moment (a new isolate, a token near its end)
-/// share one exchange: one assertion signed, one call to Google's token endpoint.
-#[test]
-fn concurrent_vertex_requests_share_one_token_exchange() {
-    let sa = include_str!("../../tests/fixtures/vertex/test_service_account.json");
-    let w = World::with(&[
-        ("VERTEX_API_KEY", sa),
-        ("VERTEX_PROJECT", "proj-1"),
-        ("VERTEX_TOKEN_URL", "http://127.0.0.1:9/token"),
-    ]);
-    let (_, key) = w.new_key();
-    let auth = bearer(&key);
-    let token = r#"{"access_token":"ya29.shared","expires_in":3600}"#;
-    let answer = include_str!("../../tests/fixtures/anthropic/text.json");
-    w.reply(reply(200, "application/json", token));
-    w.reply(reply(200, "application/json", answer));
-    w.reply(reply(200, "application/json", answer));
-    w.p.fetch_yields.set(true);
-    let claude =
-        r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}]}"#;
-    let call = ["POST", "/v1/chat/completions", auth.as_str(), claude];
-    let (a, b) = w.call_both(call, call);
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    assert_eq!(b.status, 200, "{}", String::from_utf8_lossy(&b.body));
-    let sent = w.p.sent.borrow();
-    let exchanges = sent.iter().filter(|r| r.url.ends_with("/token")).count();
-    assert_eq!((exchanges, sent.len()), (1, 3), "one exchange, two calls");
-    assert!(sent[1..]
-        .iter()
-        .all(|r| header_of(r, "authorization").as_deref() == Some("Bearer ya29.shared")));
-}
-
 /// A request repeated with its Idempotency-Key while the first is still being answered in the
 /// same isolate does not start a second generation: a 409 the SDKs retry, then the replay.
 #[test]

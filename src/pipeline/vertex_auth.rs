@@ -5,9 +5,6 @@ use super::Gateway;
 use crate::error::GatewayError;
 use crate::platform::{Clock, Upstream, UpstreamRequest};
 use crate::providers::vertex::{self, ServiceAccount};
-use futures::channel::oneshot;
-use std::cell::RefCell;
-use std::collections::HashMap;
 
 /// Google's OAuth token endpoint, used when neither the settings nor the service account name one.
 const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
@@ -46,62 +43,43 @@ impl Gateway {
                 )
             })?;
         let base = vertex::location_base(&cfg.base_url, &project, &self.config.vertex.location);
-        loop {
-            let now = p.now_ms() / 1000;
-            if let Some(token) = self
-                .vertex_tokens
-                .borrow()
-                .get(&credential)
-                .and_then(|cache| cache.get(now))
-            {
-                return Ok((token.to_owned(), base, true));
-            }
-            // Another request is exchanging a token for this account: its token (or its
-            // failure) serves this one too, rather than every request signing and calling
-            // Google at once when the isolate starts or the token nears its end.
-            let waiting = self
-                .vertex_exchanges
-                .borrow_mut()
-                .get_mut(&credential)
-                .map(|waiters| {
-                    let (tx, rx) = futures::channel::oneshot::channel();
-                    waiters.push(tx);
-                    rx
-                });
-            match waiting {
-                Some(rx) => match rx.await {
-                    Ok(result) => return result.map(|token| (token, base, false)),
-                    // That request went away before its exchange ended: look again.
-                    Err(_) => continue,
-                },
-                None => break,
-            }
+        let now = p.now_ms() / 1000;
+        if let Some(token) = self
+            .vertex_tokens
+            .borrow()
+            .get(&credential)
+            .and_then(|cache| cache.get(now))
+        {
+            return Ok((token.to_owned(), base, true));
         }
-        self.vertex_exchanges
+        // Requests that need a token at the same moment each exchange one: in workerd a request
+        // cannot wait on work another request does (it is cancelled as hung).
+        let result = self
+            .exchange_token(p, &sa, timeout_ms)
+            .await
+            .map_err(|mut e| {
+                // Which account: the operator renews that variable.
+                if e.is_credential_refused() {
+                    let var = crate::providers::find("vertex")
+                        .expect("known")
+                        .credential_variable(credential);
+                    const ACCOUNT: &str = "the Vertex AI service account";
+                    e.message = if e.message.contains(ACCOUNT) {
+                        e.message
+                            .replacen(ACCOUNT, &format!("{ACCOUNT} in {var}"), 1)
+                    } else {
+                        format!("{} ({var})", e.message)
+                    };
+                }
+                e
+            });
+        let (token, expires_in, now) = result?;
+        self.vertex_tokens
             .borrow_mut()
-            .insert(credential, Vec::new());
-        let _leader = Exchanging {
-            exchanges: &self.vertex_exchanges,
-            credential,
-        };
-        let result = self.exchange_token(p, &sa, timeout_ms).await;
-        if let Ok((token, expires_in, now)) = &result {
-            self.vertex_tokens
-                .borrow_mut()
-                .entry(credential)
-                .or_default()
-                .put(token.clone(), *expires_in, *now);
-        }
-        let result = result.map(|(token, ..)| token);
-        let waiters = self
-            .vertex_exchanges
-            .borrow_mut()
-            .remove(&credential)
-            .unwrap_or_default();
-        for waiter in waiters {
-            let _ = waiter.send(result.clone());
-        }
-        result.map(|token| (token, base, false))
+            .entry(credential)
+            .or_default()
+            .put(token.clone(), expires_in, now);
+        Ok((token, base, false))
     }
 
     /// Trades a signed assertion for an access token: the token, its lifetime in seconds and
@@ -149,24 +127,5 @@ impl Gateway {
             .unwrap_or_default();
         let (token, expires_in) = vertex::parse_token_response(resp.status, &body, &assertion)?;
         Ok((token, expires_in, now))
-    }
-}
-
-/// Requests waiting for a token exchange under way, per service account.
-pub(super) type Exchanges =
-    RefCell<HashMap<u8, Vec<oneshot::Sender<Result<String, GatewayError>>>>>;
-
-/// The exchange of the request that is making it: should that request go away mid-way, the
-/// waiting ones are told (their channels close) and one of them exchanges instead.
-struct Exchanging<'a> {
-    exchanges: &'a Exchanges,
-    credential: u8,
-}
-
-impl Drop for Exchanging<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut exchanges) = self.exchanges.try_borrow_mut() {
-            exchanges.remove(&self.credential);
-        }
     }
 }

@@ -53,6 +53,17 @@ pub struct ProviderSpec {
     pub protocol: Protocol,
 }
 
+impl ProviderSpec {
+    /// The variable that holds credential number `n` (0-based): `OPENAI_API_KEY`,
+    /// `OPENAI_API_KEY_2`, …
+    pub fn credential_variable(&self, n: u8) -> String {
+        match n {
+            0 => format!("{}_API_KEY", self.env),
+            n => format!("{}_API_KEY_{}", self.env, n + 1),
+        }
+    }
+}
+
 /// Every provider, in the order model listings name them.
 pub static PROVIDERS: &[ProviderSpec] = &[
     spec(
