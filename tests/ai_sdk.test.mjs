@@ -1,6 +1,7 @@
 // The Vercel AI SDK (`ai` + `@ai-sdk/openai-compatible`) as a client of the gateway, running in
 // workerd against the upstream emulator: text, streaming, a tool call, through an
-// OpenAI-compatible provider and through a translated one (Anthropic).
+// OpenAI-compatible provider and through a translated one (Anthropic), and failures as the SDK
+// reports them.
 import { test, describe, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateText, streamText, tool, jsonSchema } from 'ai';
@@ -11,11 +12,12 @@ import { startGateway } from './harness.mjs';
 let emu;
 let gw;
 let gateway;
+let apiKey;
 
 before(async () => {
   emu = await startEmulator();
   gw = await startGateway({ emulatorUrl: emu.url });
-  const apiKey = await gw.createKey('ai-sdk');
+  apiKey = await gw.createKey('ai-sdk');
   gateway = createOpenAICompatible({ name: 'switchyard', baseURL: `${gw.url}/v1`, apiKey, includeUsage: true });
 });
 
@@ -71,3 +73,38 @@ for (const model of ['openai/gpt-4o', 'anthropic/claude-sonnet-4-6']) {
     });
   });
 }
+
+describe('AI SDK sees the gateway’s failures as failures', () => {
+  test('a stream that fails after content: an error part, the text sent so far, finish reason error', async () => {
+    emu.script({ match: { path: '/v1/messages' }, errorAfter: 5, persistent: true });
+    const result = streamText({ model: gateway('anthropic/claude-sonnet-4-6'), prompt: 'fail midway', maxRetries: 0, onError: () => {} });
+    let text = '';
+    const errors = [];
+    for await (const part of result.fullStream) {
+      if (part.type === 'text-delta') text += part.text;
+      if (part.type === 'error') errors.push(part.error);
+    }
+    assert.equal(text, 'Hello from ');
+    assert.equal(errors.length, 1, `one error part (got ${errors.length})`);
+    assert.match(JSON.stringify(errors[0]), /Overloaded/);
+    assert.equal(await result.finishReason, 'error');
+  });
+
+  test('a refused request rejects with the status and the provider’s message', async () => {
+    emu.script({ match: { model: 'gpt-4o' }, status: 429, headers: { 'retry-after': '20' }, persistent: true });
+    await assert.rejects(generateText({ model: gateway('openai/gpt-4o'), prompt: 'too fast', maxRetries: 0 }), (err) => {
+      assert.equal(err.statusCode, 429, String(err));
+      assert.match(err.message, /Rate limit/);
+      return true;
+    });
+  });
+
+  test('without usage requested, the routing chunk does not disturb the stream', async () => {
+    const plain = createOpenAICompatible({ name: 'switchyard', baseURL: `${gw.url}/v1`, apiKey });
+    const result = streamText({ model: plain('openai/gpt-4o'), prompt: 'no usage', maxRetries: 0 });
+    let text = '';
+    for await (const delta of result.textStream) text += delta;
+    assert.equal(text, 'Hello from emulator: no usage');
+    assert.equal(await result.finishReason, 'stop');
+  });
+});

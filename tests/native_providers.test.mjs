@@ -1224,6 +1224,56 @@ describe('vertex ai', () => {
     assert.equal(refused.param, 'logit_bias');
     assert.match(refused.error.message, /Vertex AI/);
   });
+
+  test('token trouble: the endpoint failing once is retried, a refused token exchanged again, a refused account named', async () => {
+    // A new isolate: nothing cached.
+    const fresh = await startGateway({ emulatorUrl: emu.url, bindings: { ...vgw.bindings } });
+    try {
+      const k = await fresh.createKey('vertex-fresh');
+      secrets.push(['fresh vertex gateway key', k]);
+      const c = () => new OpenAI({ apiKey: k, baseURL: `${fresh.url}/v1`, maxRetries: 0, timeout: 20_000, fetch: recordingFetch });
+      emu.script({ match: { protocol: 'token' }, status: 503, body: { error: 'backend_error' } });
+      emu.script({ match: { protocol: 'token' }, accessToken: 'ya29.second-try-token', expiresIn: 3599 });
+      secrets.push(['vertex access token', 'ya29.second-try-token']);
+      const first = await c().chat.completions.create({ model: CLAUDE.model, messages: user('token please') }).withResponse();
+      assert.equal(first.data.choices[0].message.content, 'Hello from emulator: token please');
+      assert.equal(first.response.headers.get('x-switchyard-attempts'), 'vertex:connection_failed,vertex:200');
+
+      // Vertex refuses the cached token: the same request exchanges a new one and is served.
+      emu.script({ match: { model: CLAUDE.native }, status: 401, body: googleError(401, 'Request had invalid authentication credentials.') });
+      emu.script({ match: { protocol: 'token' }, accessToken: 'ya29.third-token', expiresIn: 3599 });
+      secrets.push(['vertex access token', 'ya29.third-token']);
+      const tokensBefore = emu.tokens.length;
+      const second = await c().chat.completions.create({ model: CLAUDE.model, messages: user('again') }).withResponse();
+      assert.equal(second.data.choices[0].message.content, 'Hello from emulator: again');
+      assert.equal(second.response.headers.get('x-switchyard-attempts'), 'vertex:token_refused,vertex:200');
+      assert.equal(emu.tokens.length, tokensBefore + 1, 'one new exchange');
+      const last = emu.requests.filter((r) => r.model === CLAUDE.native).at(-1);
+      assert.equal(last.headers.authorization, 'Bearer ya29.third-token');
+    } finally {
+      await fresh.dispose();
+    }
+
+    // An account Google refuses: a 502 naming the variable, final, never the key or assertion.
+    const refusedGw = await startGateway({ emulatorUrl: emu.url, bindings: { ...vgw.bindings } });
+    try {
+      const k = await refusedGw.createKey('vertex-refused');
+      secrets.push(['refused vertex gateway key', k]);
+      emu.script({ match: { protocol: 'token' }, status: 400, body: { error: 'invalid_grant', error_description: 'Invalid JWT Signature.' }, persistent: true });
+      const c = new OpenAI({ apiKey: k, baseURL: `${refusedGw.url}/v1`, maxRetries: 2, timeout: 20_000, fetch: recordingFetch });
+      const from = emu.requests.length;
+      const err = await apiError(c.chat.completions.create({ model: CLAUDE.model, messages: user('x') }), 502);
+      assert.equal(err.code, 'upstream_authentication_failed');
+      assert.match(err.error.message, /VERTEX_API_KEY/);
+      assert.equal(err.headers.get('x-should-retry'), 'false');
+      const since = emu.requests.slice(from);
+      assert.ok(since.some((r) => r.protocol === 'token'), 'the exchange was tried');
+      assert.equal(since.filter((r) => r.model === CLAUDE.native).length, 0, 'Vertex itself never called');
+      assert.equal(since.filter((r) => r.protocol === 'token').length, 1, 'one exchange: a refused account is not retried, by the gateway nor the SDK');
+    } finally {
+      await refusedGw.dispose();
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

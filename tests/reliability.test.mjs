@@ -229,15 +229,16 @@ describe('retries', () => {
   });
 
   test('a Retry-After beyond the remaining budget moves on to the next provider instead of waiting', async () => {
-    emu.script({ match: { path: ANTHROPIC_PATH }, status: 429, headers: { 'retry-after': '30' }, persistent: true });
+    // 3 s is under the longest backoff the gateway waits (8 s): only the budget can skip it.
+    emu.script({ match: { path: ANTHROPIC_PATH }, status: 429, headers: { 'retry-after': '3' }, persistent: true });
     const started = Date.now();
     const { data, response } = await client()
-      .chat.completions.create({ model: CLAUDE, messages: userMessage('no time to wait'), ...gatewayOptions({ totalTimeoutMs: 5000 }) })
+      .chat.completions.create({ model: CLAUDE, messages: userMessage('no time to wait'), ...gatewayOptions({ totalTimeoutMs: 2000 }) })
       .withResponse();
     const elapsed = Date.now() - started;
     assert.equal(data.choices[0].message.content, 'Hello from emulator: no time to wait');
     assert.deepEqual(providersCalled(), ['anthropic', 'vertex'], 'anthropic not retried (its wait exceeds the budget), vertex serves');
-    assert.ok(elapsed < 3000, `answered in ${elapsed} ms: the 30 s Retry-After was not waited for`);
+    assert.ok(elapsed < 1500, `answered in ${elapsed} ms: the 3 s Retry-After was not waited for`);
     assert.equal(response.headers.get('x-switchyard-attempts'), 'anthropic:429,vertex:200');
     assert.equal(response.headers.get('x-switchyard-provider'), 'vertex');
     assertNoProviderOptionsUpstream();
@@ -336,7 +337,14 @@ describe('retries', () => {
       const label = `upstream ${c.status}${c.message ? ' (context length)' : ''}`;
       assert.ok(err instanceof OpenAI.APIError, `${label}: the client gets an error (got ${err})`);
       if (c.expect !== null) assert.equal(err.status, c.expect, `${label}: status kept`);
-      assert.ok(err.status >= 400, `${label}: an error status (${err.status})`);
+      else {
+        // The provider refused the gateway's own key: the client's key is fine.
+        assert.equal(err.status, 502, `${label}: a 502, not a 401 about the client's key`);
+        assert.equal(err.code, 'upstream_authentication_failed');
+        assert.match(err.error.message, /ANTHROPIC_API_KEY/, 'names the variable to renew');
+        assert.ok(!err.error.message.includes('x-api-key'), `the provider's own message is not passed on: ${err.error.message}`);
+        assert.equal(err.headers.get('x-should-retry'), 'false');
+      }
       assert.deepEqual(providersCalled(), ['anthropic'], `${label}: exactly one upstream call, vertex not tried`);
       const attempts = err.headers.get('x-switchyard-attempts') ?? '';
       if (c.expect !== null) assert.equal(attempts, `anthropic:${c.status}`, `${label}: attempts header`);
@@ -516,15 +524,143 @@ describe('streaming fallback', () => {
     const errorIndex = events.findIndex((e) => e && typeof e === 'object' && e.error);
     assert.ok(errorIndex >= 0, `an error event was sent: ${res.text.slice(-500)}`);
     assert.equal(errorIndex, events.length - 2, 'the error event comes right before [DONE]');
+    assert.ok(events[errorIndex - 1]?.providerMetadata?.gateway?.routing, 'the routing chunk comes right before the error event');
     const err = events[errorIndex].error;
     assert.equal(typeof err.message, 'string');
     assert.ok(err.message.length > 0);
     const chunks = events.slice(0, errorIndex);
     assert.ok(chunks.every((c) => c && c.object === 'chat.completion.chunk'), 'only chunks before the error');
+    assert.equal(chunks.filter((c) => c.providerMetadata).length, 1, 'one routing chunk');
     const text = chunks.map((c) => c.choices?.[0]?.delta?.content ?? '').join('');
     assert.equal(text, 'Hello from ');
     assert.ok(chunks.every((c) => !c.choices?.[0]?.finish_reason), 'no finish_reason before the error');
     assert.deepEqual(providersCalled(), ['anthropic'], 'vertex never called');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** An OpenAI stream chunk as a provider sends it. */
+const oaChunk = (delta, finish = null) => ({
+  id: 'chatcmpl-emu',
+  object: 'chat.completion.chunk',
+  created: 1764201600,
+  model: 'gpt-4o',
+  choices: [{ index: 0, delta, finish_reason: finish }],
+});
+
+describe('stream faults', () => {
+  test('a stream with no content within timeoutMs is abandoned for the next target; the client sees one clean stream', async () => {
+    // The role chunk comes at once, the first text a second later.
+    emu.script({ match: { model: 'gpt-4o' }, eventDelayMs: 1000, persistent: true });
+    const started = Date.now();
+    const { data: stream, response } = await client()
+      .chat.completions.create({ model: GPT, messages: userMessage('slow start'), stream: true, ...gatewayOptions({ timeoutMs: 300, models: [GROK] }) })
+      .withResponse();
+    const out = await drain(stream);
+    assert.equal(out.error, null, String(out.error));
+    assert.equal(out.text, 'Hello from emulator: slow start');
+    assert.equal(out.roles, 1, 'one role delta: nothing of the abandoned stream reached the client');
+    assert.deepEqual(out.finishReasons, ['stop']);
+    assert.match(response.headers.get('x-switchyard-attempts') ?? '', /^openai:timeout,openai:timeout,xai:200$/);
+    assert.ok(Date.now() - started < 3000, 'two 300 ms attempts, then xai');
+    for (const slow of upstreamCalls().filter((r) => providerOf(r) === 'openai')) {
+      assert.ok(await emu.waitFor(() => slow.clientClosed, 3000).catch(() => false), `attempt #${slow.seq} was cancelled upstream`);
+    }
+  });
+
+  test('once content has started, no gateway timer cuts a slow stream', async () => {
+    emu.script({
+      match: { model: 'gpt-4o' },
+      eventDelayMs: 600,
+      stream: [oaChunk({ role: 'assistant', content: 'A' }), oaChunk({ content: 'B' }), oaChunk({ content: 'C' }), oaChunk({}, 'stop'), '[DONE]'],
+    });
+    const stream = await client().chat.completions.create({
+      model: GPT,
+      messages: userMessage('take your time'),
+      stream: true,
+      ...gatewayOptions({ timeoutMs: 300, totalTimeoutMs: 1000 }),
+    });
+    const out = await drain(stream);
+    assert.equal(out.error, null, String(out.error));
+    assert.equal(out.text, 'ABC', 'events 1.8 s apart in all, past both timeouts');
+    assert.deepEqual(out.finishReasons, ['stop']);
+    const [call] = upstreamCalls();
+    assert.ok(call.finished && !call.clientClosed, 'the provider finished its stream');
+  });
+
+  test('OpenAI-compatible stream: an error event before content falls back; a cut after content ends with routing, error, one [DONE]', async () => {
+    emu.script({ match: { model: 'gpt-4o' }, errorAfter: 0, persistent: true });
+    const out = await drain(
+      await client().chat.completions.create({ model: GPT, messages: userMessage('fall back'), stream: true, ...gatewayOptions({ models: [GROK] }) }),
+    );
+    assert.equal(out.error, null, String(out.error));
+    assert.equal(out.text, 'Hello from emulator: fall back');
+    assert.deepEqual(providersCalled(), ['openai', 'openai', 'xai']);
+
+    emu.reset();
+    emu.script({ match: { model: 'gpt-4o' }, cutAfter: 3, persistent: true });
+    const res = await rawStream({ model: GPT, messages: userMessage('cut me off please'), ...gatewayOptions({ models: [GROK] }) });
+    assert.equal(res.cut, null, `the gateway ended the stream itself (${res.cut?.message})`);
+    const { events } = res;
+    assert.equal(events.at(-1), '[DONE]');
+    assert.equal(events.filter((e) => e === '[DONE]').length, 1);
+    const error = events.at(-2)?.error;
+    assert.ok(error, `an error event right before [DONE]: ${res.text.slice(-400)}`);
+    assert.equal(error.provider, 'openai');
+    const routingAt = events.findIndex((e) => e?.providerMetadata?.gateway?.routing);
+    assert.equal(routingAt, events.length - 3, 'the routing chunk comes right before the error event');
+    assert.ok(events.slice(0, -2).every((e) => !e.choices?.[0]?.finish_reason), 'no fake finish');
+    assert.ok(events.slice(0, -2).map((e) => e.choices?.[0]?.delta?.content ?? '').join('').length > 0, 'the content sent is kept');
+    assert.deepEqual(providersCalled(), ['openai'], 'no fallback once content was sent');
+  });
+
+  test('a stream opening with an event that is not JSON falls back, on every protocol', async () => {
+    emu.script({ match: { model: 'gpt-4o' }, malformed: true, persistent: true });
+    emu.script({ match: { path: ANTHROPIC_PATH }, malformed: true, persistent: true });
+    emu.script({ match: { path: GOOGLE_PATH }, malformed: true, persistent: true });
+    for (const [model, fallback, expected] of [
+      [GPT, { models: [GROK] }, ['openai', 'openai', 'xai']],
+      [CLAUDE, {}, ['anthropic', 'anthropic', 'vertex']],
+      [GEMINI, {}, ['google', 'google', 'vertex']],
+    ]) {
+      const from = emu.requests.length;
+      const out = await drain(
+        await client().chat.completions.create({ model, messages: userMessage(`garbage from ${model}`), stream: true, ...gatewayOptions(fallback) }),
+      );
+      assert.equal(out.error, null, `${model}: ${out.error}`);
+      assert.equal(out.text, `Hello from emulator: garbage from ${model}`);
+      assert.deepEqual(providersCalled(from), expected, model);
+    }
+  });
+
+  test('a connection reset before the answer is retried, then the next provider serves (JSON and stream)', async () => {
+    emu.script({ match: { path: ANTHROPIC_PATH }, reset: true, persistent: true });
+    const { data, response } = await client()
+      .chat.completions.create({ model: CLAUDE, messages: userMessage('reset') })
+      .withResponse();
+    assert.equal(data.choices[0].message.content, 'Hello from emulator: reset');
+    assert.match(response.headers.get('x-switchyard-attempts') ?? '', /^anthropic:[a-z_]+,anthropic:[a-z_]+,vertex:200$/);
+    assert.ok(routingOf(data).attempts[0].errorKind, 'the reset attempt names its error kind');
+    const from = emu.requests.length;
+    const out = await drain(await client().chat.completions.create({ model: CLAUDE, messages: userMessage('reset stream'), stream: true }));
+    assert.equal(out.error, null, String(out.error));
+    assert.equal(out.text, 'Hello from emulator: reset stream');
+    assert.deepEqual(providersCalled(from), ['anthropic', 'anthropic', 'vertex']);
+  });
+
+  test('errors a retry cannot end are not retried by an SDK that retries (x-should-retry: false)', async () => {
+    const retrying = new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 2, timeout: 20_000 });
+    const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(17 * 1024 * 1024)}"}`;
+    emu.script({ match: { model: 'gpt-4o' }, body: huge, headers: { 'content-type': 'application/json' }, persistent: true });
+    const err = await apiError(retrying.chat.completions.create({ model: GPT, messages: userMessage('too much') }), 502);
+    assert.equal(err.code, 'upstream_response_too_large');
+    assert.equal(upstreamCalls().length, 1, 'the SDK did not retry');
+    // Control: a 503 everywhere is retried by the SDK (three requests, two attempts each).
+    emu.reset();
+    emu.script({ match: { model: 'gpt-4o' }, status: 503, persistent: true });
+    await apiError(retrying.chat.completions.create({ model: GPT, messages: userMessage('busy') }), 503);
+    assert.equal(upstreamCalls().length, 6, 'the SDK retried twice, the gateway tried twice each time');
   });
 });
 
