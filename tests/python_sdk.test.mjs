@@ -18,6 +18,7 @@ const VENV = join(ROOT, 'node_modules', '.cache', 'pyvenv');
 const VENV_PYTHON = process.platform === 'win32' ? join(VENV, 'Scripts', 'python.exe') : join(VENV, 'bin', 'python');
 const INSTALLED = join(VENV, 'switchyard-requirements.txt');
 const SMOKE = join(ROOT, 'tests', 'python', 'smoke.py');
+const ERRORS = join(ROOT, 'tests', 'python', 'errors.py');
 
 /** Runs a command without blocking the event loop (the emulator and workerd live in this process). */
 function run(cmd, args, { env, timeoutMs = 120_000 } = {}) {
@@ -114,4 +115,22 @@ test(`official Python SDK (openai==${OPENAI_PYTHON_VERSION}): models, chat and s
   ]);
   assert.equal(openai[0].headers.authorization, `Bearer ${PROVIDER_KEYS.openai}`);
   assert.equal(anthropic[0].headers['x-api-key'], PROVIDER_KEYS.anthropic);
+});
+
+test(`official Python SDK (openai==${OPENAI_PYTHON_VERSION}): rate limits, a stream cut after content, a final error not retried`, { skip }, async () => {
+  emu.reset();
+  const key = await gw.createKey('python-sdk-errors');
+  emu.script(
+    { match: { model: 'gpt-4o' }, status: 429, headers: { 'retry-after': '1' }, times: 2 },
+    { match: { path: '/v1/messages' }, errorAfter: 5 },
+    { match: { model: 'gpt-4o' }, body: `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(17 * 1024 * 1024)}"}`, headers: { 'content-type': 'application/json' }, persistent: true },
+  );
+  const result = await run(VENV_PYTHON, [ERRORS], {
+    env: { SWITCHYARD_BASE_URL: `${gw.url}/v1`, SWITCHYARD_API_KEY: key, PYTHONUNBUFFERED: '1', OPENAI_LOG: '' },
+    timeoutMs: 120_000,
+  });
+  assert.equal(result.code, 0, `errors.py exited with ${result.code ?? result.signal}:\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`);
+  assert.match(result.stdout, /all checks passed/);
+  const calls = emu.requests.map((r) => r.protocol);
+  assert.deepEqual(calls, ['openai', 'openai', 'anthropic', 'openai'], 'the rate limit tried twice by the gateway, the final error once: the SDK retried nothing');
 });
