@@ -12,9 +12,19 @@ const FAILED_TAIL = new TextEncoder().encode(
 // fail; the reader is then cancelled, which cancels the provider's request. `clientGone` (the
 // inbound request's signal) says so at once, also while the provider is quiet.
 export function pump(source, prefix, onChunk, onEnd, onDone, clientGone) {
-  const out = new IdentityTransformStream();
-  const writer = out.writable.getWriter();
-  const reader = source.getReader();
+  let out, writer, reader;
+  try {
+    out = new IdentityTransformStream();
+    writer = out.writable.getWriter();
+    reader = source.getReader();
+  } catch (e) {
+    // Not even set up (the provider's body unreadable): the client still gets what was read,
+    // an error event and [DONE], and the callbacks are freed.
+    try { source.cancel(e).catch(() => {}); } catch {}
+    onDone();
+    const failed = new Response(new Blob([prefix, FAILED_TAIL])).body;
+    return [failed, Promise.resolve()];
+  }
   clientGone?.addEventListener('abort', () => reader.cancel(clientGone.reason).catch(() => {}), { once: true });
   // The client went away (the response body was cancelled): stop reading, which cancels the
   // provider's request.

@@ -1,0 +1,72 @@
+// src/edge/pump.js (the stream pump the gateway's wasm hands provider streams to) on its own in
+// workerd: the cases the whole gateway cannot easily reach.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { Miniflare } from 'miniflare';
+
+const PUMP = readFileSync(new URL('../src/edge/pump.js', import.meta.url), 'utf8');
+
+// A Worker that pumps a stream it makes itself: `?case=locked` hands the pump a source another
+// reader holds (its setup fails), `?case=ok` three chunks through an identity `onChunk`.
+const WORKER = `
+import { pump } from './pump.js';
+const enc = new TextEncoder();
+export default {
+  async fetch(request, env, ctx) {
+    const which = new URL(request.url).searchParams.get('case');
+    const source = new ReadableStream({
+      start(c) { for (const s of ['data: 1\\n\\n', 'data: 2\\n\\n', 'data: 3\\n\\n']) c.enqueue(enc.encode(s)); c.close(); },
+    });
+    if (which === 'locked') source.getReader();
+    let done = 0;
+    const [body, finished] = pump(
+      source,
+      enc.encode('data: prefix\\n\\n'),
+      () => undefined,
+      (error) => enc.encode(error ? 'data: cut\\n\\n' : 'data: [DONE]\\n\\n'),
+      () => { done++; },
+      request.signal,
+    );
+    // The body is read by the client as the pump writes it: only a pump that never started is
+    // done before the response goes out.
+    ctx.waitUntil(finished);
+    return new Response(body, { headers: { 'x-done-before-answer': String(done) } });
+  },
+};`;
+
+let mf;
+let url;
+
+before(async () => {
+  mf = new Miniflare({
+    modules: [
+      { type: 'ESModule', path: 'worker.js', contents: WORKER },
+      { type: 'ESModule', path: 'pump.js', contents: PUMP },
+    ],
+    compatibilityDate: '2026-04-01',
+    host: '127.0.0.1',
+    port: 0,
+  });
+  url = (await mf.ready).origin;
+});
+
+after(async () => {
+  await mf?.dispose();
+});
+
+test('pump: the prefix, every chunk, then the end', async () => {
+  const res = await fetch(`${url}/?case=ok`);
+  const text = await res.text();
+  assert.equal(text, 'data: prefix\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: [DONE]\n\n');
+});
+
+test('pump: a source it cannot read still ends with what was read, an error event and [DONE], and frees the callbacks', async () => {
+  const res = await fetch(`${url}/?case=locked`);
+  const text = await res.text();
+  assert.equal(res.status, 200);
+  assert.ok(text.startsWith('data: prefix\n\n'), text);
+  assert.match(text, /data: \{"error":\{[^\n]*"type":"server_error"/);
+  assert.ok(text.endsWith('data: [DONE]\n\n'), text);
+  assert.equal(res.headers.get('x-done-before-answer'), '1', 'onDone ran, at once');
+});
