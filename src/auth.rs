@@ -170,6 +170,11 @@ impl KeyCache {
         self.revoked.insert(hash.to_owned(), now_ms);
     }
 
+    /// Takes back a revocation whose deletion failed.
+    pub fn unrevoke(&mut self, hash: &str) {
+        self.revoked.remove(hash);
+    }
+
     /// Whether the key was revoked in this isolate recently enough to be refused.
     pub fn is_revoked(&self, hash: &str, now_ms: u64, ttl_ms: u64) -> bool {
         self.revoked

@@ -401,18 +401,42 @@ pub struct JsonSchemaFormat {
 }
 
 impl ChatRequest {
-    /// About how many JSON values the strings the translators parse hold: tool calls'
-    /// `arguments` and tool results (see [`crate::chat_body::json_values`]).
-    pub fn embedded_json_values(&self) -> usize {
+    /// About how many JSON values the strings a translator parses hold: tool calls'
+    /// `arguments`, and tool results that look like JSON when `tool_results` (Gemini parses
+    /// them; see [`crate::chat_body::json_values`]).
+    pub fn embedded_json_values(&self, tool_results: bool) -> usize {
+        let json_like = |t: &str| {
+            let t = t.trim_start();
+            if tool_results && (t.starts_with('{') || t.starts_with('[')) {
+                crate::chat_body::json_values(t.as_bytes())
+            } else {
+                0
+            }
+        };
         let text = |c: &Content| match c {
-            Content::Text(t) => crate::chat_body::json_values(t.as_bytes()),
-            Content::Parts(parts) => parts
-                .iter()
-                .map(|p| match p {
-                    ContentPart::Text { text } => crate::chat_body::json_values(text.as_bytes()),
-                    _ => 0,
-                })
-                .sum(),
+            Content::Text(t) => json_like(t),
+            // The parts are joined before parsing: their text counts only if the whole does.
+            Content::Parts(parts) => {
+                let starts_json = parts.iter().find_map(|p| match p {
+                    ContentPart::Text { text } if !text.trim().is_empty() => {
+                        Some(json_like(text) > 0)
+                    }
+                    _ => None,
+                });
+                if starts_json == Some(true) {
+                    parts
+                        .iter()
+                        .map(|p| match p {
+                            ContentPart::Text { text } => {
+                                crate::chat_body::json_values(text.as_bytes())
+                            }
+                            _ => 0,
+                        })
+                        .sum()
+                } else {
+                    0
+                }
+            }
         };
         self.messages
             .iter()

@@ -18,11 +18,12 @@ export default {
     const source = new ReadableStream({
       start(c) { for (const s of ['data: 1\\n\\n', 'data: 2\\n\\n', 'data: 3\\n\\n']) c.enqueue(enc.encode(s)); c.close(); },
     });
-    if (which === 'locked') source.getReader();
+    if (which.startsWith('locked')) source.getReader();
+    const prefix = which === 'locked-done' ? 'data: prefix\\n\\ndata: [DONE]\\n\\n' : 'data: prefix\\n\\n';
     let done = 0;
     const [body, finished] = pump(
       source,
-      enc.encode('data: prefix\\n\\n'),
+      enc.encode(prefix),
       () => undefined,
       (error) => enc.encode(error ? 'data: cut\\n\\n' : 'data: [DONE]\\n\\n'),
       () => { done++; },
@@ -69,4 +70,9 @@ test('pump: a source it cannot read still ends with what was read, an error even
   assert.match(text, /data: \{"error":\{[^\n]*"type":"server_error"/);
   assert.ok(text.endsWith('data: [DONE]\n\n'), text);
   assert.equal(res.headers.get('x-done-before-answer'), '1', 'onDone ran, at once');
+});
+
+test('pump: a source it cannot read after an answer that already ended adds nothing', async () => {
+  const res = await fetch(`${url}/?case=locked-done`);
+  assert.equal(await res.text(), 'data: prefix\n\ndata: [DONE]\n\n');
 });

@@ -123,7 +123,7 @@ test(`official Python SDK (openai==${OPENAI_PYTHON_VERSION}): rate limits, a str
   emu.script(
     { match: { model: 'gpt-4o' }, status: 429, headers: { 'retry-after': '1' }, times: 2 },
     { match: { path: '/v1/messages' }, errorAfter: 5 },
-    { match: { model: 'gpt-4o' }, body: `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(17 * 1024 * 1024)}"}`, headers: { 'content-type': 'application/json' }, persistent: true },
+    { match: { model: 'gpt-4o' }, body: `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(25 * 1024 * 1024)}"}`, headers: { 'content-type': 'application/json' }, persistent: true },
   );
   const result = await run(VENV_PYTHON, [ERRORS], {
     env: { SWITCHYARD_BASE_URL: `${gw.url}/v1`, SWITCHYARD_API_KEY: key, PYTHONUNBUFFERED: '1', OPENAI_LOG: '' },

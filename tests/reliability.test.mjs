@@ -246,8 +246,8 @@ describe('retries', () => {
 
   // Its size follows from the request: one attempt, a final 502, no fallback paying for the same
   // generation again, and no breaker opened by it.
-  test('an answer announced over 16 MiB is not read: a final 502 after one attempt', async () => {
-    const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(17 * 1024 * 1024)}"}`;
+  test('an answer announced over 24 MiB is not read: a final 502 after one attempt', async () => {
+    const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(25 * 1024 * 1024)}"}`;
     emu.script({ match: { model: 'gpt-4o' }, body: huge, headers: { 'content-type': 'application/json' }, persistent: true });
     for (let i = 0; i < 4; i++) {
       const err = await apiError(
@@ -264,8 +264,8 @@ describe('retries', () => {
   });
 
   for (const bodyEncoding of ['chunked', 'gzip']) {
-    test(`an answer over 16 MiB with no length announced (${bodyEncoding}) is dropped at the limit`, async () => {
-      const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(17 * 1024 * 1024)}"}`;
+    test(`an answer over 24 MiB with no length announced (${bodyEncoding}) is dropped at the limit`, async () => {
+      const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(25 * 1024 * 1024)}"}`;
       emu.script({ match: { model: 'gpt-4o' }, body: huge, bodyEncoding, headers: { 'content-type': 'application/json' }, times: 1 });
       const err = await apiError(client().chat.completions.create({ model: GPT, messages: userMessage('not that much') }), 502);
       assert.equal(err.code, 'upstream_response_too_large');
@@ -651,7 +651,7 @@ describe('stream faults', () => {
 
   test('errors a retry cannot end are not retried by an SDK that retries (x-should-retry: false)', async () => {
     const retrying = new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 2, timeout: 20_000 });
-    const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(17 * 1024 * 1024)}"}`;
+    const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(25 * 1024 * 1024)}"}`;
     emu.script({ match: { model: 'gpt-4o' }, body: huge, headers: { 'content-type': 'application/json' }, persistent: true });
     const err = await apiError(retrying.chat.completions.create({ model: GPT, messages: userMessage('too much') }), 502);
     assert.equal(err.code, 'upstream_response_too_large');

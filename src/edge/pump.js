@@ -22,7 +22,9 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone) {
     // an error event and [DONE], and the callbacks are freed.
     try { source.cancel(e).catch(() => {}); } catch {}
     onDone();
-    const failed = new Response(new Blob([prefix, FAILED_TAIL])).body;
+    // (A short answer may have ended within the prefix already.)
+    const ended = new TextDecoder().decode(prefix.subarray(-16)).endsWith('[DONE]\n\n');
+    const failed = new Response(new Blob(ended ? [prefix] : [prefix, FAILED_TAIL])).body;
     return [failed, Promise.resolve()];
   }
   clientGone?.addEventListener('abort', () => reader.cancel(clientGone.reason).catch(() => {}), { once: true });

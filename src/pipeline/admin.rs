@@ -269,8 +269,12 @@ impl Gateway {
         if revoked_here() {
             // Deleted in this isolate while this update was writing: the write brought the
             // lookup entry back, so it goes again.
-            let _ = p.delete(&format!("{BY_HASH}{}", rec.hash)).await;
-            let _ = p.delete(&format!("{BY_ID}{}", rec.id)).await;
+            p.delete(&format!("{BY_HASH}{}", rec.hash))
+                .await
+                .map_err(kv_err)?;
+            p.delete(&format!("{BY_ID}{}", rec.id))
+                .await
+                .map_err(kv_err)?;
             return Err(not_found());
         }
         self.key_cache.borrow_mut().forget(&rec.hash);
@@ -284,14 +288,17 @@ impl Gateway {
         id: &str,
     ) -> Result<Json, GatewayError> {
         let rec = load(p, id).await?;
-        // The hash entry first: once it is gone the key no longer authenticates anywhere. This
-        // isolate knows it at once (a revoked entry in its cache, whatever KV shows it next).
-        p.delete(&format!("{BY_HASH}{}", rec.hash))
-            .await
-            .map_err(kv_err)?;
+        // This isolate knows it at once, before anything is written (an update racing this
+        // deletion sees it after its own write, whatever KV shows), and whatever KV shows next.
+        // Then the hash entry: once it is gone the key no longer authenticates anywhere.
         self.key_cache
             .borrow_mut()
             .revoke(&rec.hash, p.now_ms(), self.config.key_cache_ttl_ms);
+        if let Err(e) = p.delete(&format!("{BY_HASH}{}", rec.hash)).await {
+            // Not revoked after all: say so, and let it work here as it does elsewhere.
+            self.key_cache.borrow_mut().unrevoke(&rec.hash);
+            return Err(kv_err(e));
+        }
         p.delete(&format!("{BY_ID}{}", rec.id))
             .await
             .map_err(kv_err)?;

@@ -28,7 +28,7 @@ use crate::routing::{
 };
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 /// The ids of one chat request.
 #[derive(Debug, Clone, Copy)]
@@ -84,14 +84,14 @@ struct StoredOutcome<'a> {
 /// An idempotency slot being answered in this isolate; freed when the answer is done with,
 /// or when the request goes away.
 struct InFlight<'a> {
-    set: &'a RefCell<HashSet<String>>,
+    map: &'a RefCell<HashMap<String, u64>>,
     slot: String,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Ok(mut set) = self.set.try_borrow_mut() {
-            set.remove(&self.slot);
+        if let Ok(mut map) = self.map.try_borrow_mut() {
+            map.remove(&self.slot);
         }
     }
 }
@@ -112,30 +112,48 @@ impl Gateway {
         let summary = obj.chat_summary()?;
         let opts = RoutingOptions::from_provider_options(obj.get("providerOptions"))?
             .over(key.routing.as_ref());
-        let idem = match idempotency_key.filter(|_| !summary.stream) {
-            Some(k) => {
-                let slot = format!("idem/{}/{}", key.id, auth::hash_secret(k));
-                let body_hash = auth::hash_bytes(body);
-                if let Some(replay) = self.replay(p, &slot, &body_hash).await? {
-                    return Ok(replay);
-                }
-                // The same key still being answered in this isolate: not a second generation
-                // (Stripe's answer; the OpenAI SDKs retry a 409 and then get the replay).
-                if !self.idempotent_in_flight.borrow_mut().insert(slot.clone()) {
+        let idem = idempotency_key.filter(|_| !summary.stream).map(|k| {
+            (
+                format!("idem/{}/{}", key.id, auth::hash_secret(k)),
+                auth::hash_bytes(body),
+            )
+        });
+        // The same key still being answered in this isolate: not a second generation (Stripe's
+        // answer; the OpenAI SDKs retry a 409, and a retry after the first answer gets its
+        // replay). Taken before the stored outcome is read, so that one finishing in between
+        // cannot slip past both; held until this request's own time budget at the most, in
+        // case the runtime abandons it without a word (a client that went away).
+        let _in_flight = match &idem {
+            Some((slot, _)) => {
+                let now = p.now_ms();
+                let mut in_flight = self.idempotent_in_flight.borrow_mut();
+                if in_flight.get(slot).is_some_and(|until| now < *until) {
                     return Err(GatewayError::new_conflict(
                         "A request with this Idempotency-Key is still being answered; retry \
                          shortly to get its answer.",
                     )
-                    .with_code("idempotency_key_in_progress"));
+                    .with_code("idempotency_key_in_progress")
+                    .with_retry_after(Some("1".to_owned())));
                 }
-                Some((slot, body_hash))
+                let budget = opts
+                    .total_timeout_ms
+                    .unwrap_or(self.config.total_timeout_ms);
+                if in_flight.len() >= 1024 {
+                    in_flight.retain(|_, until| now < *until); // abandoned ones
+                }
+                in_flight.insert(slot.clone(), now.saturating_add(budget));
+                Some(InFlight {
+                    map: &self.idempotent_in_flight,
+                    slot: slot.clone(),
+                })
             }
             None => None,
         };
-        let _in_flight = idem.as_ref().map(|(slot, _)| InFlight {
-            set: &self.idempotent_in_flight,
-            slot: slot.clone(),
-        });
+        if let Some((slot, body_hash)) = &idem {
+            if let Some(replay) = self.replay(p, slot, body_hash).await? {
+                return Ok(replay);
+            }
+        }
         let out = self.route_chat(p, &obj, &summary, &opts, ids).await?;
         if let (Some((slot, body_hash)), OutBody::Bytes(bytes)) = (&idem, &out.body) {
             // Answers, and refusals of this very body (invalid, too large, too long for the
@@ -669,7 +687,7 @@ fn translated_body(
     let too_complex = |n: usize| {
         GatewayError::new_payload_too_large(format!(
             "The request holds about {n} JSON values (content parts, messages, tool arguments \
-             and results); translating it for another provider's API takes at most \
+             and JSON results); translating it for another provider's API takes at most \
              {MAX_TRANSLATED_VALUES}. OpenAI-compatible providers take it as it is."
         ))
         .with_code("request_too_complex")
@@ -680,7 +698,7 @@ fn translated_body(
     }
     let mut chat = ChatRequest::from_json(&json)?;
     drop(json);
-    let all = outside + chat.embedded_json_values();
+    let all = outside + chat.embedded_json_values(native.parses_tool_results());
     if all > MAX_TRANSLATED_VALUES {
         return Err(too_complex(all));
     }
@@ -692,7 +710,6 @@ fn transport_failure(provider: &'static ProviderSpec, e: &FetchError) -> Failure
     let outcome = match e {
         FetchError::Timeout => AttemptOutcome::Timeout,
         FetchError::Network(_) => AttemptOutcome::Network,
-        // Like an answer that cannot be parsed: another attempt may serve.
         // Its size follows from the request: another attempt would only pay for it again.
         FetchError::TooLarge => AttemptOutcome::TooLarge,
     };
@@ -746,11 +763,12 @@ impl CompletionShape {
 }
 
 /// The largest non-streamed provider answer the gateway reads: it is held whole, copied into
-/// the core and parsed, in an isolate of 128 MB shared by concurrent requests. One announced
+/// the core and parsed, in an isolate of 128 MB shared by concurrent requests (room for a
+/// 16k-token answer with 20 `top_logprobs` per token, about 19 MiB). One announced
 /// longer (`Content-Length`) is not read at all; one that turns out longer while it is read
 /// (no length announced, or a compressed body) is dropped at the limit. Streams are bounded per
 /// event instead ([`crate::sse::MAX_EVENT_BYTES`]).
-pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_RESPONSE_BYTES: usize = 24 * 1024 * 1024;
 
 /// The most of a provider's error body the gateway reads (its message is all it needs).
 pub const MAX_ERROR_BODY_BYTES: usize = 1024 * 1024;

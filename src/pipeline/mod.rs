@@ -215,8 +215,8 @@ pub struct Gateway {
     models_list: OnceCell<Vec<u8>>,
     /// Vertex access tokens, one cache per service account (credential index).
     vertex_tokens: RefCell<std::collections::HashMap<u8, crate::providers::vertex::TokenCache>>,
-    /// Idempotency slots being answered in this isolate.
-    idempotent_in_flight: RefCell<std::collections::HashSet<String>>,
+    /// Idempotency slots being answered in this isolate, each until when at the most (ms).
+    idempotent_in_flight: RefCell<std::collections::HashMap<String, u64>>,
     breakers: RefCell<Breakers>,
 }
 

@@ -669,7 +669,7 @@ fn an_answer_announced_over_the_limit_is_not_read_and_is_final() {
         let e = &a.json()["error"];
         assert_eq!(e["code"], "upstream_response_too_large");
         assert!(
-            e["message"].as_str().unwrap().contains("over 16 MiB"),
+            e["message"].as_str().unwrap().contains("over 24 MiB"),
             "{e}"
         );
         assert_eq!(a.header("x-should-retry"), Some("false"));
@@ -711,7 +711,7 @@ fn an_answer_that_grows_over_the_limit_unannounced_is_dropped() {
     };
     let w = World::new();
     let (_, key) = w.new_key();
-    w.reply(unannounced(200, 20 << 20));
+    w.reply(unannounced(200, 28 << 20));
     let a = w.chat(&key, &gpt(""));
     assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.json()["error"]["code"], "upstream_response_too_large");
@@ -2012,6 +2012,18 @@ fn a_half_done_revocation_still_revokes_and_cannot_be_undone_by_an_update() {
     assert_eq!(w.chat(&key, &gpt("")).status, 401);
     let listed = w.call("GET", "/admin/keys", Some(ADMIN), "");
     assert_eq!(listed.json()["data"], json!([]));
+
+    // A deletion that cannot even begin (the lookup entry's delete fails) revokes nothing, here
+    // or elsewhere: a 500, and the key goes on working until the DELETE is retried.
+    let (id, key) = w.new_key();
+    w.p.kv_delete_fails.set(Some("keys/hash/"));
+    let path = format!("/admin/keys/{id}");
+    assert_eq!(w.call("DELETE", &path, Some(ADMIN), "").status, 500);
+    w.reply(reply(200, "application/json", OK_JSON));
+    assert_eq!(w.chat(&key, &gpt("")).status, 200);
+    w.p.kv_delete_fails.set(None);
+    assert_eq!(w.call("DELETE", &path, Some(ADMIN), "").status, 200);
+    assert_eq!(w.chat(&key, &gpt("")).status, 401);
 }
 
 /// What a request's plan does past a target that cannot serve it: a request the gateway cannot
@@ -2336,6 +2348,20 @@ fn a_request_too_complex_to_translate_is_refused_before_any_tree_is_built() {
     assert_eq!(a.status, 413, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.json()["error"]["code"], "request_too_complex");
 
+    // A tool result that is text (a CSV, source code) is not parsed by Anthropic's translation:
+    // its commas do not count.
+    w.reply(reply(
+        200,
+        "application/json",
+        r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#,
+    ));
+    let csv = "a,b,c\\n".repeat(60_000);
+    let body = format!(
+        r#"{{"model":"anthropic/claude-sonnet-4-6","messages":[{{"role":"user","content":"hi"}},{{"role":"assistant","tool_calls":[{{"id":"c1","type":"function","function":{{"name":"f","arguments":"{{}}"}}}}]}},{{"role":"tool","tool_call_id":"c1","content":"{csv}"}}]}}"#
+    );
+    let a = w.chat(&key, &body);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+
     // An ordinary conversation with tools is far below the limit.
     w.reply(reply(
         200,
@@ -2384,10 +2410,69 @@ fn an_idempotent_request_still_in_flight_is_not_run_twice() {
         None,
         "the SDKs' retry of a 409 is welcome"
     );
+    assert_eq!(b.header("retry-after"), Some("1"));
     assert_eq!(w.p.sent.borrow().len(), 1, "one generation");
-    // The retry gets the first answer, and the slot is free again.
+    // The retry gets the first answer.
     let again = w.call_with(req(&auth), &body);
     assert_eq!(again.status, 200);
     assert_eq!(again.header("x-switchyard-idempotent-replay"), Some("true"));
     assert_eq!(w.p.sent.borrow().len(), 1);
+
+    // An outcome that is not kept (a provider failure) frees the slot too: the next try runs.
+    fn other(auth: &str) -> Inbound<'_> {
+        Inbound {
+            idempotency_key: Some("order-8"),
+            ..req(auth)
+        }
+    }
+    w.p.fetch_yields.set(false);
+    w.reply(reply(
+        503,
+        "application/json",
+        r#"{"error":{"message":"busy"}}"#,
+    ));
+    w.reply(reply(
+        503,
+        "application/json",
+        r#"{"error":{"message":"busy"}}"#,
+    ));
+    assert_eq!(w.call_with(other(&auth), &body).status, 503);
+    w.reply(reply(200, "application/json", OK_JSON));
+    assert_eq!(w.call_with(other(&auth), &body).status, 200);
+    assert_eq!(w.p.sent.borrow().len(), 4);
+
+    // A request the runtime abandons without dropping it (a client gone, in workerd) holds its
+    // slot only for its own time budget.
+    fn third(auth: &str) -> Inbound<'_> {
+        Inbound {
+            idempotency_key: Some("order-9"),
+            ..req(auth)
+        }
+    }
+    w.reply(reply(200, "application/json", OK_JSON));
+    let r3 = third(&auth);
+    let abandoned = Box::pin(w.gw.handle(&w.p, &r3, Body(body.as_bytes().to_vec())));
+    w.p.fetch_yields.set(true);
+    let mut abandoned = abandoned;
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(
+        std::future::Future::poll(abandoned.as_mut(), &mut cx).is_pending(),
+        "under way"
+    );
+    std::mem::forget(abandoned);
+    w.p.fetch_yields.set(false);
+    assert_eq!(
+        w.call_with(third(&auth), &body).status,
+        409,
+        "still under way"
+    );
+    w.p.now
+        .set(w.p.now.get() + w.gw.config.total_timeout_ms + 1);
+    w.reply(reply(200, "application/json", OK_JSON));
+    assert_eq!(
+        w.call_with(third(&auth), &body).status,
+        200,
+        "past its budget"
+    );
 }

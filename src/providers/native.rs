@@ -45,6 +45,15 @@ impl Native {
         }
     }
 
+    /// Whether its translation parses tool results as JSON (Gemini's `functionResponse` takes
+    /// an object; Anthropic takes the text as it is).
+    pub fn parses_tool_results(self) -> bool {
+        matches!(
+            self,
+            Native::Gemini | Native::Vertex(vertex::Publisher::Google)
+        )
+    }
+
     pub fn build_request(
         self,
         req: &ChatRequest,
