@@ -1384,46 +1384,39 @@ fn a_stream_that_dies_after_content_ends_with_an_error_event_and_no_fallback() {
 fn an_in_stream_error_before_content_is_skipped() {
     let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
     let (_, key) = w.new_key();
-    w.reply(stream_reply(
-        &["data: {\"error\":{\"message\":\"overloaded\",\"code\":\"server_overloaded\"}}\n\n"],
-        false,
-    ));
-    w.reply(stream_reply(
-        &[CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],
-        false,
-    ));
-    let a = w.chat(
-        &key,
-        &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
-    assert_eq!(
-        a.header("x-switchyard-attempts"),
-        Some("openai:stream_error,xai:200")
-    );
-    assert!(!String::from_utf8_lossy(&a.body).contains("overloaded"));
-
-    // An event that is not JSON before any content fails the attempt the same way (the
-    // client's SDK would fail on it); once content has started, events pass as sent.
-    w.reply(stream_reply(&["data: {\"choices\":[{\"delta\n\n"], false));
-    w.reply(stream_reply(
-        &[
-            CHUNK_HI,
-            "data: not json\n\n",
-            CHUNK_STOP,
-            "data: [DONE]\n\n",
-        ],
-        false,
-    ));
-    let a = w.chat(
-        &key,
-        &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
-    assert_eq!(
-        a.header("x-switchyard-attempts"),
-        Some("openai:stream_error,xai:200")
-    );
-    let body = String::from_utf8_lossy(&a.body);
-    assert!(body.contains("data: not json\n\n"), "{body}");
+    // An error event before any content, or an event that is not JSON (the client's SDK would
+    // fail on it): the attempt fails, the fallback serves; once content has started, events
+    // pass as sent.
+    for first in [
+        "data: {\"error\":{\"message\":\"overloaded\",\"code\":\"server_overloaded\"}}\n\n",
+        "data: {\"choices\":[{\"delta\n\n",
+    ] {
+        w.reply(stream_reply(&[first], false));
+        w.reply(stream_reply(
+            &[
+                CHUNK_HI,
+                "data: not json\n\n",
+                CHUNK_STOP,
+                "data: [DONE]\n\n",
+            ],
+            false,
+        ));
+        let a = w.chat(
+            &key,
+            &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+        );
+        assert_eq!(
+            a.header("x-switchyard-attempts"),
+            Some("openai:stream_error,xai:200"),
+            "{first}"
+        );
+        let body = String::from_utf8_lossy(&a.body);
+        assert!(
+            !body.contains("overloaded") && !body.contains("delta\n"),
+            "{body}"
+        );
+        assert!(body.contains("data: not json\n\n"), "{body}");
+    }
     // Keep-alive lines with empty data are no failure.
     w.reply(stream_reply(
         &["data: \n\n", CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],

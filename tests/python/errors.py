@@ -9,13 +9,8 @@ import sys
 import openai
 from openai import OpenAI
 
-failures = []
+from checks import check, finish
 
-
-def check(condition, what):
-    if not condition:
-        failures.append(what)
-        print(f"FAIL: {what}", file=sys.stderr)
 
 
 def main():
@@ -58,11 +53,7 @@ def main():
         check(e.status_code == 502, f"too large: 502 ({e.status_code})")
         check(e.code == "upstream_response_too_large", f"too large: code ({e.code})")
 
-    if failures:
-        print(f"{len(failures)} check(s) failed", file=sys.stderr)
-        return 1
-    print("python sdk errors: all checks passed")
-    return 0
+    return finish("python sdk errors")
 
 
 if __name__ == "__main__":

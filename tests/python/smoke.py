@@ -11,14 +11,9 @@ import sys
 
 from openai import OpenAI
 
+from checks import check, finish
+
 GEN_ID = re.compile(r"^gen_[0-9A-HJKMNP-TV-Z]{26}$")
-failures = []
-
-
-def check(condition, what):
-    if not condition:
-        failures.append(what)
-        print(f"FAIL: {what}", file=sys.stderr)
 
 
 def check_usage(usage, where):
@@ -127,11 +122,7 @@ def main():
     chat_round(client, "openai/gpt-4o", "openai")
     chat_round(client, "anthropic/claude-sonnet-4-6", "anthropic")
 
-    if failures:
-        print(f"{len(failures)} check(s) failed", file=sys.stderr)
-        return 1
-    print("python sdk smoke: all checks passed")
-    return 0
+    return finish("python sdk smoke")
 
 
 if __name__ == "__main__":
