@@ -76,6 +76,9 @@ pub struct ChatRequest {
     pub logit_bias: Option<Map<String, Value>>,
     #[serde(default)]
     pub user: Option<String>,
+    /// OpenAI's successor to `user` for abuse detection; taken like `user` where it is absent.
+    #[serde(default)]
+    pub safety_identifier: Option<String>,
     #[serde(default)]
     pub metadata: Option<Map<String, Value>>,
     /// Every other top-level field, for translators to refuse.
@@ -101,6 +104,13 @@ pub enum Message {
         content: Option<Content>,
         #[serde(default)]
         tool_calls: Option<Vec<ToolCall>>,
+        /// A refusal the model gave earlier: sent back as the turn's text, like a `refusal`
+        /// content part.
+        #[serde(default)]
+        refusal: Option<String>,
+        /// A reference to an earlier audio answer: no translated provider can take it back.
+        #[serde(default)]
+        audio: Option<Value>,
     },
     Tool {
         content: Content,
@@ -294,11 +304,12 @@ impl Stop {
     }
 }
 
-/// `stream_options`.
+/// `stream_options`. (`include_obfuscation` asks OpenAI to pad its chunks; the gateway's
+/// translated chunks carry no padding, so it is taken and has nothing to do.)
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct StreamOptions {
     #[serde(default)]
-    pub include_usage: bool,
+    pub include_usage: Option<bool>,
 }
 
 /// OpenAI's `reasoning_effort` levels.
@@ -309,6 +320,9 @@ pub enum ReasoningEffort {
     Minimal,
     Low,
     Medium,
+    /// `xhigh` (OpenAI's level above `high`) is taken as `high`, the most the translated
+    /// providers offer.
+    #[serde(alias = "xhigh")]
     High,
 }
 
@@ -400,6 +414,21 @@ pub struct JsonSchemaFormat {
     pub strict: Option<bool>,
 }
 
+impl JsonSchemaFormat {
+    /// The schema to send (a 400 without one), carrying the format's `description` (what the
+    /// output is for, a hint to the model) when the schema has none of its own.
+    pub fn schema_for_provider(&self) -> Result<Value, GatewayError> {
+        let mut schema = self.schema.clone().ok_or_else(|| {
+            GatewayError::invalid_param("response_format", "`json_schema.schema` is required.")
+        })?;
+        if let (Some(d), Some(obj)) = (&self.description, schema.as_object_mut()) {
+            obj.entry("description")
+                .or_insert_with(|| Value::String(d.clone()));
+        }
+        Ok(schema)
+    }
+}
+
 impl ChatRequest {
     /// About how many JSON values the strings a translator parses hold: tool calls'
     /// `arguments`, and tool results that look like JSON when `tool_results` (Gemini parses
@@ -452,10 +481,29 @@ impl ChatRequest {
             .sum()
     }
 
-    /// Parses a request body, mapping JSON errors to a 400.
+    /// Parses a request body, mapping JSON errors to a 400 that names the field in `param`.
     pub fn from_json(body: &[u8]) -> Result<Self, GatewayError> {
-        serde_json::from_slice(body)
-            .map_err(|e| GatewayError::invalid_request(format!("Invalid chat request: {e}")))
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                GatewayError::invalid_request(format!("Invalid chat request: {inner}"))
+            } else {
+                GatewayError::invalid_param(
+                    &path,
+                    format!("Invalid chat request at `{path}`: {inner}"),
+                )
+            }
+        })?;
+        de.end()
+            .map_err(|e| GatewayError::invalid_request(format!("Invalid chat request: {e}")))?;
+        Ok(parsed)
+    }
+
+    /// Who the end user is, for the provider's abuse detection: `user`, else `safety_identifier`.
+    pub fn end_user(&self) -> Option<&str> {
+        self.user.as_deref().or(self.safety_identifier.as_deref())
     }
 
     /// The output-token limit: `max_completion_tokens`, else `max_tokens`.
@@ -497,12 +545,26 @@ impl ChatRequest {
         }
     }
 
-    /// The first top-level field the gateway does not know, ignoring explicit nulls.
+    /// The first top-level field the gateway does not know, ignoring explicit nulls and values
+    /// that only restate OpenAI's default (nothing to honour: `store: false`,
+    /// `service_tier: "auto"`, `modalities: ["text"]`).
     pub fn first_unknown_field(&self) -> Option<&str> {
         self.extra
             .iter()
-            .find(|(_, v)| !v.is_null())
+            .find(|(k, v)| !v.is_null() && !restates_default(k, v))
             .map(|(k, _)| k.as_str())
+    }
+}
+
+/// Whether a field the translators do not take holds only OpenAI's own default for it.
+fn restates_default(field: &str, value: &Value) -> bool {
+    match field {
+        "store" => value == &Value::Bool(false),
+        "service_tier" => matches!(value.as_str(), Some("auto" | "default")),
+        "modalities" => value
+            .as_array()
+            .is_some_and(|m| m.len() == 1 && m[0] == "text"),
+        _ => false,
     }
 }
 
@@ -724,6 +786,7 @@ mod tests {
             Message::Assistant {
                 content: None,
                 tool_calls: Some(tc),
+                ..
             } => {
                 assert_eq!(tc[0].function.arguments, "{\"a\":1}")
             }

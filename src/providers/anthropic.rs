@@ -10,9 +10,11 @@
 //!   (`output_config.format`); `json_object` is refused (Anthropic has no schema-less JSON mode).
 //! * Refused: `n > 1`, `logprobs`, `top_logprobs`, `logit_bias`, `seed`, non-zero
 //!   `presence_penalty`/`frequency_penalty`, `temperature > 1`, unknown top-level fields.
-//! * `user` becomes `metadata.user_id` (as its SHA-256 when it looks like an email address or a
-//!   phone number, which Anthropic refuses); OpenAI's `metadata` (for stored completions) has no
-//!   effect on output and is not forwarded.
+//! * `user` (else `safety_identifier`) becomes `metadata.user_id` (as its SHA-256 when it looks
+//!   like an email address or a phone number, which Anthropic refuses); OpenAI's `metadata` (for
+//!   stored completions) and a message's `name` have no Anthropic field and are not forwarded.
+//!   An assistant turn's `refusal` goes back as its text; its `audio` (an earlier OpenAI audio
+//!   answer) is refused.
 //! * Adjusted where OpenAI takes what Anthropic refuses: whitespace-only text is left out, a
 //!   final assistant turn (prefill) loses its trailing whitespace, data-URL media types are
 //!   normalised (`image/jpg` → `image/jpeg`, parameters dropped), and a conversation of
@@ -106,9 +108,7 @@ pub(crate) fn build_body(
     insert_sampling(req, &mut body);
     insert_tools(req, &mut body)?;
     if let Some(ResponseFormat::JsonSchema { json_schema }) = &req.response_format {
-        let schema = json_schema.schema.clone().ok_or_else(|| {
-            GatewayError::invalid_param("response_format", "`json_schema.schema` is required.")
-        })?;
+        let schema = json_schema.schema_for_provider()?;
         output_config.insert(
             "format".into(),
             json!({"type": "json_schema", "schema": schema}),
@@ -117,7 +117,7 @@ pub(crate) fn build_body(
     if !output_config.is_empty() {
         body.insert("output_config".into(), Value::Object(output_config));
     }
-    if let Some(user) = &req.user {
+    if let Some(user) = req.end_user() {
         body.insert("metadata".into(), json!({"user_id": opaque_user_id(user)}));
     }
     if req.is_stream() {
@@ -326,11 +326,17 @@ fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Ga
             Message::Assistant {
                 content,
                 tool_calls,
+                refusal,
+                audio,
             } => {
+                if audio.as_ref().is_some_and(|a| !a.is_null()) {
+                    return Err(super::native::audio_reference_refused(i, PROVIDER));
+                }
                 let mut blocks = Vec::new();
                 if let Some(c) = content {
                     push_text(&mut blocks, c.text_only(&param)?);
                 }
+                push_text(&mut blocks, refusal.clone().unwrap_or_default());
                 for (j, tc) in tool_calls.iter().flatten().enumerate() {
                     let input = parse_arguments(&tc.function.arguments, i, j)?;
                     blocks.push(json!({"type": "tool_use", "id": tc.id, "name": tc.function.name, "input": input}));
@@ -1007,6 +1013,45 @@ mod tests {
 
     fn refused(v: Value) -> GatewayError {
         build_request(&request(v), "claude-sonnet-4-5").unwrap_err()
+    }
+
+    #[test]
+    fn safety_identifier_stands_in_for_user_and_parse_errors_name_the_field() {
+        let b = body(json!({"model": "m", "messages": [], "safety_identifier": "user-42"}));
+        assert_eq!(b["metadata"]["user_id"], "user-42");
+        let b = body(
+            json!({"model": "m", "messages": [], "user": "u1", "safety_identifier": "user-42"}),
+        );
+        assert_eq!(b["metadata"]["user_id"], "u1", "user wins");
+        let b = body(json!({"model": "m", "messages": [], "reasoning_effort": "xhigh"}));
+        assert!(b.get("thinking").is_some(), "xhigh is taken as high: {b}");
+        let b = body(
+            json!({"model": "m", "messages": [], "stream": true, "stream_options": {"include_usage": null}}),
+        );
+        assert_eq!(b["stream"], true);
+        // A value the request types cannot take: a 400 naming where.
+        for (v, param) in [
+            (
+                json!({"model": "m", "messages": [{"role": "function", "content": "x", "name": "f"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "m", "messages": [], "tools": [{"type": "custom", "custom": {"name": "x"}}]}),
+                "tools[0]",
+            ),
+            (
+                json!({"model": "m", "messages": [], "reasoning_effort": "extreme"}),
+                "reasoning_effort",
+            ),
+        ] {
+            let e = ChatRequest::from_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+            assert_eq!(
+                (e.status, e.param.as_deref()),
+                (400, Some(param)),
+                "{}",
+                e.message
+            );
+        }
     }
 
     /// Replays a recorded stream at every byte split, then through the translator and encoder.

@@ -19,8 +19,10 @@
 //!   Thoughts are requested (`includeThoughts`) whenever reasoning is asked for.
 //! * Refused: `logprobs`/`top_logprobs` (not translated by the gateway), `logit_bias`,
 //!   `parallel_tool_calls: false` (Gemini has no switch for it), `file_id` that is not a URI,
-//!   unknown top-level fields. Tool `strict` is accepted but Gemini has no strict mode; `user` and
-//!   `metadata` have no Gemini field and do not change the output, so they are not forwarded.
+//!   unknown top-level fields, media URIs whose type their extension does not tell. Tool
+//!   `strict` is accepted but Gemini has no strict mode; `user`, `safety_identifier`,
+//!   `metadata`, a message's `name`, an image's `detail` and a file's `filename` have no Gemini
+//!   field and do not change what is asked, so they are not forwarded.
 
 use super::turns::Turns;
 use std::collections::HashMap;
@@ -159,11 +161,17 @@ fn convert_messages(
             Message::Assistant {
                 content,
                 tool_calls,
+                refusal,
+                audio,
             } => {
+                if audio.as_ref().is_some_and(|a| !a.is_null()) {
+                    return Err(super::native::audio_reference_refused(i, provider));
+                }
                 let mut parts = Vec::new();
                 if let Some(c) = content {
                     push_text(&mut parts, c.text_only(&param)?);
                 }
+                push_text(&mut parts, refusal.clone().unwrap_or_default());
                 for (j, tc) in tool_calls.iter().flatten().enumerate() {
                     call_names.insert(&tc.id, &tc.function.name);
                     let args = super::anthropic::parse_arguments(&tc.function.arguments, i, j)?;
@@ -264,13 +272,26 @@ fn is_uri(s: &str) -> bool {
     s.starts_with("https://") || s.starts_with("http://") || s.starts_with("gs://")
 }
 
-/// A data URL as `inlineData`, a URI as `fileData` with a media type guessed from its extension.
+/// A data URL as `inlineData`, a URI as `fileData` with the media type its extension tells (a
+/// YouTube link, which Gemini reads as a video, needs none). A URI whose type cannot be told is
+/// refused rather than sent under a guessed type.
 fn media_part(url: &str, param: &str) -> Result<Value, GatewayError> {
     if let Some((mime, data)) = parse_data_url(url) {
         return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
     }
     if is_uri(url) {
-        return Ok(json!({"fileData": {"mimeType": guess_mime(url), "fileUri": url}}));
+        if is_youtube(url) {
+            return Ok(json!({"fileData": {"fileUri": url}}));
+        }
+        let Some(mime) = mime_of(url) else {
+            return Err(GatewayError::invalid_param(
+                param,
+                "Gemini needs the media type of a file given by URL, and this URL's extension \
+                 does not tell it: send the file as a base64 data URL (`data:<type>;base64,…`) \
+                 or use a URL ending in a known extension (.png, .jpg, .pdf, .mp3, .mp4, …).",
+            ));
+        };
+        return Ok(json!({"fileData": {"mimeType": mime, "fileUri": url}}));
     }
     Err(GatewayError::invalid_param(
         param,
@@ -278,25 +299,48 @@ fn media_part(url: &str, param: &str) -> Result<Value, GatewayError> {
     ))
 }
 
-fn guess_mime(url: &str) -> &'static str {
+fn is_youtube(url: &str) -> bool {
+    let host = url.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    matches!(
+        host.to_ascii_lowercase().as_str(),
+        "youtube.com" | "www.youtube.com" | "m.youtube.com" | "youtu.be"
+    )
+}
+
+/// The media type a URL's extension tells, among those Gemini reads.
+fn mime_of(url: &str) -> Option<&'static str> {
     let path = url
         .split(['?', '#'])
         .next()
         .unwrap_or(url)
         .to_ascii_lowercase();
-    let ext = path.rsplit('.').next().unwrap_or("");
-    match ext {
+    let name = path.rsplit('/').next().unwrap_or("");
+    let ext = name.rsplit_once('.').map(|(_, e)| e)?;
+    Some(match ext {
         "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
         "gif" => "image/gif",
         "webp" => "image/webp",
         "heic" => "image/heic",
+        "heif" => "image/heif",
         "pdf" => "application/pdf",
         "mp3" => "audio/mp3",
         "wav" => "audio/wav",
+        "flac" => "audio/flac",
+        "aac" => "audio/aac",
+        "ogg" => "audio/ogg",
         "mp4" => "video/mp4",
+        "mov" => "video/mov",
+        "mpeg" | "mpg" => "video/mpeg",
+        "webm" => "video/webm",
         "txt" => "text/plain",
-        _ => "image/jpeg",
-    }
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "md" => "text/md",
+        _ => return None,
+    })
 }
 
 fn tools(req: &ChatRequest, provider: &str) -> Result<Option<Value>, GatewayError> {
@@ -369,9 +413,7 @@ fn generation_config(
     match &req.response_format {
         Some(ResponseFormat::JsonObject) => put("responseMimeType", json!("application/json")),
         Some(ResponseFormat::JsonSchema { json_schema }) => {
-            let schema = json_schema.schema.clone().ok_or_else(|| {
-                GatewayError::invalid_param("response_format", "`json_schema.schema` is required.")
-            })?;
+            let schema = json_schema.schema_for_provider()?;
             put("responseMimeType", json!("application/json"));
             put("responseJsonSchema", schema);
         }
@@ -648,12 +690,19 @@ fn candidate_choice(
         return Err(e);
     }
     let mut message = AssistantMessage::default();
+    // Choices after the first (`n` > 1) number their calls apart, so that no two tool calls
+    // of one response share an id.
+    let scope = match c.index {
+        Some(n) if n > 0 => format!("{}_{n}", response_id.unwrap_or("choice")),
+        _ => response_id.unwrap_or_default().to_owned(),
+    };
+    let scope = Some(scope.as_str()).filter(|s| !s.is_empty());
     for part in c.content.map(|c| c.parts).unwrap_or_default() {
         if let Some(fc) = part.function_call {
             let Some(name) = fc.name else { continue };
             let index = message.tool_calls.len() as u32;
             message.tool_calls.push(ResponseToolCall {
-                id: call_id(fc.id, index, response_id),
+                id: call_id(fc.id, index, scope),
                 name,
                 arguments: arguments_text(fc.args.as_deref()),
             });
@@ -1075,6 +1124,18 @@ mod tests {
             json!({"model": "m", "messages": [], "response_format": {"type": "json_object"}}),
         )["generationConfig"];
         assert_eq!(g, &json!({"responseMimeType": "application/json"}));
+        // The format's description travels in the schema, unless the schema has its own.
+        let g = &body(
+            json!({"model": "m", "messages": [], "response_format": {"type": "json_schema",
+            "json_schema": {"name": "x", "description": "A weather report", "schema": schema}}}),
+        )["generationConfig"];
+        assert_eq!(g["responseJsonSchema"]["description"], "A weather report");
+        let own = json!({"type": "object", "description": "its own"});
+        let g = &body(
+            json!({"model": "m", "messages": [], "response_format": {"type": "json_schema",
+            "json_schema": {"name": "x", "description": "A weather report", "schema": own}}}),
+        )["generationConfig"];
+        assert_eq!(g["responseJsonSchema"]["description"], "its own");
     }
 
     #[test]
@@ -1230,6 +1291,70 @@ mod tests {
             (1, Some(FinishReason::Length))
         );
         assert_eq!(r.usage.unwrap().cached_tokens, Some(3));
+
+        // Tool calls without ids in two candidates: no two share a generated id.
+        let body = br#"{"responseId":"r9","candidates":[
+            {"content":{"parts":[{"functionCall":{"name":"f","args":{}}}],"role":"model"},"finishReason":"STOP","index":0},
+            {"content":{"parts":[{"functionCall":{"name":"f","args":{}}}],"role":"model"},"finishReason":"STOP","index":1}]}"#;
+        let r = translate_response(body).unwrap();
+        let ids: Vec<&str> = r
+            .choices
+            .iter()
+            .map(|c| c.message.tool_calls[0].id.as_str())
+            .collect();
+        assert_eq!(ids, ["call_r9_0", "call_r9_1_0"]);
+    }
+
+    /// What OpenAI clients send that has no Gemini field is handled, never silently mistyped:
+    /// a media URL whose type cannot be told is refused (it was sent as a JPEG), a YouTube
+    /// link goes as a video, an earlier refusal goes back as the model's text, an earlier audio
+    /// answer is refused by name.
+    #[test]
+    fn media_types_refusals_and_audio_references() {
+        let with_image = |url: &str| {
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": url, "detail": "low"}}]}]})
+        };
+        let b = body(with_image("https://example.com/a/photo.JPG?size=2"));
+        assert_eq!(
+            b["contents"][0]["parts"][0]["fileData"]["mimeType"],
+            "image/jpeg"
+        );
+        let b = body(with_image("https://youtu.be/9hE5-98ZeCg"));
+        assert_eq!(
+            b["contents"][0]["parts"][0]["fileData"],
+            json!({"fileUri": "https://youtu.be/9hE5-98ZeCg"})
+        );
+        for url in [
+            "https://example.com/report.docx",
+            "https://example.com/download?id=7",
+            "https://example.com/v1.2/file",
+        ] {
+            let e = refused(with_image(url));
+            assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"), "{url}");
+            assert!(e.message.contains("data URL"), "{}", e.message);
+        }
+        let b = body(json!({"model": "m", "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": null, "refusal": "I can't help with that."},
+            {"role": "user", "content": "why?"}]}));
+        assert_eq!(
+            b["contents"][1],
+            json!({"role": "model", "parts": [{"text": "I can't help with that."}]})
+        );
+        let e = refused(json!({"model": "m", "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "ok", "audio": {"id": "audio_1"}}]}));
+        assert_eq!(e.param.as_deref(), Some("messages[1].audio"));
+        // Values that only restate OpenAI's defaults are no request for anything.
+        let b = body(
+            json!({"model": "m", "messages": [], "store": false, "service_tier": "auto", "modalities": ["text"], "safety_identifier": "u1"}),
+        );
+        assert!(b.get("store").is_none());
+        let e = refused(json!({"model": "m", "messages": [], "store": true}));
+        assert_eq!(e.param.as_deref(), Some("store"));
+        let e = refused(json!({"model": "m", "messages": [], "modalities": ["text", "audio"]}));
+        assert_eq!(e.param.as_deref(), Some("modalities"));
     }
 
     #[test]

@@ -16,6 +16,16 @@ pub enum Native {
     Vertex(vertex::Publisher),
 }
 
+/// The 400 for an assistant turn's `audio` (a reference to an earlier audio answer, which only
+/// OpenAI keeps).
+pub(crate) fn audio_reference_refused(i: usize, provider: &str) -> GatewayError {
+    let param = format!("messages[{i}].audio");
+    GatewayError::invalid_param(
+        &param,
+        format!("`{param}` refers to an earlier OpenAI audio answer; {provider} cannot take it."),
+    )
+}
+
 impl Native {
     /// The translated protocol for `protocol` and a native model id; `None` for OpenAI-compatible.
     pub fn of(protocol: Protocol, native_model: &str) -> Option<Native> {
