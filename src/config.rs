@@ -33,6 +33,9 @@ pub struct ProviderConfig {
     pub api_keys: Vec<String>,
     /// Base URL without a trailing slash.
     pub base_url: String,
+    /// Why the provider cannot be used though it has a credential (its base URL is not
+    /// usable), naming the variable; it is then treated as not configured.
+    pub unusable: Option<String>,
 }
 
 /// Vertex AI settings beyond the credential (`VERTEX_API_KEY` holds the service-account JSON).
@@ -67,36 +70,35 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub max_request_bytes: usize,
     pub key_cache_ttl_ms: u64,
+    /// What was wrong with the settings and what was done instead, one line each, naming
+    /// variables, never their values (the edge logs them once per isolate).
+    pub warnings: Vec<String>,
 }
+
+/// The most a duration setting may be: one hour (as for a request's own timeouts).
+const MAX_SETTING_MS: u64 = 3_600_000;
+/// The largest body a Worker receives on Cloudflare's Free and Pro plans (100 MB).
+const MAX_BODY_SETTING: u64 = 100 * 1024 * 1024;
 
 impl Config {
     /// Builds the configuration from `lookup(NAME)`, which returns a var or secret if set.
+    /// Values that cannot be used fall back to their defaults (or leave a provider out), each
+    /// with a line in [`Config::warnings`].
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Config {
-        let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let vertex = VertexConfig {
-            project: non_empty("VERTEX_PROJECT").map(|v| v.trim().to_owned()),
-            location: non_empty("VERTEX_LOCATION")
+        let non_empty = |name: &str| {
+            lookup(name)
                 .map(|v| v.trim().to_owned())
-                .unwrap_or_else(|| "global".to_owned()),
-            token_url: non_empty("VERTEX_TOKEN_URL").map(|v| v.trim().to_owned()),
+                .filter(|v| !v.is_empty())
+        };
+        let mut warnings = Vec::new();
+        let vertex = VertexConfig {
+            project: non_empty("VERTEX_PROJECT"),
+            location: non_empty("VERTEX_LOCATION").unwrap_or_else(|| "global".to_owned()),
+            token_url: non_empty("VERTEX_TOKEN_URL"),
         };
         let providers = PROVIDERS
             .iter()
-            .map(|spec| ProviderConfig {
-                spec,
-                api_keys: std::iter::once(format!("{}_API_KEY", spec.env))
-                    .chain((2..=MAX_CREDENTIALS).map(|i| format!("{}_API_KEY_{i}", spec.env)))
-                    .filter_map(|name| non_empty(&name).map(|k| k.trim().to_owned()))
-                    .collect(),
-                base_url: non_empty(&format!("{}_BASE_URL", spec.env))
-                    .map(|u| u.trim().trim_end_matches('/').to_owned())
-                    .unwrap_or_else(|| match spec.protocol {
-                        Protocol::Vertex => {
-                            crate::providers::vertex::default_base_url(&vertex.location)
-                        }
-                        _ => spec.default_base_url.to_owned(),
-                    }),
-            })
+            .map(|spec| provider_config(spec, &vertex, &non_empty, &mut warnings))
             .collect();
         let cors_origins = non_empty("CORS_ORIGINS")
             .map(|v| {
@@ -106,45 +108,113 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
-        let number = |name: &str, default: u64| {
-            non_empty(name)
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(default)
+        let mut number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| {
+            let Some(v) = non_empty(name) else {
+                return default;
+            };
+            match v.parse::<u64>() {
+                Ok(n) if range.contains(&n) => n,
+                Ok(n) => {
+                    // Below the least (0 where 0 means nothing): the default; above: the most.
+                    let used = if n < *range.start() {
+                        default
+                    } else {
+                        *range.end()
+                    };
+                    warnings.push(format!(
+                        "`{name}` must be from {} to {}; {used} is used.",
+                        range.start(),
+                        range.end()
+                    ));
+                    used
+                }
+                Err(_) => {
+                    warnings.push(format!(
+                        "`{name}` is not a whole number; the default {default} is used."
+                    ));
+                    default
+                }
+            }
         };
         let defaults = RetryPolicy::default();
+        let retry = RetryPolicy {
+            // 0 (no retries meant) is one try.
+            attempts_per_provider: number(
+                "RETRY_MAX_ATTEMPTS",
+                u64::from(defaults.attempts_per_provider),
+                0..=10,
+            )
+            .max(1) as u32,
+            base_delay_ms: number(
+                "RETRY_BASE_DELAY_MS",
+                defaults.base_delay_ms,
+                0..=defaults.max_delay_ms,
+            ),
+            ..defaults
+        };
+        let timeout_ms = number("DEFAULT_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 1..=MAX_SETTING_MS);
+        let total_timeout_ms = number(
+            "DEFAULT_TOTAL_TIMEOUT_MS",
+            DEFAULT_TOTAL_TIMEOUT_MS,
+            1..=MAX_SETTING_MS,
+        );
+        // 0 switches the breakers off.
+        let breaker_threshold = match number("BREAKER_THRESHOLD", 3, 0..=1000) {
+            0 => u32::MAX,
+            n => n as u32,
+        };
+        let breaker_cooldown_ms = number("BREAKER_COOLDOWN_MS", 30_000, 0..=MAX_SETTING_MS);
+        let max_request_bytes = number(
+            "MAX_REQUEST_BYTES",
+            DEFAULT_MAX_REQUEST_BYTES as u64,
+            1..=MAX_BODY_SETTING,
+        ) as usize;
+        let key_cache_ttl_ms = number(
+            "KEY_CACHE_TTL_MS",
+            DEFAULT_KEY_CACHE_TTL_MS,
+            0..=MAX_SETTING_MS,
+        );
+        let weights = non_empty("ROUTING_WEIGHTS")
+            .map(|v| parse_weights(&v, &mut warnings))
+            .unwrap_or_default();
+        if total_timeout_ms < timeout_ms {
+            warnings.push(
+                "`DEFAULT_TOTAL_TIMEOUT_MS` is shorter than `DEFAULT_TIMEOUT_MS`: an attempt that \
+                 runs to its timeout leaves no time for a fallback."
+                    .to_owned(),
+            );
+        }
         Config {
-            admin_token: non_empty("ADMIN_TOKEN").map(|v| v.trim().to_owned()),
+            admin_token: non_empty("ADMIN_TOKEN"),
             vertex,
-            retry: RetryPolicy {
-                attempts_per_provider: number(
-                    "RETRY_MAX_ATTEMPTS",
-                    defaults.attempts_per_provider as u64,
-                )
-                .clamp(1, 10) as u32,
-                base_delay_ms: number("RETRY_BASE_DELAY_MS", defaults.base_delay_ms),
-                ..defaults
-            },
-            timeout_ms: number("DEFAULT_TIMEOUT_MS", DEFAULT_TIMEOUT_MS),
-            total_timeout_ms: number("DEFAULT_TOTAL_TIMEOUT_MS", DEFAULT_TOTAL_TIMEOUT_MS),
-            breaker_threshold: number("BREAKER_THRESHOLD", 3).clamp(1, 1000) as u32,
-            breaker_cooldown_ms: number("BREAKER_COOLDOWN_MS", 30_000),
-            weights: non_empty("ROUTING_WEIGHTS")
-                .map(|v| parse_weights(&v))
-                .unwrap_or_default(),
+            retry,
+            timeout_ms,
+            total_timeout_ms,
+            breaker_threshold,
+            breaker_cooldown_ms,
+            weights,
             providers,
             cors_origins,
-            max_request_bytes: non_empty("MAX_REQUEST_BYTES")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
-            key_cache_ttl_ms: non_empty("KEY_CACHE_TTL_MS")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(DEFAULT_KEY_CACHE_TTL_MS),
+            max_request_bytes,
+            key_cache_ttl_ms,
+            warnings,
         }
     }
 
-    /// How many credentials the gateway holds for the provider called `name`.
+    /// What to set for the provider `spec` to be usable: its key, or a usable base URL.
+    pub fn what_to_set(&self, spec: &ProviderSpec) -> String {
+        match self.provider(spec.name).and_then(|p| p.unusable.as_deref()) {
+            Some(why) => why.to_owned(),
+            None => format!("Set {}_API_KEY.", spec.env),
+        }
+    }
+
+    /// How many credentials the gateway holds for the provider called `name` (none when its
+    /// settings leave it unusable).
     pub fn credentials(&self, name: &str) -> usize {
-        self.provider(name).map_or(0, |p| p.api_keys.len())
+        self.provider(name)
+            .filter(|p| p.unusable.is_none())
+            .map_or(0, |p| p.api_keys.len())
     }
 
     /// The settings of the provider called `name`.
@@ -186,23 +256,139 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// `ROUTING_WEIGHTS`, entry by entry: a weight that is not a non-negative number, or names a
-/// provider the gateway does not know, is left out without losing the others.
-fn parse_weights(json: &str) -> Weights {
-    let parsed: HashMap<String, HashMap<String, serde_json::Value>> =
-        serde_json::from_str(json).unwrap_or_default();
-    parsed
-        .into_iter()
-        .map(|(model, per_provider)| {
-            let usable = per_provider
-                .into_iter()
-                .filter(|(p, _)| crate::providers::find(p).is_some())
-                .filter_map(|(p, w)| Some((p, w.as_f64().filter(|w| *w >= 0.0)?)))
-                .collect::<HashMap<_, _>>();
-            (model, usable)
-        })
-        .filter(|(_, w)| !w.is_empty())
-        .collect()
+/// `ROUTING_WEIGHTS`, entry by entry: a model whose value is not an object, a weight that is
+/// not a non-negative number, or a provider the gateway does not know is left out (with a
+/// warning) without losing the others.
+fn parse_weights(json: &str, warnings: &mut Vec<String>) -> Weights {
+    let Ok(parsed) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
+    else {
+        warnings.push(
+            "`ROUTING_WEIGHTS` is not a JSON object of models; no weights are used.".to_owned(),
+        );
+        return Weights::default();
+    };
+    let mut weights = Weights::default();
+    for (model, per_provider) in parsed {
+        let Some(per_provider) = per_provider.as_object() else {
+            warnings.push(format!(
+                "`ROUTING_WEIGHTS`: the entry for `{model}` is not an object of weights; left out."
+            ));
+            continue;
+        };
+        let mut usable = HashMap::new();
+        for (p, w) in per_provider {
+            match (crate::providers::find(p), w.as_f64().filter(|w| *w >= 0.0)) {
+                (Some(_), Some(w)) => {
+                    usable.insert(p.clone(), w);
+                }
+                _ => warnings.push(format!(
+                    "`ROUTING_WEIGHTS`: `{model}` → `{p}` is not a known provider with a \
+                     non-negative number; left out."
+                )),
+            }
+        }
+        if !usable.is_empty() {
+            weights.insert(model, usable);
+        }
+    }
+    weights
+}
+
+/// One provider's settings: its credentials (`<ENV>_API_KEY`, `_2` … `_9`, numbered without
+/// gaps, so that a credential's number is its variable's) and its base URL.
+fn provider_config(
+    spec: &'static ProviderSpec,
+    vertex: &VertexConfig,
+    non_empty: &impl Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> ProviderConfig {
+    let names: Vec<String> = std::iter::once(format!("{}_API_KEY", spec.env))
+        .chain((2..=MAX_CREDENTIALS).map(|i| format!("{}_API_KEY_{i}", spec.env)))
+        .collect();
+    let set: Vec<Option<String>> = names.iter().map(|n| non_empty(n)).collect();
+    let in_order = set.iter().take_while(|k| k.is_some()).count();
+    for (name, _) in names
+        .iter()
+        .zip(&set)
+        .skip(in_order)
+        .filter(|(_, k)| k.is_some())
+    {
+        warnings.push(format!(
+            "`{name}` is not used: credentials are numbered without gaps (`{}_API_KEY`, \
+             `_2`, `_3` …).",
+            spec.env
+        ));
+    }
+    let api_keys: Vec<String> = set.into_iter().take(in_order).flatten().collect();
+    let var = format!("{}_BASE_URL", spec.env);
+    let (base_url, unusable) = match non_empty(&var) {
+        None => (
+            match spec.protocol {
+                Protocol::Vertex => crate::providers::vertex::default_base_url(&vertex.location),
+                _ => spec.default_base_url.to_owned(),
+            },
+            None,
+        ),
+        Some(url) => match usable_base_url(&url, spec.protocol) {
+            Ok((url, note)) => {
+                if let Some(note) = note {
+                    warnings.push(format!("`{var}` {note}"));
+                }
+                (url, None)
+            }
+            Err(why) => {
+                let why = format!("`{var}` is not a usable URL ({why}).");
+                if !api_keys.is_empty() {
+                    warnings.push(format!("{why} `{}` is left out.", spec.name));
+                }
+                (String::new(), Some(why))
+            }
+        },
+    };
+    ProviderConfig {
+        spec,
+        api_keys,
+        base_url,
+        unusable,
+    }
+}
+
+/// A base URL as the gateway uses it: `http(s)://host[:port][/path]`, without a trailing slash,
+/// credentials, query or fragment. For the providers whose official SDKs take a bare origin
+/// (Anthropic, Google, Vertex), a version path given by mistake is dropped (with a note), as the
+/// gateway adds it.
+fn usable_base_url(url: &str, protocol: Protocol) -> Result<(String, Option<String>), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("it must start with https:// or http://")?;
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() {
+        return Err("no host".to_owned());
+    }
+    if authority.contains('@') {
+        return Err("credentials belong in the key variables, not in the URL".to_owned());
+    }
+    if url.contains(['?', '#']) || url.contains(char::is_whitespace) {
+        return Err("no query, fragment or spaces".to_owned());
+    }
+    let url = url.trim_end_matches('/');
+    let version = match protocol {
+        Protocol::Anthropic | Protocol::Vertex => &["/v1"][..],
+        Protocol::Gemini => &["/v1beta", "/v1"][..],
+        _ => &[][..],
+    };
+    for v in version {
+        if let Some(origin) = url.strip_suffix(v).filter(|o| o.len() > "https://".len()) {
+            return Ok((
+                origin.to_owned(),
+                Some(format!(
+                    "ends in `{v}`, which the gateway adds itself: it is used without it."
+                )),
+            ));
+        }
+    }
+    Ok((url.to_owned(), None))
 }
 
 #[cfg(test)]
@@ -320,15 +506,96 @@ pub(crate) mod tests {
             ("OPENAI_API_KEY_10", "ignored: beyond the ninth"),
             ("XAI_API_KEY_2", "xai-only-second"),
         ]);
-        assert_eq!(
-            c.provider("openai").unwrap().api_keys,
-            ["sk-1", "sk-2", "sk-4"]
-        );
-        assert_eq!(c.credentials("openai"), 3);
-        assert_eq!(c.provider("xai").unwrap().api_keys, ["xai-only-second"]);
+        // Numbered without gaps, so that a credential's number is its variable's (errors and
+        // the attempts header name `OPENAI_API_KEY_2`): the ones after a gap are not used, and
+        // a warning says so.
+        assert_eq!(c.provider("openai").unwrap().api_keys, ["sk-1", "sk-2"]);
+        assert_eq!(c.credentials("openai"), 2);
+        assert!(c.provider("xai").unwrap().api_keys.is_empty());
         assert_eq!(c.credentials("groq"), 0);
+        let unused: Vec<&String> = c
+            .warnings
+            .iter()
+            .filter(|w| w.contains("not used"))
+            .collect();
+        assert_eq!(unused.len(), 2, "{:?}", c.warnings);
+        assert!(
+            unused[0].starts_with("`OPENAI_API_KEY_4`") && unused[1].starts_with("`XAI_API_KEY_2`")
+        );
+        assert!(c.warnings.iter().all(|w| !w.contains("sk-")), "no values");
         let s = format!("{:?}", c.provider("openai").unwrap());
-        assert!(s.contains("<3 redacted>") && !s.contains("sk-"), "{s}");
+        assert!(s.contains("<2 redacted>") && !s.contains("sk-"), "{s}");
+    }
+
+    #[test]
+    fn settings_that_cannot_be_used_fall_back_with_a_warning() {
+        let c = config(&[
+            ("DEFAULT_TIMEOUT_MS", "0"),
+            ("DEFAULT_TOTAL_TIMEOUT_MS", "6e5"),
+            ("MAX_REQUEST_BYTES", "10MB"),
+            ("KEY_CACHE_TTL_MS", "99999999999"),
+            ("BREAKER_THRESHOLD", "0"),
+            (
+                "ROUTING_WEIGHTS",
+                r#"{"m":{"openai":1},"n":5,"o":{"nobody":2,"xai":"3"}}"#,
+            ),
+            ("ANTHROPIC_API_KEY", "sk-ant"),
+            ("ANTHROPIC_BASE_URL", "https://api.anthropic.com/v1/"),
+            ("GOOGLE_API_KEY", "g"),
+            (
+                "GOOGLE_BASE_URL",
+                "https://generativelanguage.googleapis.com/v1beta",
+            ),
+            ("XAI_API_KEY", "x"),
+            ("XAI_BASE_URL", "api.x.ai/v1"),
+            ("GROQ_API_KEY", "q"),
+            ("GROQ_BASE_URL", "https://user:pw@api.groq.com/openai/v1"),
+        ]);
+        assert_eq!(
+            c.timeout_ms, DEFAULT_TIMEOUT_MS,
+            "0 would time every attempt out"
+        );
+        assert_eq!(c.total_timeout_ms, DEFAULT_TOTAL_TIMEOUT_MS);
+        assert_eq!(c.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+        assert_eq!(c.key_cache_ttl_ms, MAX_SETTING_MS);
+        assert_eq!(c.breaker_threshold, u32::MAX, "0 switches breakers off");
+        assert_eq!(c.weights.len(), 1, "the good entry kept: {:?}", c.weights);
+        assert_eq!(
+            c.provider("anthropic").unwrap().base_url,
+            "https://api.anthropic.com"
+        );
+        assert_eq!(
+            c.provider("google").unwrap().base_url,
+            "https://generativelanguage.googleapis.com"
+        );
+        assert_eq!(c.credentials("xai"), 0, "no usable URL: left out");
+        assert_eq!(c.credentials("groq"), 0);
+        assert!(c
+            .what_to_set(crate::providers::find("xai").unwrap())
+            .contains("`XAI_BASE_URL` is not a usable URL"));
+        let w = c.warnings.join("\n");
+        for name in [
+            "DEFAULT_TIMEOUT_MS",
+            "DEFAULT_TOTAL_TIMEOUT_MS",
+            "MAX_REQUEST_BYTES",
+            "KEY_CACHE_TTL_MS",
+            "ROUTING_WEIGHTS`: the entry for `n`",
+            "`o` → `nobody`",
+            "`o` → `xai`",
+            "ANTHROPIC_BASE_URL",
+            "GOOGLE_BASE_URL",
+            "XAI_BASE_URL",
+            "GROQ_BASE_URL",
+        ] {
+            assert!(w.contains(name), "{name} in {w}");
+        }
+        assert!(
+            !w.contains("pw@") && !w.contains("api.x.ai"),
+            "values never shown: {w}"
+        );
+        // All fine: nothing to say.
+        let c = config(&[("OPENAI_API_KEY", "sk")]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]

@@ -171,6 +171,16 @@ impl GatewayError {
             )
     }
 
+    /// A failure of the key store as the caller reports it: a missing binding stays what it is
+    /// (the operator's to fix, final), anything else is an internal error.
+    pub fn key_store(e: GatewayError) -> Self {
+        if e.kind == ErrorKind::NotConfigured {
+            e
+        } else {
+            Self::internal(format!("The key store failed: {}", e.message))
+        }
+    }
+
     pub fn with_param(mut self, param: &str) -> Self {
         self.param = Some(param.to_owned());
         self

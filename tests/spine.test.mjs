@@ -652,6 +652,39 @@ describe('errors', () => {
     assert.equal(evil.headers.get('vary'), 'Origin');
   });
 
+  test('vars as wrangler.toml writes them (a number, a list) are read; a base URL with the version path twice still works', async () => {
+    const typed = await startGateway({
+      emulatorUrl: emu.url,
+      bindings: {
+        MAX_REQUEST_BYTES: 4096,
+        CORS_ORIGINS: ['https://typed.example'],
+        // The Anthropic SDK's variable is a bare origin; `/v1` given by mistake is dropped.
+        ANTHROPIC_BASE_URL: `${emu.url}/v1`,
+      },
+    });
+    try {
+      const k = await typed.createKey('typed-vars');
+      gatewayKeys.push(k);
+      const big = await fetch(`${typed.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'openai/gpt-4o', messages: userMessage('x'.repeat(5000)) }),
+      });
+      assert.equal(big.status, 413, 'MAX_REQUEST_BYTES given as a number is honoured');
+      const preflight = await fetch(`${typed.url}/v1/chat/completions`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://typed.example', 'access-control-request-method': 'POST' },
+      });
+      assert.equal(preflight.headers.get('access-control-allow-origin'), 'https://typed.example');
+      const c = new OpenAI({ apiKey: k, baseURL: `${typed.url}/v1`, maxRetries: 0 });
+      const answer = await c.chat.completions.create({ model: 'anthropic/claude-sonnet-4-6', messages: userMessage('once') });
+      assert.equal(answer.choices[0].message.content, 'Hello from emulator: once');
+      assert.equal(lastRequest((r) => r.protocol === 'anthropic').pathname, '/v1/messages');
+    } finally {
+      await typed.dispose();
+    }
+  });
+
   test('wrong method: 405', async () => {
     const res = await raw('/v1/chat/completions', { method: 'GET' });
     assert.equal(res.status, 405);

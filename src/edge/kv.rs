@@ -11,7 +11,10 @@ fn kv_error(e: impl std::fmt::Display) -> GatewayError {
 impl Edge {
     fn kv(&self) -> Result<worker::KvStore, GatewayError> {
         self.env.kv(KV_BINDING).map_err(|_| {
-            GatewayError::internal(format!("The KV namespace `{KV_BINDING}` is not bound."))
+            GatewayError::not_configured(format!(
+                "The KV namespace `{KV_BINDING}` is not bound: add it to wrangler.toml \
+                 (see README, Deploy)."
+            ))
         })
     }
 }

@@ -29,14 +29,42 @@ fn gateway(env: &Env) -> Rc<Gateway> {
     GATEWAY.with(|cell| {
         cell.get_or_init(|| {
             let env: &JsValue = env.as_ref();
-            Rc::new(Gateway::new(Config::from_lookup(|name| {
+            let config = Config::from_lookup(|name| {
                 js_sys::Reflect::get(env, &JsValue::from_str(name))
                     .ok()
-                    .and_then(|v| v.as_string())
-            })))
+                    .and_then(binding_text)
+            });
+            // Once per isolate, where `wrangler tail` and the dashboard's logs show it: what
+            // in the settings could not be used (variable names, never values).
+            for warning in &config.warnings {
+                worker::console_warn!("switchyard settings: {warning}");
+            }
+            Rc::new(Gateway::new(config))
         })
         .clone()
     })
+}
+
+/// A var as text: strings as they are; what wrangler.toml's `[vars]` turns into JSON (a TOML
+/// number, boolean or table) as its JSON text, a list as its items joined by commas.
+fn binding_text(v: JsValue) -> Option<String> {
+    if let Some(s) = v.as_string() {
+        return Some(s);
+    }
+    if v.is_undefined() || v.is_null() || v.is_function() {
+        return None;
+    }
+    if js_sys::Array::is_array(&v) {
+        let items: Vec<String> = js_sys::Array::from(&v)
+            .iter()
+            .filter_map(|item| {
+                item.as_string()
+                    .or_else(|| js_sys::JSON::stringify(&item).ok()?.as_string())
+            })
+            .collect();
+        return Some(items.join(","));
+    }
+    js_sys::JSON::stringify(&v).ok()?.as_string()
 }
 
 /// The platform: clock, randomness, upstream fetch and KV, for one request.

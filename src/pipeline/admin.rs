@@ -111,7 +111,7 @@ fn valid_name(name: Option<serde_json::Value>) -> Result<String, GatewayError> {
 }
 
 fn kv_err(e: GatewayError) -> GatewayError {
-    GatewayError::internal(format!("The key store failed: {}", e.message))
+    GatewayError::key_store(e)
 }
 
 /// The most KV keeps as one entry's metadata (Cloudflare's limit), where a key's public view lives.

@@ -331,7 +331,7 @@ impl Gateway {
                         // gateway's own time: a client's shorter `timeoutMs` (or the end of its
                         // total budget) must not open a breaker every request shares.
                         let own_time = failure.outcome != AttemptOutcome::Timeout
-                            || timeout >= self.config.timeout_ms;
+                            || timeout >= self.config.timeout_ms.min(self.config.total_timeout_ms);
                         // A refused cached Vertex token says nothing yet about the account.
                         let counts =
                             retryable && own_time && failure.outcome != AttemptOutcome::StaleToken;

@@ -451,7 +451,7 @@ impl Gateway {
         }
         let rec = admin::lookup(p, &hash)
             .await
-            .map_err(|e| GatewayError::internal(format!("The key store failed: {}", e.message)))?;
+            .map_err(GatewayError::key_store)?;
         let mut cache = self.key_cache.borrow_mut();
         cache.put(hash.clone(), rec.clone(), now, ttl);
         // Revoked here while the lookup was under way: the revocation answers.

@@ -57,7 +57,7 @@ impl Breakers {
         };
         match s.open_until {
             Some(until) if now_ms >= until => {
-                s.open_until = Some(now_ms + self.cooldown_ms.max(trial_ms));
+                s.open_until = Some(now_ms.saturating_add(self.cooldown_ms.max(trial_ms)));
                 true
             }
             Some(_) => false,
@@ -74,7 +74,7 @@ impl Breakers {
         let s = self.states.entry(key).or_default();
         s.failures = s.failures.saturating_add(1);
         if s.failures >= self.threshold {
-            s.open_until = Some(now_ms + self.cooldown_ms);
+            s.open_until = Some(now_ms.saturating_add(self.cooldown_ms));
         }
     }
 }

@@ -65,11 +65,16 @@ pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayEr
             .collect();
         if usable.is_empty() {
             let names: Vec<&str> = all.iter().map(|t| t.provider.name).collect();
+            let set: Vec<String> = all.iter().map(|t| config.what_to_set(t.provider)).collect();
             return Err(GatewayError::not_configured(format!(
-                "The model `{model_id}` is served by {}, and this gateway has no credential for {}. Set {}.",
+                "The model `{model_id}` is served by {}, and this gateway cannot use {}: {}",
                 names.join(", "),
-                if names.len() == 1 { "it" } else { "any of them" },
-                all.iter().map(|t| format!("{}_API_KEY", t.provider.env)).collect::<Vec<_>>().join(" or "),
+                if names.len() == 1 {
+                    "it"
+                } else {
+                    "any of them"
+                },
+                set.join(" Or: "),
             )));
         }
         return Ok(usable);
@@ -87,8 +92,9 @@ pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayEr
         .ok_or_else(|| GatewayError::model_not_found(model_id))?;
     if !configured(provider) {
         return Err(GatewayError::not_configured(format!(
-            "The provider `{}` is not configured on this gateway. Set {}_API_KEY.",
-            provider.name, provider.env
+            "The provider `{}` is not configured on this gateway. {}",
+            provider.name,
+            config.what_to_set(provider)
         )));
     }
     Ok(vec![Target {
