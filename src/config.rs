@@ -103,8 +103,7 @@ impl Config {
         let cors_origins = non_empty("CORS_ORIGINS")
             .map(|v| {
                 v.split(',')
-                    .map(|o| o.trim().trim_end_matches('/').to_owned())
-                    .filter(|o| !o.is_empty())
+                    .filter_map(|o| cors_origin(o, &mut warnings))
                     .collect()
             })
             .unwrap_or_default();
@@ -184,8 +183,19 @@ impl Config {
                     .to_owned(),
             );
         }
+        let admin_token = non_empty("ADMIN_TOKEN");
+        if admin_token
+            .as_deref()
+            .is_some_and(|t| t.len() < 16 || t == "change-me-admin-token")
+        {
+            warnings.push(
+                "`ADMIN_TOKEN` is shorter than 16 characters or the example's placeholder: \
+                 whoever guesses it manages every gateway key."
+                    .to_owned(),
+            );
+        }
         Config {
-            admin_token: non_empty("ADMIN_TOKEN"),
+            admin_token,
             vertex,
             retry,
             timeout_ms,
@@ -254,6 +264,31 @@ impl std::fmt::Debug for Config {
             .field("weights", &self.weights)
             .finish()
     }
+}
+
+/// One `CORS_ORIGINS` entry as browsers send an `Origin`: `scheme://host[:port]` in lower case,
+/// without a default port or a path (dropped, with a warning).
+fn cors_origin(entry: &str, warnings: &mut Vec<String>) -> Option<String> {
+    let o = entry.trim().trim_end_matches('/');
+    if o.is_empty() || o == "*" {
+        return (!o.is_empty()).then(|| o.to_owned());
+    }
+    let Some((scheme, rest)) = o.split_once("://") else {
+        warnings.push(
+            "`CORS_ORIGINS`: an entry without a scheme (`https://…`) is left out.".to_owned(),
+        );
+        return None;
+    };
+    let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    if !path.is_empty() {
+        warnings
+            .push("`CORS_ORIGINS`: an origin has no path; an entry's path is dropped.".to_owned());
+    }
+    let scheme = scheme.to_ascii_lowercase();
+    let host = host.to_ascii_lowercase();
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let host = host.strip_suffix(default_port).unwrap_or(&host);
+    Some(format!("{scheme}://{host}"))
 }
 
 /// `ROUTING_WEIGHTS`, entry by entry: a model whose value is not an object, a weight that is
@@ -592,6 +627,28 @@ pub(crate) mod tests {
         assert!(
             !w.contains("pw@") && !w.contains("api.x.ai"),
             "values never shown: {w}"
+        );
+        // Origins as browsers send them.
+        let c = config(&[
+            (
+                "CORS_ORIGINS",
+                "HTTPS://App.Example:443/, https://b.example/app, c.example, http://d.example:8080",
+            ),
+            ("ADMIN_TOKEN", "change-me-admin-token"),
+        ]);
+        assert_eq!(
+            c.cors_origins,
+            [
+                "https://app.example",
+                "https://b.example",
+                "http://d.example:8080"
+            ]
+        );
+        assert!(c.cors_allows("https://app.example") && c.cors_allows("https://b.example"));
+        let w = c.warnings.join("\n");
+        assert!(
+            w.contains("path") && w.contains("without a scheme") && w.contains("ADMIN_TOKEN"),
+            "{w}"
         );
         // All fine: nothing to say.
         let c = config(&[("OPENAI_API_KEY", "sk")]);
