@@ -96,14 +96,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// One try's place in its request: the time it may take, and whether no healthy target comes
-/// after it (then it goes even while its breaker is open).
-#[derive(Debug, Clone, Copy)]
-struct Turn {
-    timeout: u64,
-    last_resort: bool,
-}
-
 /// The most KV stores under one key (Cloudflare's limit): a larger outcome is not kept.
 const MAX_KV_VALUE_BYTES: usize = 25 * 1024 * 1024;
 
@@ -278,19 +270,7 @@ impl Gateway {
                 tries += 1;
                 total += 1;
                 let timeout = attempt_timeout.min(deadline - now);
-                // Whether no later target in the plan is healthy now: then this one is tried
-                // even while its breaker is open.
-                let last_resort = {
-                    let breakers = self.breakers.borrow();
-                    !plan[i + 1..]
-                        .iter()
-                        .any(|a| !breakers.is_open(a.target.key(), now))
-                };
-                let turn = Turn {
-                    timeout,
-                    last_resort,
-                };
-                let result = self.attempt(p, obj, summary, attempt, ids, turn).await;
+                let result = self.attempt(p, obj, summary, attempt, ids, timeout).await;
                 let latency = p.now_ms().saturating_sub(now);
                 let breaker = attempt.target.key();
                 match result {
@@ -323,9 +303,7 @@ impl Gateway {
                         // next target, another provider or fallback model, may serve it.
                         let not_sent = matches!(
                             failure.outcome,
-                            AttemptOutcome::Refused
-                                | AttemptOutcome::Misconfigured
-                                | AttemptOutcome::BreakerOpen
+                            AttemptOutcome::Refused | AttemptOutcome::Misconfigured
                         );
                         // A timeout says the provider is slow only when the attempt had the
                         // gateway's own time: a client's shorter `timeoutMs` (or the end of its
@@ -433,12 +411,8 @@ impl Gateway {
         summary: &ChatSummary,
         attempt: &Attempt,
         ids: Ids<'_>,
-        turn: Turn,
+        timeout: u64,
     ) -> Result<Served<P::Body>, Failure> {
-        let Turn {
-            timeout,
-            last_resort,
-        } = turn;
         let started = p.now_ms();
         let target = &attempt.target;
         let provider = target.provider;
@@ -504,22 +478,10 @@ impl Gateway {
             }
         };
         // A key whose cool-down is over gets this request as its one trial (only now, when
-        // something is sent): others keep away from it until the trial reports. One taken out
-        // since this request's plan was made is passed over while a healthy target is left.
-        let admitted = self
-            .breakers
+        // something is sent): others keep away from it until the trial reports.
+        self.breakers
             .borrow_mut()
             .admit(target.key(), p.now_ms(), remaining(p));
-        if !admitted && !last_resort {
-            return Err(Failure::new(
-                AttemptOutcome::BreakerOpen,
-                GatewayError::bad_gateway(format!(
-                    "The provider `{}` was taken out by its circuit breaker; another target serves.",
-                    provider.name
-                ))
-                .with_provider(provider.name),
-            ));
-        }
         let resp = p
             .fetch(request, remaining(p))
             .await

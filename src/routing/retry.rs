@@ -27,9 +27,6 @@ pub enum AttemptOutcome {
     /// An answer larger than the gateway reads: the request asked for it, so it is final and
     /// says nothing about the provider's health.
     TooLarge,
-    /// Not sent: the credential was taken out (or its one half-open trial taken by another
-    /// request) after this request's plan was made, and later targets are healthy.
-    BreakerOpen,
 }
 
 impl AttemptOutcome {
@@ -47,10 +44,9 @@ impl AttemptOutcome {
             | AttemptOutcome::StreamFailed
             | AttemptOutcome::StaleToken => true,
             AttemptOutcome::StreamError { retryable } => retryable,
-            AttemptOutcome::Refused
-            | AttemptOutcome::Misconfigured
-            | AttemptOutcome::TooLarge
-            | AttemptOutcome::BreakerOpen => false,
+            AttemptOutcome::Refused | AttemptOutcome::Misconfigured | AttemptOutcome::TooLarge => {
+                false
+            }
         }
     }
 
@@ -70,7 +66,6 @@ impl AttemptOutcome {
             AttemptOutcome::Misconfigured => Some("provider_not_configured"),
             AttemptOutcome::StaleToken => Some("token_refused"),
             AttemptOutcome::TooLarge => Some("response_too_large"),
-            AttemptOutcome::BreakerOpen => Some("breaker_open"),
         }
     }
 }
