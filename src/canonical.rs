@@ -560,7 +560,7 @@ impl ChatRequest {
 fn restates_default(field: &str, value: &Value) -> bool {
     match field {
         "store" => value == &Value::Bool(false),
-        "service_tier" => matches!(value.as_str(), Some("auto" | "default")),
+        "service_tier" => value.as_str() == Some("auto"),
         "modalities" => value
             .as_array()
             .is_some_and(|m| m.len() == 1 && m[0] == "text"),

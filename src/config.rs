@@ -31,6 +31,9 @@ pub struct ProviderConfig {
     /// The gateway's credentials for this provider, in the order of their variables (empty when
     /// none is set). Requests spread over them; one that fails is retried on the next.
     pub api_keys: Vec<String>,
+    /// Each credential's variable number (1 for `<ENV>_API_KEY`, 2 for `_2` …), parallel to
+    /// `api_keys`: errors and the attempts header name credentials by it, gaps or not.
+    pub key_numbers: Vec<u8>,
     /// Base URL without a trailing slash.
     pub base_url: String,
     /// Why the provider cannot be used though it has a credential (its base URL is not
@@ -78,7 +81,7 @@ pub struct Config {
 /// The most a duration setting may be: one hour (as for a request's own timeouts).
 const MAX_SETTING_MS: u64 = 3_600_000;
 /// The largest body a Worker receives on Cloudflare's Free and Pro plans (100 MB).
-const MAX_BODY_SETTING: u64 = 100 * 1024 * 1024;
+const MAX_BODY_SETTING: u64 = 100_000_000;
 
 impl Config {
     /// Builds the configuration from `lookup(NAME)`, which returns a var or secret if set.
@@ -219,6 +222,18 @@ impl Config {
         }
     }
 
+    /// The variable numbers of the provider's credentials (see [`ProviderConfig::key_numbers`]),
+    /// padded with zeros.
+    pub fn credential_numbers(&self, name: &str) -> [u8; MAX_CREDENTIALS] {
+        let mut out = [0; MAX_CREDENTIALS];
+        if let Some(p) = self.provider(name) {
+            for (slot, n) in out.iter_mut().zip(&p.key_numbers) {
+                *slot = *n;
+            }
+        }
+        out
+    }
+
     /// How many credentials the gateway holds for the provider called `name` (none when its
     /// settings leave it unusable).
     pub fn credentials(&self, name: &str) -> usize {
@@ -270,7 +285,8 @@ impl std::fmt::Debug for Config {
 /// without a default port or a path (dropped, with a warning).
 fn cors_origin(entry: &str, warnings: &mut Vec<String>) -> Option<String> {
     let o = entry.trim().trim_end_matches('/');
-    if o.is_empty() || o == "*" {
+    // `*`, and `null` (what sandboxed frames and files send) are taken as they are.
+    if o.is_empty() || o == "*" || o == "null" {
         return (!o.is_empty()).then(|| o.to_owned());
     }
     let Some((scheme, rest)) = o.split_once("://") else {
@@ -329,32 +345,23 @@ fn parse_weights(json: &str, warnings: &mut Vec<String>) -> Weights {
     weights
 }
 
-/// One provider's settings: its credentials (`<ENV>_API_KEY`, `_2` … `_9`, numbered without
-/// gaps, so that a credential's number is its variable's) and its base URL.
+/// One provider's settings: its credentials (`<ENV>_API_KEY`, `_2` … `_9`, each remembered with
+/// its variable's number) and its base URL.
 fn provider_config(
     spec: &'static ProviderSpec,
     vertex: &VertexConfig,
     non_empty: &impl Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
 ) -> ProviderConfig {
-    let names: Vec<String> = std::iter::once(format!("{}_API_KEY", spec.env))
-        .chain((2..=MAX_CREDENTIALS).map(|i| format!("{}_API_KEY_{i}", spec.env)))
-        .collect();
-    let set: Vec<Option<String>> = names.iter().map(|n| non_empty(n)).collect();
-    let in_order = set.iter().take_while(|k| k.is_some()).count();
-    for (name, _) in names
-        .iter()
-        .zip(&set)
-        .skip(in_order)
-        .filter(|(_, k)| k.is_some())
-    {
-        warnings.push(format!(
-            "`{name}` is not used: credentials are numbered without gaps (`{}_API_KEY`, \
-             `_2`, `_3` …).",
-            spec.env
-        ));
-    }
-    let api_keys: Vec<String> = set.into_iter().take(in_order).flatten().collect();
+    let (key_numbers, api_keys): (Vec<u8>, Vec<String>) = (1..=MAX_CREDENTIALS as u8)
+        .filter_map(|n| {
+            let name = match n {
+                1 => format!("{}_API_KEY", spec.env),
+                n => format!("{}_API_KEY_{n}", spec.env),
+            };
+            non_empty(&name).map(|key| (n, key))
+        })
+        .unzip();
     let var = format!("{}_BASE_URL", spec.env);
     let (base_url, unusable) = match non_empty(&var) {
         None => (
@@ -383,6 +390,7 @@ fn provider_config(
     ProviderConfig {
         spec,
         api_keys,
+        key_numbers,
         base_url,
         unusable,
     }
@@ -393,10 +401,12 @@ fn provider_config(
 /// (Anthropic, Google, Vertex), a version path given by mistake is dropped (with a note), as the
 /// gateway adds it.
 fn usable_base_url(url: &str, protocol: Protocol) -> Result<(String, Option<String>), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
+    let (scheme, rest) = url
+        .split_once("://")
+        .filter(|(s, _)| s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("http"))
         .ok_or("it must start with https:// or http://")?;
+    let url = format!("{}://{rest}", scheme.to_ascii_lowercase());
+    let url = url.as_str();
     let authority = rest.split('/').next().unwrap_or("");
     if authority.is_empty() {
         return Err("no host".to_owned());
@@ -541,25 +551,20 @@ pub(crate) mod tests {
             ("OPENAI_API_KEY_10", "ignored: beyond the ninth"),
             ("XAI_API_KEY_2", "xai-only-second"),
         ]);
-        // Numbered without gaps, so that a credential's number is its variable's (errors and
-        // the attempts header name `OPENAI_API_KEY_2`): the ones after a gap are not used, and
-        // a warning says so.
-        assert_eq!(c.provider("openai").unwrap().api_keys, ["sk-1", "sk-2"]);
-        assert_eq!(c.credentials("openai"), 2);
-        assert!(c.provider("xai").unwrap().api_keys.is_empty());
-        assert_eq!(c.credentials("groq"), 0);
-        let unused: Vec<&String> = c
-            .warnings
-            .iter()
-            .filter(|w| w.contains("not used"))
-            .collect();
-        assert_eq!(unused.len(), 2, "{:?}", c.warnings);
-        assert!(
-            unused[0].starts_with("`OPENAI_API_KEY_4`") && unused[1].starts_with("`XAI_API_KEY_2`")
+        // Gaps are fine: each credential keeps its variable's number, by which errors and the
+        // attempts header name it.
+        assert_eq!(
+            c.provider("openai").unwrap().api_keys,
+            ["sk-1", "sk-2", "sk-4"]
         );
-        assert!(c.warnings.iter().all(|w| !w.contains("sk-")), "no values");
+        assert_eq!(c.provider("openai").unwrap().key_numbers, [1, 2, 4]);
+        assert_eq!(c.credentials("openai"), 3);
+        assert_eq!(c.provider("xai").unwrap().api_keys, ["xai-only-second"]);
+        assert_eq!(c.credential_numbers("xai")[0], 2);
+        assert_eq!(c.credentials("groq"), 0);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let s = format!("{:?}", c.provider("openai").unwrap());
-        assert!(s.contains("<2 redacted>") && !s.contains("sk-"), "{s}");
+        assert!(s.contains("<3 redacted>") && !s.contains("sk-"), "{s}");
     }
 
     #[test]
@@ -644,6 +649,17 @@ pub(crate) mod tests {
                 "http://d.example:8080"
             ]
         );
+        let c2 = config(&[("CORS_ORIGINS", "null, http://localhost:3000")]);
+        assert_eq!(c2.cors_origins, ["null", "http://localhost:3000"]);
+        let c2 = config(&[
+            ("OPENAI_API_KEY", "k"),
+            ("OPENAI_BASE_URL", "HTTPS://Proxy.example/v1"),
+        ]);
+        assert_eq!(
+            c2.provider("openai").unwrap().base_url,
+            "https://Proxy.example/v1"
+        );
+        assert!(c2.warnings.is_empty(), "{:?}", c2.warnings);
         assert!(c.cors_allows("https://app.example") && c.cors_allows("https://b.example"));
         let w = c.warnings.join("\n");
         assert!(

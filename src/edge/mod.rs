@@ -46,12 +46,24 @@ fn gateway(env: &Env) -> Rc<Gateway> {
 }
 
 /// A var as text: strings as they are; what wrangler.toml's `[vars]` turns into JSON (a TOML
-/// number, boolean or table) as its JSON text, a list as its items joined by commas.
+/// number, boolean or table) as its JSON text, a list as its items joined by commas. Any other
+/// binding (a KV namespace, a service, a Secrets Store secret) is no text: not taken.
 fn binding_text(v: JsValue) -> Option<String> {
     if let Some(s) = v.as_string() {
         return Some(s);
     }
-    if v.is_undefined() || v.is_null() || v.is_function() {
+    if v.as_f64().is_some() || v.as_bool().is_some() {
+        return js_sys::JSON::stringify(&v).ok()?.as_string();
+    }
+    // A plain object's prototype is an empty object's (what JSON parsing makes).
+    let plain_object = v.is_object()
+        && js_sys::Object::is(
+            &js_sys::Reflect::get_prototype_of(&v).ok()?.into(),
+            &js_sys::Reflect::get_prototype_of(&js_sys::Object::new())
+                .ok()?
+                .into(),
+        );
+    if !js_sys::Array::is_array(&v) && !plain_object {
         return None;
     }
     if js_sys::Array::is_array(&v) {

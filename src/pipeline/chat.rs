@@ -778,7 +778,7 @@ pub const MAX_ERROR_BODY_BYTES: usize = 1024 * 1024;
 /// exchange answer) naming the provider and the variable that holds the credential, never the
 /// provider's message.
 fn credential_refused(target: &routing::Target) -> GatewayError {
-    let var = target.provider.credential_variable(target.credential);
+    let var = target.provider.credential_variable(target.number());
     GatewayError::credential_refused(format!(
         "The provider `{}` did not accept the gateway's credential ({var}); your gateway key is \
          fine, the gateway's operator must renew that credential.",

@@ -2469,3 +2469,40 @@ fn an_idempotent_request_still_in_flight_is_not_run_twice() {
         "past its budget"
     );
 }
+
+/// Credentials keep their variables' numbers whatever the gaps: the attempts header and the
+/// refusal name `OPENAI_API_KEY_4`, the one to renew.
+#[test]
+fn credentials_are_named_by_their_variables_with_gaps() {
+    let w = World::with(&[
+        ("OPENAI_API_KEY", ""),
+        ("OPENAI_API_KEY_2", "sk-second"),
+        ("OPENAI_API_KEY_4", "sk-fourth"),
+        ("RETRY_MAX_ATTEMPTS", "1"),
+    ]);
+    let (_, key) = w.new_key();
+    let refused = || {
+        reply(
+            401,
+            "application/json",
+            r#"{"error":{"message":"bad key"}}"#,
+        )
+    };
+    w.reply(refused());
+    w.reply(refused());
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 502);
+    let attempts = a.header("x-switchyard-attempts").unwrap();
+    let mut labels: Vec<&str> = attempts.split(',').collect();
+    labels.sort();
+    assert_eq!(labels, ["openai#2:401", "openai#4:401"]);
+    let message = a.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("OPENAI_API_KEY_2") || message.contains("OPENAI_API_KEY_4"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("OPENAI_API_KEY_3") && !message.contains("sk-"),
+        "{message}"
+    );
+}

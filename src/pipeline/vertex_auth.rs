@@ -60,9 +60,10 @@ impl Gateway {
             .map_err(|mut e| {
                 // Which account: the operator renews that variable.
                 if e.is_credential_refused() {
-                    let var = crate::providers::find("vertex")
-                        .expect("known")
-                        .credential_variable(credential);
+                    let number = cfg.key_numbers.get(usize::from(credential)).copied();
+                    let var = cfg
+                        .spec
+                        .credential_variable(number.unwrap_or(credential + 1));
                     const ACCOUNT: &str = "the Vertex AI service account";
                     e.message = if e.message.contains(ACCOUNT) {
                         e.message

@@ -243,10 +243,14 @@ fn user_parts(content: &Content, param: &str, provider: &str) -> Result<Vec<Valu
             ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
                 push_text(&mut parts, text.clone())
             }
-            ContentPart::ImageUrl { image_url } => parts.push(media_part(&image_url.url, &param)?),
+            ContentPart::ImageUrl { image_url } => {
+                parts.push(media_part(&image_url.url, None, &param, provider)?)
+            }
             ContentPart::File { file } => match (&file.file_data, &file.file_id) {
-                (Some(data), _) => parts.push(media_part(data, &param)?),
-                (None, Some(id)) if is_uri(id) => parts.push(media_part(id, &param)?),
+                (Some(data), _) => parts.push(media_part(data, None, &param, provider)?),
+                (None, Some(id)) if is_uri(id) => {
+                    parts.push(media_part(id, file.filename.as_deref(), &param, provider)?)
+                }
                 _ => {
                     return Err(GatewayError::invalid_param(
                         &param,
@@ -272,26 +276,36 @@ fn is_uri(s: &str) -> bool {
     s.starts_with("https://") || s.starts_with("http://") || s.starts_with("gs://")
 }
 
-/// A data URL as `inlineData`, a URI as `fileData` with the media type its extension tells (a
-/// YouTube link, which Gemini reads as a video, needs none). A URI whose type cannot be told is
+/// A data URL as `inlineData`, a URI as `fileData` with the media type its extension (or the
+/// file's `filename`) tells. A URI whose type cannot be told goes without one to the Gemini API,
+/// which finds it itself (Files API URIs, YouTube links); Vertex AI needs it, so there it is
 /// refused rather than sent under a guessed type.
-fn media_part(url: &str, param: &str) -> Result<Value, GatewayError> {
+fn media_part(
+    url: &str,
+    filename: Option<&str>,
+    param: &str,
+    provider: &str,
+) -> Result<Value, GatewayError> {
     if let Some((mime, data)) = parse_data_url(url) {
         return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
     }
     if is_uri(url) {
-        if is_youtube(url) {
-            return Ok(json!({"fileData": {"fileUri": url}}));
-        }
-        let Some(mime) = mime_of(url) else {
-            return Err(GatewayError::invalid_param(
+        let mime = mime_of(url).or_else(|| filename.and_then(mime_of));
+        return match mime {
+            Some(mime) => Ok(json!({"fileData": {"mimeType": mime, "fileUri": url}})),
+            None if is_youtube(url) || provider == PROVIDER => {
+                Ok(json!({"fileData": {"fileUri": url}}))
+            }
+            None => Err(GatewayError::invalid_param(
                 param,
-                "Gemini needs the media type of a file given by URL, and this URL's extension \
-                 does not tell it: send the file as a base64 data URL (`data:<type>;base64,…`) \
-                 or use a URL ending in a known extension (.png, .jpg, .pdf, .mp3, .mp4, …).",
-            ));
+                format!(
+                    "{provider} needs the media type of a file given by URL, and neither the URL \
+                     nor a `filename` tells it: send the file as a base64 data URL \
+                     (`data:<type>;base64,…`), or give a URL or `filename` ending in a known \
+                     extension (.png, .jpg, .pdf, .mp3, .mp4, …)."
+                ),
+            )),
         };
-        return Ok(json!({"fileData": {"mimeType": mime, "fileUri": url}}));
     }
     Err(GatewayError::invalid_param(
         param,
@@ -1325,15 +1339,33 @@ mod tests {
             b["contents"][0]["parts"][0]["fileData"],
             json!({"fileUri": "https://youtu.be/9hE5-98ZeCg"})
         );
+        // A type no extension tells: the Gemini API finds it itself (Files API URIs); Vertex
+        // AI needs it, so there it is refused rather than guessed.
         for url in [
-            "https://example.com/report.docx",
+            "https://generativelanguage.googleapis.com/v1beta/files/abc123",
             "https://example.com/download?id=7",
             "https://example.com/v1.2/file",
         ] {
-            let e = refused(with_image(url));
+            let b = body(with_image(url));
+            assert_eq!(
+                b["contents"][0]["parts"][0]["fileData"],
+                json!({"fileUri": url}),
+                "{url}"
+            );
+            let req: ChatRequest = serde_json::from_value(with_image(url)).unwrap();
+            let e = crate::providers::vertex::build_request(&req, "gemini-2.5-flash").unwrap_err();
             assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"), "{url}");
             assert!(e.message.contains("data URL"), "{}", e.message);
         }
+        // A file's name tells the type its URI does not.
+        let b = body(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"file_id": "gs://bucket/obj", "filename": "report.pdf"}}]}]}),
+        );
+        assert_eq!(
+            b["contents"][0]["parts"][0]["fileData"]["mimeType"],
+            "application/pdf"
+        );
         let b = body(json!({"model": "m", "messages": [
             {"role": "user", "content": "hi"},
             {"role": "assistant", "content": null, "refusal": "I can't help with that."},

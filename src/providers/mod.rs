@@ -54,12 +54,11 @@ pub struct ProviderSpec {
 }
 
 impl ProviderSpec {
-    /// The variable that holds credential number `n` (0-based): `OPENAI_API_KEY`,
-    /// `OPENAI_API_KEY_2`, …
+    /// The variable numbered `n` (1 for `OPENAI_API_KEY`, 2 for `OPENAI_API_KEY_2`, …).
     pub fn credential_variable(&self, n: u8) -> String {
         match n {
-            0 => format!("{}_API_KEY", self.env),
-            n => format!("{}_API_KEY_{}", self.env, n + 1),
+            0 | 1 => format!("{}_API_KEY", self.env),
+            n => format!("{}_API_KEY_{n}", self.env),
         }
     }
 }

@@ -61,7 +61,7 @@ impl RoutingReport {
         let target = &attempt.target;
         self.attempts.push(AttemptRecord {
             provider: target.provider.name,
-            credential: (target.credentials > 1).then_some(target.credential + 1),
+            credential: (target.credentials > 1).then_some(target.number()),
             model: attempt.model_id.clone(),
             status: match outcome {
                 AttemptOutcome::Status(s) => Some(s),

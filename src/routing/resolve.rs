@@ -22,6 +22,8 @@ pub struct Target {
     /// gives one target per provider (credential 0); the plan spreads it over all of them.
     pub credential: u8,
     pub credentials: u8,
+    /// The credentials' variable numbers (1 for `<ENV>_API_KEY`, 2 for `_2` …), by index.
+    pub numbers: [u8; crate::config::MAX_CREDENTIALS],
 }
 
 impl Target {
@@ -30,11 +32,20 @@ impl Target {
         (self.provider.name, self.credential)
     }
 
-    /// `openai`, or `openai#2` when the provider has several credentials (1-based, as the
-    /// variables are numbered). Never the credential itself.
+    /// The variable number of this target's credential (`OPENAI_API_KEY_2` → 2).
+    pub fn number(&self) -> u8 {
+        self.numbers
+            .get(usize::from(self.credential))
+            .copied()
+            .filter(|n| *n > 0)
+            .unwrap_or(self.credential + 1)
+    }
+
+    /// `openai`, or `openai#2` when the provider has several credentials (numbered as their
+    /// variables are). Never the credential itself.
     pub fn label(&self) -> String {
         if self.credentials > 1 {
-            format!("{}#{}", self.provider.name, self.credential + 1)
+            format!("{}#{}", self.provider.name, self.number())
         } else {
             self.provider.name.to_owned()
         }
@@ -55,6 +66,7 @@ pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayEr
                     model: Some(model),
                     credential: 0,
                     credentials: config.credentials(o.provider) as u8,
+                    numbers: config.credential_numbers(o.provider),
                 })
             })
             .collect();
@@ -103,6 +115,7 @@ pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayEr
         model: None,
         credential: 0,
         credentials: config.credentials(provider.name) as u8,
+        numbers: config.credential_numbers(provider.name),
     }])
 }
 
