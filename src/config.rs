@@ -94,9 +94,22 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
         let mut warnings = Vec::new();
+        // A location is a name like `us-east5` (it becomes part of a host name).
+        let location = match non_empty("VERTEX_LOCATION").map(|l| l.to_ascii_lowercase()) {
+            Some(l) if l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => l,
+            Some(_) => {
+                warnings.push(
+                    "`VERTEX_LOCATION` is not a location name (letters, digits, `-`); `global` \
+                     is used."
+                        .to_owned(),
+                );
+                "global".to_owned()
+            }
+            None => "global".to_owned(),
+        };
         let vertex = VertexConfig {
             project: non_empty("VERTEX_PROJECT"),
-            location: non_empty("VERTEX_LOCATION").unwrap_or_else(|| "global".to_owned()),
+            location,
             token_url: non_empty("VERTEX_TOKEN_URL"),
         };
         let providers = PROVIDERS
@@ -114,7 +127,15 @@ impl Config {
             let Some(v) = non_empty(name) else {
                 return default;
             };
-            match v.parse::<u64>() {
+            // All digits but too large for a number: above any range.
+            let parsed = v.parse::<u64>().or_else(|e| {
+                if v.bytes().all(|b| b.is_ascii_digit()) {
+                    Ok(u64::MAX)
+                } else {
+                    Err(e)
+                }
+            });
+            match parsed {
                 Ok(n) if range.contains(&n) => n,
                 Ok(n) => {
                     // Below the least (0 where 0 means nothing): the default; above: the most.
@@ -353,6 +374,17 @@ fn provider_config(
     non_empty: &impl Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
 ) -> ProviderConfig {
+    for odd in [
+        format!("{}_API_KEY_1", spec.env),
+        format!("{}_API_KEY_0", spec.env),
+    ] {
+        if non_empty(&odd).is_some() {
+            warnings.push(format!(
+                "`{odd}` is not read: the first credential is `{}_API_KEY`, then `_2` … `_9`.",
+                spec.env
+            ));
+        }
+    }
     let (key_numbers, api_keys): (Vec<u8>, Vec<String>) = (1..=MAX_CREDENTIALS as u8)
         .filter_map(|n| {
             let name = match n {
@@ -423,8 +455,11 @@ fn usable_base_url(url: &str, protocol: Protocol) -> Result<(String, Option<Stri
         Protocol::Gemini => &["/v1beta", "/v1"][..],
         _ => &[][..],
     };
+    let host_start = url.find("://").map_or(0, |i| i + 3);
     for v in version {
-        if let Some(origin) = url.strip_suffix(v).filter(|o| o.len() > "https://".len()) {
+        let cut = url.len().saturating_sub(v.len());
+        if cut > host_start && url.is_char_boundary(cut) && url[cut..].eq_ignore_ascii_case(v) {
+            let origin = &url[..cut];
             return Ok((
                 origin.to_owned(),
                 Some(format!(
@@ -666,6 +701,25 @@ pub(crate) mod tests {
             w.contains("path") && w.contains("without a scheme") && w.contains("ADMIN_TOKEN"),
             "{w}"
         );
+        // Edges: a one-letter host, `/V1` in capitals, a number too large for any range, a
+        // first credential numbered `_1`, a location that is not a name.
+        let c = config(&[
+            ("ANTHROPIC_API_KEY", "a"),
+            ("ANTHROPIC_BASE_URL", "http://a/V1"),
+            ("KEY_CACHE_TTL_MS", "99999999999999999999999"),
+            ("OPENAI_API_KEY_1", "sk-one"),
+            ("VERTEX_LOCATION", "evil.example/x"),
+        ]);
+        assert_eq!(c.provider("anthropic").unwrap().base_url, "http://a");
+        assert_eq!(c.key_cache_ttl_ms, MAX_SETTING_MS);
+        assert_eq!(c.credentials("openai"), 0);
+        assert_eq!(c.vertex.location, "global");
+        let w = c.warnings.join("\n");
+        assert!(
+            w.contains("`OPENAI_API_KEY_1` is not read") && w.contains("VERTEX_LOCATION"),
+            "{w}"
+        );
+        assert!(!w.contains("evil") && !w.contains("sk-one"), "{w}");
         // All fine: nothing to say.
         let c = config(&[("OPENAI_API_KEY", "sk")]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);

@@ -52,8 +52,12 @@ fn binding_text(v: JsValue) -> Option<String> {
     if let Some(s) = v.as_string() {
         return Some(s);
     }
-    if v.as_f64().is_some() || v.as_bool().is_some() {
-        return js_sys::JSON::stringify(&v).ok()?.as_string();
+    // No setting is a boolean; a number must be one (not NaN or infinite).
+    if let Some(n) = v.as_f64() {
+        return n
+            .is_finite()
+            .then(|| js_sys::JSON::stringify(&v).ok()?.as_string())
+            .flatten();
     }
     // A plain object's prototype is an empty object's (what JSON parsing makes).
     let plain_object = v.is_object()

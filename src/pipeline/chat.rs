@@ -321,7 +321,11 @@ impl Gateway {
                         let wait = failure
                             .retry_after_ms
                             .unwrap_or_else(|| backoff_ms(&policy, tries, self.random_u32(p)));
-                        last = Some(failure.error);
+                        // A target that could not even be asked does not hide what an earlier
+                        // provider answered (its outage is what the client should hear).
+                        if !not_sent || last.is_none() {
+                            last = Some(failure.error);
+                        }
                         if key_refused || not_sent {
                             continue 'targets;
                         }

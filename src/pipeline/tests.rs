@@ -2506,3 +2506,29 @@ fn credentials_are_named_by_their_variables_with_gaps() {
         "{message}"
     );
 }
+
+/// A target that cannot even be asked (here Vertex AI, which needs a media type the request
+/// does not give) does not hide what an earlier provider answered: the client hears the outage.
+#[test]
+fn a_refusal_after_an_outage_does_not_hide_the_outage() {
+    let sa = include_str!("../../tests/fixtures/vertex/test_service_account.json");
+    let w = World::with(&[
+        ("GOOGLE_API_KEY", "g-key"),
+        ("VERTEX_API_KEY", sa),
+        ("VERTEX_PROJECT", "proj-1"),
+        ("VERTEX_TOKEN_URL", "http://127.0.0.1:9/token"),
+    ]);
+    let (_, key) = w.new_key();
+    let unavailable =
+        r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#;
+    w.reply(reply(503, "application/json", unavailable));
+    w.reply(reply(503, "application/json", unavailable));
+    let body = r#"{"model":"google/gemini-3.1-pro-preview","messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"https://generativelanguage.googleapis.com/v1beta/files/abc"}}]}]}"#;
+    let a = w.chat(&key, body);
+    assert_eq!(a.status, 503, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("google:503,google:503,vertex:unsupported_request")
+    );
+    assert_eq!(w.p.sent.borrow().len(), 2, "Vertex was not called");
+}

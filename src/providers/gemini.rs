@@ -290,12 +290,13 @@ fn media_part(
         return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
     }
     if is_uri(url) {
-        let mime = mime_of(url).or_else(|| filename.and_then(mime_of));
+        let mime = mime_of(url)
+            .or_else(|| filename.and_then(mime_of_name))
+            // A YouTube link is a video; Vertex AI wants that said, the Gemini API does not.
+            .or_else(|| (is_youtube(url) && provider != PROVIDER).then_some("video/mp4"));
         return match mime {
             Some(mime) => Ok(json!({"fileData": {"mimeType": mime, "fileUri": url}})),
-            None if is_youtube(url) || provider == PROVIDER => {
-                Ok(json!({"fileData": {"fileUri": url}}))
-            }
+            None if provider == PROVIDER => Ok(json!({"fileData": {"fileUri": url}})),
             None => Err(GatewayError::invalid_param(
                 param,
                 format!(
@@ -325,12 +326,13 @@ fn is_youtube(url: &str) -> bool {
 
 /// The media type a URL's extension tells, among those Gemini reads.
 fn mime_of(url: &str) -> Option<&'static str> {
-    let path = url
-        .split(['?', '#'])
-        .next()
-        .unwrap_or(url)
-        .to_ascii_lowercase();
-    let name = path.rsplit('/').next().unwrap_or("");
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    mime_of_name(path.rsplit('/').next().unwrap_or(""))
+}
+
+/// The media type a file name's extension tells, among those Gemini reads.
+fn mime_of_name(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
     let ext = name.rsplit_once('.').map(|(_, e)| e)?;
     Some(match ext {
         "png" => "image/png",
@@ -1357,7 +1359,26 @@ mod tests {
             assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"), "{url}");
             assert!(e.message.contains("data URL"), "{}", e.message);
         }
-        // A file's name tells the type its URI does not.
+        // A YouTube link: no type for the Gemini API, a video for Vertex AI.
+        let yt = with_image("https://www.youtube.com/watch?v=9hE5-98ZeCg");
+        let req: ChatRequest = serde_json::from_value(yt).unwrap();
+        let v: Value = serde_json::from_slice(
+            &crate::providers::vertex::build_request(&req, "gemini-2.5-flash").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            v["contents"][0]["parts"][0]["fileData"]["mimeType"],
+            "video/mp4"
+        );
+        // A file's name tells the type its URI does not (`#` and `?` are part of a name).
+        let b = body(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"file_id": "gs://bucket/obj", "filename": "Q1#2024.PDF"}}]}]}),
+        );
+        assert_eq!(
+            b["contents"][0]["parts"][0]["fileData"]["mimeType"],
+            "application/pdf"
+        );
         let b = body(
             json!({"model": "m", "messages": [{"role": "user", "content": [
             {"type": "file", "file": {"file_id": "gs://bucket/obj", "filename": "report.pdf"}}]}]}),
