@@ -248,10 +248,30 @@ impl Gateway {
         let mut report = RoutingReport::new(&summary.model, &plan);
         let mut last: Option<GatewayError> = None;
         let mut total = 0;
-        'targets: for (i, attempt) in plan.iter().enumerate() {
+        // The plan's order, with the targets passed over for their breakers (below) once more
+        // at the end.
+        let mut order: Vec<usize> = (0..plan.len()).collect();
+        let mut deferred = vec![false; plan.len()];
+        let mut pos = 0;
+        'targets: while let Some(&i) = order.get(pos) {
+            pos += 1;
+            let attempt = &plan[i];
             let mut tries = 0;
             loop {
                 let now = p.now_ms();
+                // A credential taken out since the plan was made (by this request's failures or
+                // others', or its one half-open trial taken by another request) waits until the
+                // healthy targets after it have had their turn; then it is tried after all.
+                if !deferred[i] {
+                    let breakers = self.breakers.borrow();
+                    let healthy = |j: &usize| !breakers.is_open(plan[*j].target.key(), now);
+                    if !healthy(&i) && order[pos..].iter().any(healthy) {
+                        drop(breakers);
+                        deferred[i] = true;
+                        order.push(i);
+                        continue 'targets;
+                    }
+                }
                 if now >= deadline {
                     last = Some(GatewayError::timeout(
                         "No provider answered within the request's time budget.",
@@ -330,7 +350,19 @@ impl Gateway {
                             continue 'targets;
                         }
                         if !retryable {
-                            break 'targets;
+                            // Targets passed over for their breakers came before this one in
+                            // the plan: they are tried before its answer stands.
+                            let waiting: Vec<usize> = order[pos..]
+                                .iter()
+                                .copied()
+                                .filter(|j| deferred[*j])
+                                .collect();
+                            if waiting.is_empty() {
+                                break 'targets;
+                            }
+                            order.truncate(pos);
+                            order.extend(waiting);
+                            continue 'targets;
                         }
                         if tries >= policy.attempts_per_provider || total >= policy.max_attempts {
                             continue 'targets; // no retry here: no backoff to wait out

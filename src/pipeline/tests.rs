@@ -2070,7 +2070,7 @@ fn refusals_and_retries_leave_the_rest_of_the_plan_reachable() {
 /// provider's failure was passing.
 #[test]
 fn the_attempt_loop_stops_in_time_and_blames_only_what_it_should() {
-    let w = World::with(&[("RETRY_MAX_ATTEMPTS", "10"), ("BREAKER_THRESHOLD", "2")]);
+    let w = World::with(&[("RETRY_MAX_ATTEMPTS", "10"), ("BREAKER_THRESHOLD", "100")]);
     let (_, key) = w.new_key();
     for _ in 0..8 {
         w.reply(reply(503, "application/json", "{}"));
@@ -2531,4 +2531,109 @@ fn a_refusal_after_an_outage_does_not_hide_the_outage() {
         Some("google:503,google:503,vertex:unsupported_request")
     );
     assert_eq!(w.p.sent.borrow().len(), 2, "Vertex was not called");
+}
+
+/// A credential taken out while a request is under way (by its own failures or others'), or
+/// whose one half-open trial another request took, waits until the healthy targets after it have
+/// had their turn, and is tried after all if none of them serves: never dropped, so a later
+/// target's final refusal does not end a request it could have served.
+#[test]
+fn a_breaker_that_opens_mid_request_defers_its_target() {
+    let w = World::with(&[
+        ("RETRY_MAX_ATTEMPTS", "5"),
+        ("BREAKER_THRESHOLD", "2"),
+        ("BREAKER_COOLDOWN_MS", "1000"),
+        ("ANTHROPIC_API_KEY", "sk-ant-provider-secret"),
+    ]);
+    let (_, key) = w.new_key();
+    // Its own failures open openai's breaker: the next try goes to xai.
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat_with_xai_fallback(&key);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:503,openai:503,xai:200")
+    );
+
+    // Half-open again: the trial fails (the breaker reopens at once), and the fallback cannot
+    // take the request (Anthropic has no logit_bias): the deferred target is tried after all.
+    w.p.now.set(w.p.now.get() + 1_000);
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let body = gpt(
+        r#","logit_bias":{"1":2},"providerOptions":{"gateway":{"models":["anthropic/claude-sonnet-4-6"]}}"#,
+    );
+    let a = w.chat(&key, &body);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:503,anthropic:unsupported_request,openai:503,openai:200")
+    );
+
+    // (That success closed the breaker.) Its own failures open it again; the fallback's final
+    // refusal does not stand before the deferred target was tried.
+    w.p.now.set(w.p.now.get() + 1_000);
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(
+        400,
+        "application/json",
+        r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 250000 tokens > 200000 maximum"}}"#,
+    ));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let body = gpt(r#","providerOptions":{"gateway":{"models":["anthropic/claude-sonnet-4-6"]}}"#);
+    let a = w.chat(&key, &body);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:503,openai:503,anthropic:400,openai:200")
+    );
+
+    // Two requests planned while xai's breaker is half-open, both failing on openai first: the
+    // first to reach xai takes the one trial, the other goes on to Anthropic.
+    let w = World::with(&[
+        ("RETRY_MAX_ATTEMPTS", "1"),
+        ("BREAKER_THRESHOLD", "1"),
+        ("BREAKER_COOLDOWN_MS", "1000"),
+        ("ANTHROPIC_API_KEY", "sk-ant-provider-secret"),
+    ]);
+    let (_, key) = w.new_key();
+    w.reply(reply(503, "application/json", "{}"));
+    let grok = r#"{"model":"xai/grok-3","messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(w.chat(&key, grok).status, 503, "xai taken out");
+    w.p.now.set(w.p.now.get() + 1_000);
+    let anthropic = include_str!("../../tests/fixtures/anthropic/text.json");
+    for r in [
+        reply(503, "application/json", "{}"),
+        reply(503, "application/json", "{}"),
+        reply(200, "application/json", OK_JSON),
+        reply(200, "application/json", anthropic),
+    ] {
+        w.reply(r);
+    }
+    w.p.fetch_yields.set(true);
+    let auth = bearer(&key);
+    let body = gpt(
+        r#","providerOptions":{"gateway":{"models":["xai/grok-3","anthropic/claude-sonnet-4-6"]}}"#,
+    );
+    let call = ["POST", "/v1/chat/completions", auth.as_str(), body.as_str()];
+    let (first, second) = w.call_both(call, call);
+    assert_eq!(
+        first.header("x-switchyard-attempts"),
+        Some("openai:503,xai:200")
+    );
+    assert_eq!(
+        second.header("x-switchyard-attempts"),
+        Some("openai:503,anthropic:200")
+    );
+    w.p.fetch_yields.set(false);
+
+    // Nothing else to go to: an open breaker does not stop the only target.
+    assert!(w.gw.breakers.borrow().is_open(("openai", 0), w.p.now.get()));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:200"));
 }
