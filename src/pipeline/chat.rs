@@ -96,6 +96,28 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A credential taken out since the plan was made (by the request's own failures or others', or
+/// its one half-open trial taken by another request) waits until the healthy targets after it
+/// have had their turn, and is tried after all. True when target `i` (just taken from `order`,
+/// `pos` past it) is to wait: it is then put at the end, once.
+fn defer(
+    plan: &[Attempt],
+    breakers: &routing::Breakers,
+    deferred: &mut [bool],
+    order: &mut Vec<usize>,
+    i: usize,
+    pos: usize,
+    now: u64,
+) -> bool {
+    let healthy = |j: &usize| !breakers.is_open(plan[*j].target.key(), now);
+    let wait = !deferred[i] && !healthy(&i) && order[pos..].iter().any(healthy);
+    if wait {
+        deferred[i] = true;
+        order.push(i);
+    }
+    wait
+}
+
 /// The most KV stores under one key (Cloudflare's limit): a larger outcome is not kept.
 const MAX_KV_VALUE_BYTES: usize = 25 * 1024 * 1024;
 
@@ -252,25 +274,29 @@ impl Gateway {
         // at the end.
         let mut order: Vec<usize> = (0..plan.len()).collect();
         let mut deferred = vec![false; plan.len()];
+        // Tries per plan entry, kept over a deferral: a target's retries stay within the policy.
+        let mut tries_of = vec![0u32; plan.len()];
+        // A refusal a retry cannot end, kept as the answer unless a deferred target serves.
+        let mut refusal: Option<GatewayError> = None;
         let mut pos = 0;
         'targets: while let Some(&i) = order.get(pos) {
             pos += 1;
             let attempt = &plan[i];
-            let mut tries = 0;
+            let mut tries = tries_of[i];
             loop {
                 let now = p.now_ms();
-                // A credential taken out since the plan was made (by this request's failures or
-                // others', or its one half-open trial taken by another request) waits until the
-                // healthy targets after it have had their turn; then it is tried after all.
-                if !deferred[i] {
-                    let breakers = self.breakers.borrow();
-                    let healthy = |j: &usize| !breakers.is_open(plan[*j].target.key(), now);
-                    if !healthy(&i) && order[pos..].iter().any(healthy) {
-                        drop(breakers);
-                        deferred[i] = true;
-                        order.push(i);
-                        continue 'targets;
-                    }
+                if tries == 0
+                    && defer(
+                        &plan,
+                        &self.breakers.borrow(),
+                        &mut deferred,
+                        &mut order,
+                        i,
+                        pos,
+                        now,
+                    )
+                {
+                    continue 'targets;
                 }
                 if now >= deadline {
                     last = Some(GatewayError::timeout(
@@ -288,6 +314,7 @@ impl Gateway {
                     continue 'targets;
                 }
                 tries += 1;
+                tries_of[i] = tries;
                 total += 1;
                 let timeout = attempt_timeout.min(deadline - now);
                 let result = self.attempt(p, obj, summary, attempt, ids, timeout).await;
@@ -351,12 +378,21 @@ impl Gateway {
                         }
                         if !retryable {
                             // Targets passed over for their breakers came before this one in
-                            // the plan: they are tried before its answer stands.
+                            // the plan: they may serve before its answer stands (not the same
+                            // model at the same provider, which would answer the same). Only a
+                            // success replaces the answer.
+                            let same = |j: &usize| {
+                                plan[*j].target.provider.name == attempt.target.provider.name
+                                    && plan[*j].model_id == attempt.model_id
+                            };
                             let waiting: Vec<usize> = order[pos..]
                                 .iter()
                                 .copied()
-                                .filter(|j| deferred[*j])
+                                .filter(|j| deferred[*j] && !same(j))
                                 .collect();
+                            if refusal.is_none() {
+                                refusal = last.take();
+                            }
                             if waiting.is_empty() {
                                 break 'targets;
                             }
@@ -370,12 +406,23 @@ impl Gateway {
                         if wait > policy.max_delay_ms || p.now_ms() + wait >= deadline {
                             continue 'targets; // not worth the wait: next provider
                         }
+                        // Taken out by this very failure (or others' meanwhile): no backoff for
+                        // a retry that waits behind the healthy targets.
+                        let now = p.now_ms();
+                        let waits = {
+                            let breakers = self.breakers.borrow();
+                            defer(&plan, &breakers, &mut deferred, &mut order, i, pos, now)
+                        };
+                        if waits {
+                            continue 'targets;
+                        }
                         p.sleep(wait).await;
                     }
                 }
             }
         }
-        let error = last
+        let error = refusal
+            .or(last)
             .unwrap_or_else(|| GatewayError::bad_gateway("No provider could serve the request."));
         let mut out = error_response(&error);
         if report.any_retryable() {

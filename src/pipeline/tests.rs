@@ -2070,6 +2070,8 @@ fn refusals_and_retries_leave_the_rest_of_the_plan_reachable() {
 /// provider's failure was passing.
 #[test]
 fn the_attempt_loop_stops_in_time_and_blames_only_what_it_should() {
+    // Breakers out of the way (an open one would send the retries elsewhere, see
+    // `a_breaker_that_opens_mid_request_defers_its_target`): the caps alone.
     let w = World::with(&[("RETRY_MAX_ATTEMPTS", "10"), ("BREAKER_THRESHOLD", "100")]);
     let (_, key) = w.new_key();
     for _ in 0..8 {
@@ -2546,7 +2548,8 @@ fn a_breaker_that_opens_mid_request_defers_its_target() {
         ("ANTHROPIC_API_KEY", "sk-ant-provider-secret"),
     ]);
     let (_, key) = w.new_key();
-    // Its own failures open openai's breaker: the next try goes to xai.
+    // Its own failures open openai's breaker: the next try goes to xai, with no backoff slept
+    // for the retry that now waits.
     w.reply(reply(503, "application/json", "{}"));
     w.reply(reply(503, "application/json", "{}"));
     w.reply(reply(200, "application/json", OK_JSON));
@@ -2555,6 +2558,26 @@ fn a_breaker_that_opens_mid_request_defers_its_target() {
     assert_eq!(
         a.header("x-switchyard-attempts"),
         Some("openai:503,openai:503,xai:200")
+    );
+    assert_eq!(
+        w.p.slept.borrow().len(),
+        1,
+        "one backoff, before the second try"
+    );
+
+    // A deferred target keeps its tries: three in all for openai (RETRY_MAX_ATTEMPTS 3), two
+    // before the deferral and one after xai fails for good.
+    let w3 = World::with(&[("RETRY_MAX_ATTEMPTS", "3"), ("BREAKER_THRESHOLD", "2")]);
+    let (_, key3) = w3.new_key();
+    for _ in 0..6 {
+        w3.reply(reply(503, "application/json", "{}"));
+    }
+    let a = w3.chat_with_xai_fallback(&key3);
+    assert_eq!(a.status, 503);
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:503,openai:503,xai:503,xai:503,xai:503,openai:503"),
+        "xai has its three tries (nothing healthy waits after it), then openai its third"
     );
 
     // Half-open again: the trial fails (the breaker reopens at once), and the fallback cannot
@@ -2591,6 +2614,57 @@ fn a_breaker_that_opens_mid_request_defers_its_target() {
         a.header("x-switchyard-attempts"),
         Some("openai:503,openai:503,anthropic:400,openai:200")
     );
+
+    // A final refusal stands when the deferred target then fails too (not its 503), and a
+    // deferred credential of the same model at the same provider is not asked the same again.
+    w.p.now.set(w.p.now.get() + 1_000);
+    let too_long = || {
+        reply(
+            400,
+            "application/json",
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 250000 tokens > 200000 maximum"}}"#,
+        )
+    };
+    for r in [
+        reply(503, "application/json", "{}"),
+        reply(503, "application/json", "{}"),
+        too_long(),
+        reply(503, "application/json", "{}"),
+        reply(503, "application/json", "{}"),
+        reply(503, "application/json", "{}"),
+    ] {
+        w.reply(r);
+    }
+    let a = w.chat(&key, &body);
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:503,openai:503,anthropic:400,openai:503,openai:503,openai:503"),
+        "openai's five tries in all"
+    );
+    let w2 = World::with(&[
+        ("OPENAI_API_KEY_2", "sk-second"),
+        ("BREAKER_THRESHOLD", "1"),
+        ("RETRY_MAX_ATTEMPTS", "2"),
+    ]);
+    let (_, key2) = w2.new_key();
+    // The first key fails (taken out, its retry waits), the second refuses the body itself:
+    // the first is not asked the same again.
+    w2.reply(reply(503, "application/json", "{}"));
+    w2.reply(reply(
+        400,
+        "application/json",
+        r#"{"error":{"message":"bad request","type":"invalid_request_error"}}"#,
+    ));
+    w2.reply(reply(200, "application/json", OK_JSON));
+    let a = w2.chat(&key2, &gpt(""));
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        w2.p.sent.borrow().len(),
+        2,
+        "the same request is not sent to the first key again"
+    );
+    w2.p.replies.borrow_mut().clear();
 
     // Two requests planned while xai's breaker is half-open, both failing on openai first: the
     // first to reach xai takes the one trial, the other goes on to Anthropic.
