@@ -274,8 +274,12 @@ impl Gateway {
         // at the end.
         let mut order: Vec<usize> = (0..plan.len()).collect();
         let mut deferred = vec![false; plan.len()];
-        // Tries per plan entry, kept over a deferral: a target's retries stay within the policy.
+        // Tries per plan entry, kept over a deferral: a target's retries stay within the policy,
+        // and a retry deferred in its backoff does not come back before the backoff is over.
         let mut tries_of = vec![0u32; plan.len()];
+        let mut not_before = vec![0u64; plan.len()];
+        // The loop ended on the deadline or the attempt cap (the last error says which).
+        let mut cut_short = false;
         // A refusal a retry cannot end, kept as the answer unless a deferred target serves.
         let mut refusal: Option<GatewayError> = None;
         let mut pos = 0;
@@ -285,6 +289,19 @@ impl Gateway {
             let mut tries = tries_of[i];
             loop {
                 let now = p.now_ms();
+                // A deferred retry waits out what is left of its backoff (or Retry-After).
+                let left = not_before[i].saturating_sub(now);
+                if left > 0 {
+                    if now.saturating_add(left) >= deadline {
+                        last = Some(GatewayError::timeout(
+                            "No provider answered within the request's time budget.",
+                        ));
+                        cut_short = true;
+                        continue 'targets;
+                    }
+                    p.sleep(left).await;
+                    continue;
+                }
                 if tries == 0
                     && defer(
                         &plan,
@@ -302,12 +319,14 @@ impl Gateway {
                     last = Some(GatewayError::timeout(
                         "No provider answered within the request's time budget.",
                     ));
+                    cut_short = true;
                     break 'targets;
                 }
                 // The attempt cap bounds retries: every target in the plan gets its first try
                 // (within the time budget), so fallbacks are never starved by retries before
                 // them; first tries too stop at twice the cap (a long `models` list).
                 if total >= policy.max_attempts.saturating_mul(2) {
+                    cut_short = true;
                     break 'targets;
                 }
                 if tries > 0 && total >= policy.max_attempts {
@@ -381,14 +400,18 @@ impl Gateway {
                             // the plan: they may serve before its answer stands (not the same
                             // model at the same provider, which would answer the same). Only a
                             // success replaces the answer.
+                            // (A refused key is the key's doing: there the provider's other keys
+                            // are just the ones to ask.)
                             let same = |j: &usize| {
                                 plan[*j].target.provider.name == attempt.target.provider.name
                                     && plan[*j].model_id == attempt.model_id
                             };
+                            let keys_fault = credential_refused
+                                || failure.outcome == AttemptOutcome::Status(403);
                             let waiting: Vec<usize> = order[pos..]
                                 .iter()
                                 .copied()
-                                .filter(|j| deferred[*j] && !same(j))
+                                .filter(|j| deferred[*j] && (keys_fault || !same(j)))
                                 .collect();
                             if refusal.is_none() {
                                 refusal = last.take();
@@ -414,6 +437,7 @@ impl Gateway {
                             defer(&plan, &breakers, &mut deferred, &mut order, i, pos, now)
                         };
                         if waits {
+                            not_before[i] = now.saturating_add(wait);
                             continue 'targets;
                         }
                         p.sleep(wait).await;
@@ -421,8 +445,14 @@ impl Gateway {
                 }
             }
         }
-        let error = refusal
-            .or(last)
+        // A refusal stands, unless the loop was cut short before the targets waiting behind it
+        // were asked: then the deadline (or the cap) is what happened.
+        let error = if cut_short {
+            last.or(refusal)
+        } else {
+            refusal.or(last)
+        };
+        let error = error
             .unwrap_or_else(|| GatewayError::bad_gateway("No provider could serve the request."));
         let mut out = error_response(&error);
         if report.any_retryable() {

@@ -2711,3 +2711,65 @@ fn a_breaker_that_opens_mid_request_defers_its_target() {
     let a = w.chat(&key, &gpt(""));
     assert_eq!(a.header("x-switchyard-attempts"), Some("openai:200"));
 }
+
+/// A deferred target comes back as its retry would have: after its backoff or Retry-After, and
+/// as the one to ask when another key of its provider was refused.
+#[test]
+fn a_deferred_target_comes_back_as_its_retry_would_have() {
+    let w = World::with(&[
+        ("ANTHROPIC_API_KEY", "sk-ant-provider-secret"),
+        ("BREAKER_THRESHOLD", "1"),
+    ]);
+    let (_, key) = w.new_key();
+    let with_claude =
+        gpt(r#","providerOptions":{"gateway":{"models":["anthropic/claude-sonnet-4-6"]}}"#);
+    let too_long = || {
+        reply(
+            400,
+            "application/json",
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long"}}"#,
+        )
+    };
+    // 429 with Retry-After: 3 opens openai's breaker; Anthropic refuses; openai is asked again
+    // once the 3 s are over.
+    w.reply(Ok(UpstreamResponse {
+        status: 429,
+        content_type: None,
+        retry_after: Some("3".into()),
+        retry_after_ms: None,
+        content_length: None,
+        body: VecDeque::new(),
+    }));
+    w.reply(too_long());
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, &with_claude);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:429,anthropic:400,openai:200")
+    );
+    assert_eq!(*w.p.slept.borrow(), vec![3000]);
+
+    // Two keys: the first fails and is taken out, the second is refused (revoked): the first
+    // is the one to ask after all.
+    let w = World::with(&[
+        ("OPENAI_API_KEY_2", "sk-second"),
+        ("BREAKER_THRESHOLD", "1"),
+    ]);
+    let (_, key) = w.new_key();
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(
+        401,
+        "application/json",
+        r#"{"error":{"message":"revoked"}}"#,
+    ));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let attempts = a.header("x-switchyard-attempts").unwrap();
+    let statuses: Vec<&str> = attempts
+        .split(',')
+        .map(|a| a.rsplit(':').next().unwrap())
+        .collect();
+    assert_eq!(statuses, ["503", "401", "200"], "{attempts}");
+}
