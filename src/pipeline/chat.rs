@@ -292,6 +292,10 @@ impl Gateway {
                 // A deferred retry waits out what is left of its backoff (or Retry-After).
                 let left = not_before[i].saturating_sub(now);
                 if left > 0 {
+                    // No wait for a retry the attempt cap forbids by now.
+                    if total >= policy.max_attempts {
+                        continue 'targets;
+                    }
                     if now.saturating_add(left) >= deadline {
                         last = Some(GatewayError::timeout(
                             "No provider answered within the request's time budget.",

@@ -2773,3 +2773,34 @@ fn a_deferred_target_comes_back_as_its_retry_would_have() {
         .collect();
     assert_eq!(statuses, ["503", "401", "200"], "{attempts}");
 }
+
+/// A deferred retry that the attempt cap forbids by the time its turn comes is not waited for.
+#[test]
+fn a_deferred_retry_past_the_attempt_cap_is_not_waited_for() {
+    let w = World::with(&[("BREAKER_THRESHOLD", "1")]);
+    let (_, key) = w.new_key();
+    w.reply(Ok(UpstreamResponse {
+        status: 429,
+        content_type: None,
+        retry_after: Some("5".into()),
+        retry_after_ms: None,
+        content_length: None,
+        body: VecDeque::new(),
+    }));
+    for _ in 0..7 {
+        w.reply(reply(503, "application/json", "{}"));
+    }
+    let a = w.chat(
+        &key,
+        &gpt(r#","providerOptions":{"gateway":{"models":["xai/m1","xai/m2","xai/m3","xai/m4"]}}"#),
+    );
+    assert_eq!(a.status, 503, "{}", String::from_utf8_lossy(&a.body));
+    let attempts = a.header("x-switchyard-attempts").unwrap();
+    assert_eq!(attempts.split(',').count(), 8, "{attempts}");
+    // Only the xai retries' short backoffs; nothing of openai's 5 s.
+    let slept = w.p.slept.borrow();
+    assert!(
+        slept.len() == 3 && slept.iter().all(|&ms| ms < 1_000),
+        "openai's Retry-After was not slept: {slept:?}"
+    );
+}
