@@ -35,7 +35,7 @@ pub fn new_secret(random: [u8; 24]) -> String {
 
 /// SHA-256 of a secret, hex.
 pub fn hash_secret(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
+    hash_bytes(secret.as_bytes())
 }
 
 /// Whether a token has the shape of a gateway key, the prefix and 48 lowercase hex digits:

@@ -110,10 +110,6 @@ fn valid_name(name: Option<serde_json::Value>) -> Result<String, GatewayError> {
     }
 }
 
-fn kv_err(e: GatewayError) -> GatewayError {
-    GatewayError::key_store(e)
-}
-
 /// The most KV keeps as one entry's metadata (Cloudflare's limit), where a key's public view lives.
 const MAX_VIEW_BYTES: usize = 1024;
 
@@ -138,14 +134,17 @@ async fn store<P: Kv>(p: &P, rec: &KeyRecord) -> Result<(), GatewayError> {
     // deleted or fixed) rather than working unlisted.
     p.put(&format!("{BY_ID}{}", rec.id), &json, Some(&view), None)
         .await
-        .map_err(kv_err)?;
+        .map_err(GatewayError::key_store)?;
     p.put(&format!("{BY_HASH}{}", rec.hash), &json, None, None)
         .await
-        .map_err(kv_err)
+        .map_err(GatewayError::key_store)
 }
 
 async fn load<P: Kv>(p: &P, id: &str) -> Result<KeyRecord, GatewayError> {
-    let json = p.get(&format!("{BY_ID}{id}")).await.map_err(kv_err)?;
+    let json = p
+        .get(&format!("{BY_ID}{id}"))
+        .await
+        .map_err(GatewayError::key_store)?;
     json.and_then(|j| serde_json::from_str(&j).ok())
         .ok_or_else(|| GatewayError::not_found(format!("No gateway key has the id `{id}`.")))
 }
@@ -221,7 +220,7 @@ impl Gateway {
     }
 
     pub(super) async fn list_keys<P: Kv>(&self, p: &P) -> Result<Json, GatewayError> {
-        let entries = p.list(BY_ID).await.map_err(kv_err)?;
+        let entries = p.list(BY_ID).await.map_err(GatewayError::key_store)?;
         let mut data: Vec<KeyView> = entries
             .iter()
             .filter_map(|(_, meta)| serde_json::from_str(meta.as_deref()?).ok())
@@ -262,7 +261,12 @@ impl Gateway {
         };
         // A key whose lookup entry is gone was revoked (its listing entry outlived a failed
         // delete, or KV still shows a deletion made here): updating it must not bring it back.
-        if revoked_here() || lookup(p, &rec.hash).await.map_err(kv_err)?.is_none() {
+        if revoked_here()
+            || lookup(p, &rec.hash)
+                .await
+                .map_err(GatewayError::key_store)?
+                .is_none()
+        {
             return Err(not_found());
         }
         store(p, &rec).await?;
@@ -271,10 +275,10 @@ impl Gateway {
             // lookup entry back, so it goes again.
             p.delete(&format!("{BY_HASH}{}", rec.hash))
                 .await
-                .map_err(kv_err)?;
+                .map_err(GatewayError::key_store)?;
             p.delete(&format!("{BY_ID}{}", rec.id))
                 .await
-                .map_err(kv_err)?;
+                .map_err(GatewayError::key_store)?;
             return Err(not_found());
         }
         self.key_cache.borrow_mut().forget(&rec.hash);
@@ -297,11 +301,11 @@ impl Gateway {
         if let Err(e) = p.delete(&format!("{BY_HASH}{}", rec.hash)).await {
             // Not revoked after all: say so, and let it work here as it does elsewhere.
             self.key_cache.borrow_mut().unrevoke(&rec.hash);
-            return Err(kv_err(e));
+            return Err(GatewayError::key_store(e));
         }
         p.delete(&format!("{BY_ID}{}", rec.id))
             .await
-            .map_err(kv_err)?;
+            .map_err(GatewayError::key_store)?;
         let body = serde_json::to_vec(&serde_json::json!({
             "id": rec.id, "object": "gateway_key", "deleted": true
         }))

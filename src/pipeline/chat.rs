@@ -96,6 +96,17 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// What the attempt loop keeps about one plan entry.
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    /// Put at the end of the order once, for its breaker.
+    deferred: bool,
+    /// Tries so far, over every visit.
+    tries: u32,
+    /// When a deferred retry's backoff (or Retry-After) ends.
+    not_before: u64,
+}
+
 /// A credential taken out since the plan was made (by the request's own failures or others', or
 /// its one half-open trial taken by another request) waits until the healthy targets after it
 /// have had their turn, and is tried after all. True when target `i` (just taken from `order`,
@@ -103,16 +114,16 @@ impl Drop for InFlight<'_> {
 fn defer(
     plan: &[Attempt],
     breakers: &routing::Breakers,
-    deferred: &mut [bool],
+    state: &mut [Entry],
     order: &mut Vec<usize>,
     i: usize,
     pos: usize,
     now: u64,
 ) -> bool {
     let healthy = |j: &usize| !breakers.is_open(plan[*j].target.key(), now);
-    let wait = !deferred[i] && !healthy(&i) && order[pos..].iter().any(healthy);
+    let wait = !state[i].deferred && !healthy(&i) && order[pos..].iter().any(healthy);
     if wait {
-        deferred[i] = true;
+        state[i].deferred = true;
         order.push(i);
     }
     wait
@@ -273,11 +284,9 @@ impl Gateway {
         // The plan's order, with the targets passed over for their breakers (below) once more
         // at the end.
         let mut order: Vec<usize> = (0..plan.len()).collect();
-        let mut deferred = vec![false; plan.len()];
-        // Tries per plan entry, kept over a deferral: a target's retries stay within the policy,
-        // and a retry deferred in its backoff does not come back before the backoff is over.
-        let mut tries_of = vec![0u32; plan.len()];
-        let mut not_before = vec![0u64; plan.len()];
+        // Per plan entry: deferred once, its tries (kept over a deferral, so its retries stay
+        // within the policy) and when a deferred retry's backoff ends.
+        let mut state = vec![Entry::default(); plan.len()];
         // The loop ended on the deadline or the attempt cap (the last error says which).
         let mut cut_short = false;
         // A refusal a retry cannot end, kept as the answer unless a deferred target serves.
@@ -286,11 +295,11 @@ impl Gateway {
         'targets: while let Some(&i) = order.get(pos) {
             pos += 1;
             let attempt = &plan[i];
-            let mut tries = tries_of[i];
+            let mut tries = state[i].tries;
             loop {
                 let now = p.now_ms();
                 // A deferred retry waits out what is left of its backoff (or Retry-After).
-                let left = not_before[i].saturating_sub(now);
+                let left = state[i].not_before.saturating_sub(now);
                 if left > 0 {
                     // No wait for a retry the attempt cap forbids by now.
                     if total >= policy.max_attempts {
@@ -310,7 +319,7 @@ impl Gateway {
                     && defer(
                         &plan,
                         &self.breakers.borrow(),
-                        &mut deferred,
+                        &mut state,
                         &mut order,
                         i,
                         pos,
@@ -337,7 +346,7 @@ impl Gateway {
                     continue 'targets;
                 }
                 tries += 1;
-                tries_of[i] = tries;
+                state[i].tries = tries;
                 total += 1;
                 let timeout = attempt_timeout.min(deadline - now);
                 let result = self.attempt(p, obj, summary, attempt, ids, timeout).await;
@@ -415,7 +424,7 @@ impl Gateway {
                             let waiting: Vec<usize> = order[pos..]
                                 .iter()
                                 .copied()
-                                .filter(|j| deferred[*j] && (keys_fault || !same(j)))
+                                .filter(|j| state[*j].deferred && (keys_fault || !same(j)))
                                 .collect();
                             if refusal.is_none() {
                                 refusal = last.take();
@@ -438,10 +447,10 @@ impl Gateway {
                         let now = p.now_ms();
                         let waits = {
                             let breakers = self.breakers.borrow();
-                            defer(&plan, &breakers, &mut deferred, &mut order, i, pos, now)
+                            defer(&plan, &breakers, &mut state, &mut order, i, pos, now)
                         };
                         if waits {
-                            not_before[i] = now.saturating_add(wait);
+                            state[i].not_before = now.saturating_add(wait);
                             continue 'targets;
                         }
                         p.sleep(wait).await;

@@ -54,27 +54,12 @@ impl Gateway {
         }
         // Requests that need a token at the same moment each exchange one: in workerd a request
         // cannot wait on work another request does (it is cancelled as hung).
-        let result = self
-            .exchange_token(p, &sa, timeout_ms)
-            .await
-            .map_err(|mut e| {
-                // Which account: the operator renews that variable.
-                if e.is_credential_refused() {
-                    let number = cfg.key_numbers.get(usize::from(credential)).copied();
-                    let var = cfg
-                        .spec
-                        .credential_variable(number.unwrap_or(credential + 1));
-                    const ACCOUNT: &str = "the Vertex AI service account";
-                    e.message = if e.message.contains(ACCOUNT) {
-                        e.message
-                            .replacen(ACCOUNT, &format!("{ACCOUNT} in {var}"), 1)
-                    } else {
-                        format!("{} ({var})", e.message)
-                    };
-                }
-                e
-            });
-        let (token, expires_in, now) = result?;
+        // The variable that holds this account, for a refusal to name.
+        let number = cfg.key_numbers.get(usize::from(credential)).copied();
+        let variable = cfg
+            .spec
+            .credential_variable(number.unwrap_or(credential + 1));
+        let (token, expires_in, now) = self.exchange_token(p, &sa, &variable, timeout_ms).await?;
         self.vertex_tokens
             .borrow_mut()
             .entry(credential)
@@ -89,6 +74,7 @@ impl Gateway {
         &self,
         p: &P,
         sa: &ServiceAccount,
+        variable: &str,
         timeout_ms: u64,
     ) -> Result<(String, u64, u64), GatewayError> {
         let now = p.now_ms() / 1000;
@@ -126,7 +112,8 @@ impl Gateway {
             .read_body(resp.body, left, super::chat::MAX_ERROR_BODY_BYTES)
             .await
             .unwrap_or_default();
-        let (token, expires_in) = vertex::parse_token_response(resp.status, &body, &assertion)?;
+        let (token, expires_in) =
+            vertex::parse_token_response(resp.status, &body, &assertion, variable)?;
         Ok((token, expires_in, now))
     }
 }

@@ -1371,22 +1371,16 @@ mod tests {
             "video/mp4"
         );
         // A file's name tells the type its URI does not (`#` and `?` are part of a name).
-        let b = body(
-            json!({"model": "m", "messages": [{"role": "user", "content": [
-            {"type": "file", "file": {"file_id": "gs://bucket/obj", "filename": "Q1#2024.PDF"}}]}]}),
-        );
-        assert_eq!(
-            b["contents"][0]["parts"][0]["fileData"]["mimeType"],
-            "application/pdf"
-        );
-        let b = body(
-            json!({"model": "m", "messages": [{"role": "user", "content": [
-            {"type": "file", "file": {"file_id": "gs://bucket/obj", "filename": "report.pdf"}}]}]}),
-        );
-        assert_eq!(
-            b["contents"][0]["parts"][0]["fileData"]["mimeType"],
-            "application/pdf"
-        );
+        for filename in ["report.pdf", "Q1#2024.PDF"] {
+            let b = body(
+                json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "file", "file": {"file_id": "gs://bucket/obj", "filename": filename}}]}]}),
+            );
+            assert_eq!(
+                b["contents"][0]["parts"][0]["fileData"]["mimeType"], "application/pdf",
+                "{filename}"
+            );
+        }
         let b = body(json!({"model": "m", "messages": [
             {"role": "user", "content": "hi"},
             {"role": "assistant", "content": null, "refusal": "I can't help with that."},

@@ -134,11 +134,13 @@ struct TokenResponse {
 /// The access token and its lifetime in seconds from the token endpoint's answer (`status`,
 /// `body`). A 429 or 5xx is the endpoint's trouble, not the account's: a 502 another attempt
 /// may get past. Any other refusal is the service account's (`upstream_authentication_failed`),
-/// with Google's reason; `assertion` (the signed JWT, good for an hour) is kept out of it.
+/// with Google's reason and the `variable` that holds the account; `assertion` (the signed JWT,
+/// good for an hour) is kept out of it.
 pub fn parse_token_response(
     status: u16,
     body: &[u8],
     assertion: &str,
+    variable: &str,
 ) -> Result<(String, u64), GatewayError> {
     if status == 429 || status >= 500 {
         return Err(GatewayError::bad_gateway(format!(
@@ -161,7 +163,7 @@ pub fn parse_token_response(
                 .unwrap_or_else(|| format!("HTTP {status}, no access_token"))
                 .replace(assertion, "[assertion]");
             Err(GatewayError::credential_refused(format!(
-                "Google refused the Vertex AI service account: {why}"
+                "Google refused the Vertex AI service account in {variable}: {why}"
             )))
         }
     }
@@ -473,28 +475,35 @@ mod tests {
         );
         let ok = br#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#;
         assert_eq!(
-            parse_token_response(200, ok, "a.b.c").unwrap(),
+            parse_token_response(200, ok, "a.b.c", "VERTEX_API_KEY").unwrap(),
             ("ya29.x".to_owned(), 3599)
         );
         let refused = br#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#;
-        let e = parse_token_response(400, refused, "a.b.c").unwrap_err();
+        let e = parse_token_response(400, refused, "a.b.c", "VERTEX_API_KEY_2").unwrap_err();
         assert_eq!(
             (e.status, e.code.as_deref()),
             (502, Some("upstream_authentication_failed"))
         );
+        assert!(e.message.contains("in VERTEX_API_KEY_2:"), "{}", e.message);
         assert!(e.message.contains("Invalid JWT Signature."));
         assert_eq!(
-            parse_token_response(200, b"<html>", "a.b.c")
+            parse_token_response(200, b"<html>", "a.b.c", "VERTEX_API_KEY")
                 .unwrap_err()
                 .status,
             502
         );
         // The endpoint's own trouble is not the account's fault.
-        let e = parse_token_response(503, br#"{"error":"backend_error"}"#, "a.b.c").unwrap_err();
+        let e = parse_token_response(
+            503,
+            br#"{"error":"backend_error"}"#,
+            "a.b.c",
+            "VERTEX_API_KEY",
+        )
+        .unwrap_err();
         assert_eq!(e.code.as_deref(), Some("upstream_unavailable"));
         // A token endpoint that echoes the assertion does not get it to the client.
         let echo = br#"{"error":"invalid_grant","error_description":"bad assertion a.b.c"}"#;
-        let e = parse_token_response(400, echo, "a.b.c").unwrap_err();
+        let e = parse_token_response(400, echo, "a.b.c", "VERTEX_API_KEY").unwrap_err();
         assert!(!e.message.contains("a.b.c"), "{}", e.message);
     }
 
