@@ -615,6 +615,23 @@ describe('stream faults', () => {
     assert.deepEqual(providersCalled(), ['openai'], 'no fallback once content was sent');
   });
 
+  test('OpenAI-compatible stream: error events before content in the shapes providers send fall back (numeric codes, bare strings)', async () => {
+    for (const [shape, error] of [
+      ['OpenRouter', { code: 502, message: 'Provider returned error' }],
+      ['vLLM', { object: 'error', message: 'engine died', type: 'InternalServerError', code: 500 }],
+      ['Groq', 'Service Unavailable'],
+    ]) {
+      emu.reset();
+      emu.script({ match: { model: 'gpt-4o' }, stream: [{ raw: `data: ${JSON.stringify({ error })}\n\n` }], persistent: true });
+      const out = await drain(
+        await client().chat.completions.create({ model: GPT, messages: userMessage(shape), stream: true, ...gatewayOptions({ models: [GROK] }) }),
+      );
+      assert.equal(out.error, null, `${shape}: ${out.error}`);
+      assert.equal(out.text, `Hello from emulator: ${shape}`);
+      assert.deepEqual(providersCalled(), ['openai', 'openai', 'xai'], shape);
+    }
+  });
+
   test('a stream opening with an event that is not JSON falls back, on every protocol', async () => {
     emu.script({ match: { model: 'gpt-4o' }, malformed: true, persistent: true });
     emu.script({ match: { path: ANTHROPIC_PATH }, malformed: true, persistent: true });

@@ -6,6 +6,7 @@ use crate::canonical::{ChatRequest, ChatResponse, StreamPart};
 use crate::error::GatewayError;
 use crate::formats::openai::ChunkEncoder;
 use crate::platform::{FetchError, Progress, StreamTransform};
+use crate::routing::AttemptOutcome;
 use crate::sse::SseDecoder;
 
 /// A protocol the gateway translates to and from OpenAI chat.
@@ -135,7 +136,7 @@ impl TranslatedStream {
                 match &part {
                     StreamPart::Start { .. } | StreamPart::Usage(_) => {}
                     StreamPart::Error(e) => {
-                        let retryable = matches!(e.status, 408 | 409 | 429 | 500..=599);
+                        let retryable = AttemptOutcome::Status(e.status).is_retryable();
                         self.progress = Progress::Failed {
                             error: e.clone(),
                             retryable,

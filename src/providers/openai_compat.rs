@@ -6,6 +6,7 @@
 use crate::error::GatewayError;
 use crate::formats::openai::{StreamEnd, Trailer};
 use crate::platform::{FetchError, Progress, StreamTransform};
+use crate::routing::AttemptOutcome;
 use crate::sse::{self, SseDecoder};
 use serde::Deserialize;
 
@@ -93,22 +94,15 @@ impl PassThroughStream {
                 .or(err.as_str())
                 .unwrap_or("The provider reported an error in its stream.")
                 .to_owned();
-            let code = err["code"].as_str().or(err["type"].as_str()).unwrap_or("");
-            let retryable = [
-                "rate_limit",
-                "server",
-                "overloaded",
-                "unavailable",
-                "timeout",
-            ]
-            .iter()
-            .any(|w| code.contains(w));
-            let mut error = GatewayError::upstream(if retryable { 503 } else { 400 }, message)
-                .with_provider(self.provider);
-            if !code.is_empty() {
+            let status = stream_error_status(&err);
+            let mut error = GatewayError::upstream(status, message).with_provider(self.provider);
+            if let Some(code) = err["code"].as_str().or(err["type"].as_str()) {
                 error.code = Some(code.to_owned());
             }
-            self.progress = Progress::Failed { error, retryable };
+            self.progress = Progress::Failed {
+                error,
+                retryable: AttemptOutcome::Status(status).is_retryable(),
+            };
             return;
         }
         let content = chunk.usage.is_some()
@@ -220,6 +214,61 @@ impl EventEnds {
             self.after_cr = false;
         }
         last
+    }
+}
+
+/// Whether `held` (what followed the last complete event) is an event that only lacks its
+/// closing blank line: each of its data is JSON or `[DONE]`.
+fn is_whole_event(held: &[u8]) -> bool {
+    let mut decoder = SseDecoder::new();
+    decoder.feed(held);
+    decoder.feed(b"\n\n");
+    let mut any = false;
+    while let Some(ev) = decoder.next_event() {
+        any = true;
+        if ev.data != "[DONE]" && serde_json::from_str::<serde::de::IgnoredAny>(&ev.data).is_err() {
+            return false;
+        }
+    }
+    any
+}
+
+/// The HTTP status an error object sent inside a stream stands for. Providers send OpenAI's
+/// shape (`message`, `type`, a string `code`), a numeric `code` or `status` (OpenRouter, vLLM),
+/// or a bare string (Groq). Only a recognisable fault of the request is final (400); an error
+/// of unknown cause before any content counts as the provider's (503), so another attempt may
+/// serve.
+fn stream_error_status(err: &serde_json::Value) -> u16 {
+    let number = ["code", "status", "status_code"]
+        .iter()
+        .find_map(|k| err[k].as_u64())
+        .filter(|n| (400..600).contains(n));
+    if let Some(n) = number {
+        return n as u16;
+    }
+    let said = |words: &[&str]| {
+        [&err["code"], &err["type"]].iter().any(|v| {
+            v.as_str().is_some_and(|s| {
+                let s = s.to_ascii_lowercase();
+                words.iter().any(|w| s.contains(w))
+            })
+        })
+    };
+    if said(&["rate_limit"]) {
+        429
+    } else if said(&[
+        "invalid",
+        "bad_request",
+        "context_length",
+        "tool_use_failed",
+        "not_found",
+        "unsupported",
+        "content_filter",
+        "content_policy",
+    ]) {
+        400
+    } else {
+        503
     }
 }
 
@@ -360,10 +409,16 @@ impl StreamTransform for PassThroughStream {
             return;
         }
         if upstream_error.is_none() && !self.held.iter().all(u8::is_ascii_whitespace) {
-            // A last event without its blank line: complete it.
-            self.push(b"\n\n", out);
-            if self.done {
-                return;
+            if is_whole_event(&self.held) {
+                // A last event without its blank line (some providers omit it): complete it.
+                self.push(b"\n\n", out);
+                if self.done {
+                    return;
+                }
+            } else {
+                // An event cut off by the end is not one (SSE does not dispatch it), and the
+                // client's SDK would fail to parse it before reading our error event.
+                self.held.clear();
             }
         }
         if upstream_error.is_some() || !self.saw_finish {
@@ -632,6 +687,28 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("stream_interrupted"));
+        // Cut inside an event: the fragment is not sent (every event the client gets parses),
+        // whether the connection broke or closed cleanly.
+        for broke in [true, false] {
+            let (out, _) = run(cut, 10, broke);
+            let events = decode_pieces(&[&out]);
+            for e in &events {
+                assert!(
+                    e.is_done() || serde_json::from_str::<serde_json::Value>(&e.data).is_ok(),
+                    "broke {broke}: {:?}",
+                    e.data
+                );
+            }
+            assert!(events[events.len() - 2].data.contains("stream_interrupted"));
+        }
+        // A whole last event without its blank line is still delivered, before the cut's error.
+        let whole = &STREAM.as_bytes()[..STREAM
+            .find("\n\ndata: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},")
+            .unwrap()];
+        let (out, _) = run(whole, 10, false);
+        let events = decode_pieces(&[&out]);
+        assert_eq!(events.len(), 5, "{:?}", String::from_utf8_lossy(&out));
+        assert!(events[1].data.contains("Hello"));
     }
 
     #[test]
@@ -655,6 +732,64 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn errors_in_a_stream_are_judged_by_what_they_say_of_their_cause() {
+        // (error object, status it stands for, another attempt may serve)
+        let cases: &[(&str, u16, bool)] = &[
+            // OpenRouter's mid-stream errors carry the HTTP status as a number
+            (
+                r#"{"code":502,"message":"Provider returned error"}"#,
+                502,
+                true,
+            ),
+            (r#"{"code":400,"message":"bad"}"#, 400, false),
+            // vLLM / sglang
+            (
+                r#"{"object":"error","message":"x","type":"InternalServerError","code":500}"#,
+                500,
+                true,
+            ),
+            (
+                r#"{"message":"x","type":"Internal_Server_Error"}"#,
+                503,
+                true,
+            ),
+            // a bare string (Groq), an empty object: no cause named, the provider's
+            (r#""Service unavailable""#, 503, true),
+            (r#"{}"#, 503, true),
+            (
+                r#"{"message":"slow down","code":"Rate_Limit_Exceeded"}"#,
+                429,
+                true,
+            ),
+            (
+                r#"{"message":"x","type":"invalid_request_error","code":null}"#,
+                400,
+                false,
+            ),
+            (
+                r#"{"message":"x","type":"invalid_request_error","code":"context_length_exceeded"}"#,
+                400,
+                false,
+            ),
+            (r#"{"message":"x","code":"tool_use_failed"}"#, 400, false),
+            (r#"{"message":"x","status":429}"#, 429, true),
+        ];
+        for (err, status, retryable) in cases {
+            let s = format!("data: {{\"error\":{err}}}\n\n");
+            let (_, seen) = run(s.as_bytes(), s.len(), false);
+            match seen.last().unwrap() {
+                Progress::Failed {
+                    error,
+                    retryable: r,
+                } => {
+                    assert_eq!((error.status, *r), (*status, *retryable), "{err}");
+                }
+                p => panic!("{err}: {p:?}"),
+            }
+        }
     }
 
     #[test]

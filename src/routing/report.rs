@@ -116,17 +116,19 @@ impl RoutingReport {
         .expect("serializes")
     }
 
-    /// A JSON object body with `"providerMetadata"` added as its last field; `None` when the body
-    /// is not a JSON object.
+    /// A JSON object body with `"providerMetadata"` added as its last field (whitespace around
+    /// the object dropped: some providers send blank lines before it while a request waits);
+    /// `None` when the body is not a JSON object.
     pub fn splice_into(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
         let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
-        if body[end] != b'}' || body.first().is_none_or(|b| *b != b'{') {
+        if body[start] != b'{' || body[end] != b'}' || start == end {
             return None;
         }
-        let empty = body[1..end].iter().all(u8::is_ascii_whitespace);
+        let empty = body[start + 1..end].iter().all(u8::is_ascii_whitespace);
         let meta = self.provider_metadata();
-        let mut out = Vec::with_capacity(body.len() + meta.len() + 24);
-        out.extend_from_slice(&body[..end]);
+        let mut out = Vec::with_capacity(end - start + meta.len() + 24);
+        out.extend_from_slice(&body[start..end]);
         if !empty {
             out.push(b',');
         }
@@ -208,6 +210,12 @@ mod tests {
         assert!(r.splice_into(b"{}").is_some());
         assert!(r.splice_into(b"[1]").is_none());
         assert!(r.splice_into(b"").is_none());
+        assert!(r.splice_into(b" } ").is_none());
+        // Blank lines before the object (DeepSeek sends them while a request waits).
+        let out = r.splice_into(b"\n\n\r\n {\"id\":\"x\"}\n").unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["id"], "x");
+        assert!(v["providerMetadata"]["gateway"]["routing"].is_object());
     }
 
     /// The routing chunk reads like any chunk to an OpenAI client: one choice with an empty
