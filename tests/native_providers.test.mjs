@@ -640,7 +640,7 @@ describe('reasoning', () => {
         assert.equal(message.content, 'Four.');
       }
       const { body } = onlyUpstream();
-      assert.deepEqual(body.thinking, { type: 'adaptive' });
+      assert.deepEqual(body.thinking, { type: 'adaptive', display: 'summarized' });
       assert.deepEqual(body.output_config, { effort: 'high' });
       assert.ok(body.max_tokens > 16384, `max_tokens ${body.max_tokens} leaves room for thinking`);
       assert.equal(body.temperature, undefined);

@@ -643,6 +643,8 @@ describe('errors', () => {
     assert.equal(ok.status, 200);
     assert.equal(ok.headers.get('access-control-allow-origin'), 'https://app.example');
     assert.match(ok.headers.get('access-control-expose-headers') ?? '', /x-request-id/);
+    // The SDKs' retry switch must be readable too, or a browser client retries final errors.
+    assert.match(ok.headers.get('access-control-expose-headers') ?? '', /x-should-retry/);
     const denied = await raw('/v1/models', { method: 'GET', auth: 'sk-sy-wrong', headers: { origin: 'https://app.example' } });
     assert.equal(denied.status, 401);
     assert.equal(denied.headers.get('access-control-allow-origin'), 'https://app.example', 'a browser can read the error');

@@ -37,6 +37,9 @@ pub(super) struct Ids<'a> {
     pub request: &'a str,
     /// `x-generation-id`; also the completion id of translated responses.
     pub generation: &'a str,
+    /// When the request came (Unix seconds): `created` of a translated answer and of every
+    /// chunk the gateway writes into a stream (OpenAI gives all chunks the same).
+    pub created: u64,
 }
 
 /// What a successful attempt produced.
@@ -356,7 +359,7 @@ impl Gateway {
                     Ok(served) => {
                         report.record(attempt, AttemptOutcome::Status(200), latency);
                         self.breakers.borrow_mut().record_success(breaker);
-                        return Ok(self.answer(p, served, &report, attempt, summary, ids));
+                        return Ok(self.answer(served, &report, attempt, summary, ids));
                     }
                     Err(failure) => {
                         report.record(attempt, failure.outcome, latency);
@@ -477,15 +480,14 @@ impl Gateway {
     }
 
     /// The client's answer from a served attempt, with routing metadata and headers.
-    fn answer<P: Clock + Upstream>(
+    fn answer<B>(
         &self,
-        p: &P,
-        served: Served<P::Body>,
+        served: Served<B>,
         report: &RoutingReport,
         attempt: &Attempt,
         summary: &ChatSummary,
         ids: Ids<'_>,
-    ) -> Outbound<P::Body> {
+    ) -> Outbound<B> {
         let mut headers = vec![
             (
                 "x-switchyard-provider",
@@ -508,11 +510,10 @@ impl Gateway {
                     "text/event-stream; charset=utf-8".to_owned(),
                 ));
                 headers.push(("cache-control", "no-cache".to_owned()));
-                let created = p.now_ms() / 1000;
                 // A short answer may have ended within the first read: its end, held until now,
                 // goes into the prefix with the trailer.
                 transform.set_trailer(
-                    report.stream_trailer(ids.generation, &summary.model, created),
+                    report.stream_trailer(ids.generation, &summary.model, ids.created),
                     &mut prefix,
                 );
                 OutBody::Stream {
@@ -667,6 +668,10 @@ impl Gateway {
             // A wait the provider put in its body (Google's RetryInfo) counts like the header.
             let wait =
                 wait.or_else(|| retry_after_ms(error.retry_after.as_deref(), None, p.now_ms()));
+            if error.retry_after.is_none() {
+                // Only `retry-after-ms` given: the client hears it in whole seconds.
+                error.retry_after = wait.map(|ms| ms.div_ceil(1000).to_string());
+            }
             return Err(Failure {
                 outcome: AttemptOutcome::Status(resp.status),
                 error: error.with_provider(provider.name),
@@ -706,7 +711,7 @@ impl Gateway {
                     let mut answer = n.translate_response(&bytes).map_err(malformed)?;
                     answer.id = ids.generation.to_owned();
                     answer.model = summary.model.clone();
-                    answer.created = p.now_ms() / 1000;
+                    answer.created = ids.created;
                     Ok(Served::Json(openai::encode_response(&answer)))
                 }
             };
@@ -719,7 +724,7 @@ impl Gateway {
                 ChunkEncoder::new(
                     ids.generation,
                     &summary.model,
-                    p.now_ms() / 1000,
+                    ids.created,
                     summary.include_usage,
                 )
                 .awaiting_trailer(),

@@ -306,13 +306,13 @@ impl Gateway {
         h.push((
             "access-control-expose-headers",
             "x-request-id, x-generation-id, x-switchyard-provider, x-switchyard-attempts, \
-             x-switchyard-idempotent-replay, retry-after"
+             x-switchyard-idempotent-replay, retry-after, x-should-retry"
                 .to_owned(),
         ));
         if preflight {
             h.push((
                 "access-control-allow-methods",
-                "GET, POST, PATCH, DELETE, OPTIONS".to_owned(),
+                "GET, POST, PUT, PATCH, DELETE, OPTIONS".to_owned(),
             ));
             h.push((
                 "access-control-allow-headers",
@@ -376,6 +376,7 @@ impl Gateway {
                 let ids = chat::Ids {
                     request: request_id,
                     generation: generation_id.unwrap_or_default(),
+                    created: p.now_ms() / 1000,
                 };
                 self.chat(p, &key, &body, ids, req.idempotency_key).await
             }

@@ -24,6 +24,8 @@ struct Fake {
     /// Provider calls let other requests run before they answer (requests in flight at once).
     fetch_yields: Cell<bool>,
     now: Cell<u64>,
+    /// Milliseconds each streamed piece takes to arrive.
+    chunk_ms: Cell<u64>,
     counter: Cell<u8>,
 }
 
@@ -86,6 +88,7 @@ impl Upstream for Fake {
         body: &mut FakeBody,
         _timeout_ms: u64,
     ) -> Result<Option<Vec<u8>>, FetchError> {
+        self.now.set(self.now.get() + self.chunk_ms.get());
         body.pop_front().transpose()
     }
     fn cancel(&self, _body: FakeBody) {
@@ -843,10 +846,22 @@ fn cors_for_allowed_origins_only_and_preflight() {
         },
         "",
     );
-    assert!(ok
-        .header("access-control-expose-headers")
+    let exposed = ok.header("access-control-expose-headers").unwrap();
+    // What the SDKs read: the ids, routing, and when (or whether) to retry.
+    for name in [
+        "x-request-id",
+        "x-generation-id",
+        "x-switchyard-provider",
+        "x-switchyard-attempts",
+        "retry-after",
+        "x-should-retry",
+    ] {
+        assert!(exposed.contains(name), "{name}: {exposed}");
+    }
+    assert!(pre
+        .header("access-control-allow-methods")
         .unwrap()
-        .contains("x-generation-id"));
+        .contains("PUT"));
     // Caches keep origins apart, allowed or not.
     assert_eq!(ok.header("vary"), Some("Origin"));
     assert_eq!(other.header("vary"), Some("Origin"));
@@ -1026,6 +1041,27 @@ fn anthropic_streams_are_translated_to_openai_chunks() {
     let sent = w.p.sent.borrow();
     let body: Value = serde_json::from_slice(&sent[0].body).unwrap();
     assert_eq!(body["stream"], true);
+}
+
+#[test]
+fn every_chunk_of_a_translated_stream_has_the_same_created() {
+    let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
+    let (_, key) = w.new_key();
+    let sse = include_str!("../../tests/fixtures/anthropic/basic_text.sse");
+    let pieces: Vec<&str> = sse.split_inclusive("\n\n").collect();
+    w.reply(stream_reply(&pieces, false));
+    let start = w.p.now.get() / 1000;
+    // Each event a second and a half after the last: the first content comes seconds after
+    // the request, the routing chunk later still.
+    w.p.chunk_ms.set(1500);
+    let a = w.chat(&key, r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}],"stream":true}"#);
+    let events = crate::sse::tests::decode_pieces(&[&a.body]);
+    let created: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["created"].clone())
+        .collect();
+    assert!(created.len() > 3);
+    assert!(created.iter().all(|c| *c == json!(start)), "{created:?}");
 }
 
 #[test]
@@ -1424,6 +1460,23 @@ fn an_in_stream_error_before_content_is_skipped() {
     ));
     let a = w.chat(&key, &gpt(r#","stream":true"#));
     assert_eq!(a.header("x-switchyard-attempts"), Some("openai:200"));
+}
+
+#[test]
+fn a_wait_given_only_as_retry_after_ms_reaches_the_client_in_seconds() {
+    let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
+    let (_, key) = w.new_key();
+    w.reply(Ok(UpstreamResponse {
+        status: 429,
+        content_type: None,
+        retry_after: None,
+        retry_after_ms: Some("1500".into()),
+        content_length: None,
+        body: VecDeque::new(),
+    }));
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 429);
+    assert_eq!(a.header("retry-after"), Some("2"));
 }
 
 #[test]

@@ -92,7 +92,12 @@ pub(crate) fn build_body(
             .unwrap_or(DEFAULT_MAX_TOKENS + effort.map_or(0, ReasoningEffort::budget_tokens));
         body.insert("max_tokens".into(), json!(max_tokens));
         if let Some(e) = effort {
-            body.insert("thinking".into(), json!({"type": "adaptive"}));
+            // Opus 4.7 and later omit the thinking text unless asked for its summary (what
+            // earlier models send by default); the client asked to see reasoning.
+            body.insert(
+                "thinking".into(),
+                json!({"type": "adaptive", "display": "summarized"}),
+            );
             output_config.insert("effort".into(), json!(e.as_str()));
         }
     } else {
@@ -604,6 +609,8 @@ pub fn translate_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
                 .content
                 .get_or_insert_with(String::new)
                 .push_str(&text),
+            // (A thinking block whose text was omitted adds no empty `reasoning`.)
+            ResponseBlock::Thinking { thinking } if thinking.is_empty() => {}
             ResponseBlock::Thinking { thinking } => message
                 .reasoning
                 .get_or_insert_with(String::new)
@@ -1303,7 +1310,10 @@ mod tests {
             serde_json::from_slice(&build_request(&request(v), "claude-opus-4-7").unwrap()).unwrap()
         };
         let b = build(json!({"model": "m", "messages": [], "reasoning_effort": "high"}));
-        assert_eq!(b["thinking"], json!({"type": "adaptive"}));
+        assert_eq!(
+            b["thinking"],
+            json!({"type": "adaptive", "display": "summarized"})
+        );
         assert_eq!(b["output_config"], json!({"effort": "high"}));
         assert_eq!(b["max_tokens"], 16384 + DEFAULT_MAX_TOKENS);
         let b = build(
@@ -1315,7 +1325,10 @@ mod tests {
         let b = build(
             json!({"model": "m", "messages": [], "thinking": {"type": "enabled", "budget_tokens": 5000}}),
         );
-        assert_eq!(b["thinking"], json!({"type": "adaptive"}));
+        assert_eq!(
+            b["thinking"],
+            json!({"type": "adaptive", "display": "summarized"})
+        );
         assert_eq!(b["output_config"]["effort"], "medium");
         // Off, or nothing asked: no thinking field at all (Opus 4.7 refuses `disabled`).
         for off in [json!("none"), Value::Null] {
@@ -1465,6 +1478,17 @@ mod tests {
         );
         assert_eq!(m.tool_calls[1].arguments, "{}");
         assert_eq!(r.choices[0].finish_reason, Some(FinishReason::ToolCalls));
+    }
+
+    #[test]
+    fn thinking_omitted_by_the_model_adds_no_empty_reasoning() {
+        // Opus 4.7+ without `display: "summarized"`: the block comes with its signature only.
+        let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"c",
+            "content":[{"type":"thinking","thinking":"","signature":"EqQB"},{"type":"text","text":"Four."}],
+            "stop_reason":"end_turn","usage":{"input_tokens":5,"output_tokens":7}}"#;
+        let m = &translate_response(body).unwrap().choices[0].message;
+        assert_eq!(m.content.as_deref(), Some("Four."));
+        assert_eq!(m.reasoning, None);
     }
 
     #[test]

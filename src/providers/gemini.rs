@@ -650,16 +650,18 @@ pub(crate) fn translate_response_for(
         .map(|c| candidate_choice(c, response_id, provider))
         .collect::<Result<_, _>>()?;
     if choices.is_empty() {
-        // The prompt itself was blocked: no candidate, only promptFeedback.
-        let blocked = resp.prompt_feedback.and_then(|f| f.block_reason).is_some();
+        // The prompt itself was blocked: no candidate, only promptFeedback. No candidate and
+        // no reason is no answer (as when a stream ends so): the attempt fails, not an empty
+        // success.
+        if resp.prompt_feedback.and_then(|f| f.block_reason).is_none() {
+            return Err(GatewayError::bad_gateway(format!(
+                "{provider} returned no answer (no candidates) and no reason."
+            )));
+        }
         choices.push(Choice {
             index: 0,
             message: AssistantMessage::default(),
-            finish_reason: Some(if blocked {
-                FinishReason::ContentFilter
-            } else {
-                FinishReason::Stop
-            }),
+            finish_reason: Some(FinishReason::ContentFilter),
         });
     }
     Ok(ChatResponse {
@@ -1597,6 +1599,23 @@ mod tests {
             (a.text.as_str(), a.usage.unwrap()["prompt_tokens"].as_u64()),
             ("", Some(9))
         );
+    }
+
+    #[test]
+    fn no_candidates_is_a_content_filter_when_blocked_and_a_failure_otherwise() {
+        let blocked = br#"{"promptFeedback":{"blockReason":"PROHIBITED_CONTENT"},"usageMetadata":{"promptTokenCount":9,"totalTokenCount":9}}"#;
+        let r = translate_response(blocked).unwrap();
+        assert_eq!(
+            r.choices[0].finish_reason,
+            Some(FinishReason::ContentFilter)
+        );
+        for empty in [
+            &br#"{"candidates":[],"usageMetadata":{"promptTokenCount":9}}"#[..],
+            br#"{"modelVersion":"gemini-2.5-flash"}"#,
+        ] {
+            let e = translate_response(empty).unwrap_err();
+            assert_eq!(e.status, 502, "{}", String::from_utf8_lossy(empty));
+        }
     }
 
     /// The client's view of a stream of Gemini events (each one event's data).
