@@ -135,4 +135,10 @@ pub trait StreamTransform {
     /// The client's stream is complete (`[DONE]` written): nothing more will be sent, so the
     /// provider's stream need not be read further.
     fn closed(&self) -> bool;
+    /// The `id`, `model` and `created` the provider's own chunks carry, when they pass through:
+    /// a chunk the gateway adds takes them (one completion's chunks share them, and the SDKs'
+    /// stream helpers take the last chunk's). `None`: the gateway's own.
+    fn chunk_identity(&self) -> (Option<&str>, Option<&str>, Option<u64>) {
+        (None, None, None)
+    }
 }

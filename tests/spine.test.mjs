@@ -350,6 +350,20 @@ describe('chat completions: streaming', () => {
     assert.equal(seen.body.model, 'gpt-4o');
   });
 
+  test("the SDK's stream helper ends with the provider's id and model, the routing chunk included", async () => {
+    const stream = client().chat.completions.stream({ model: 'openai/gpt-4o', messages: userMessage('helper') });
+    const chunks = [];
+    stream.on('chunk', (c) => chunks.push(c));
+    const final = await stream.finalChatCompletion();
+    assert.equal(final.choices[0].message.content, 'Hello from emulator: helper');
+    const routing = chunks.at(-1).providerMetadata?.gateway?.routing;
+    assert.equal(routing?.finalProvider, 'openai', 'the last chunk is the routing chunk');
+    // One completion's chunks share id, model and created (the helper keeps the last chunk's).
+    assert.match(final.id, /^chatcmpl-/);
+    assert.equal(final.model, 'gpt-4o');
+    assert.equal(new Set(chunks.map((c) => `${c.id} ${c.model} ${c.created}`)).size, 1);
+  });
+
   test('streamed parallel tool calls reassemble exactly', async () => {
     const calls = [
       { name: 'get_weather', arguments: { city: 'Paris', unit: 'celsius' } },

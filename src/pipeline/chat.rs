@@ -510,12 +510,15 @@ impl Gateway {
                     "text/event-stream; charset=utf-8".to_owned(),
                 ));
                 headers.push(("cache-control", "no-cache".to_owned()));
+                let (id, model, created) = transform.chunk_identity();
+                let trailer = report.stream_trailer(
+                    id.unwrap_or(ids.generation),
+                    model.unwrap_or(&summary.model),
+                    created.unwrap_or(ids.created),
+                );
                 // A short answer may have ended within the first read: its end, held until now,
                 // goes into the prefix with the trailer.
-                transform.set_trailer(
-                    report.stream_trailer(ids.generation, &summary.model, ids.created),
-                    &mut prefix,
-                );
+                transform.set_trailer(trailer, &mut prefix);
                 OutBody::Stream {
                     prefix,
                     body,

@@ -1387,6 +1387,46 @@ fn a_stream_that_dies_before_content_falls_back_and_the_client_sees_one_clean_st
 }
 
 #[test]
+fn the_routing_chunk_of_a_passed_through_stream_carries_the_providers_id_model_and_created() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    let chunk = |delta: &str, finish: &str| {
+        format!("data: {{\"id\":\"chatcmpl-9x\",\"object\":\"chat.completion.chunk\",\"created\":1718000000,\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n")
+    };
+    let pieces = [
+        chunk(r#"{"role":"assistant","content":""}"#, "null"),
+        chunk(r#"{"content":"Hi"}"#, "null"),
+        chunk("{}", r#""stop""#),
+        "data: [DONE]\n\n".to_owned(),
+    ];
+    let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    w.reply(stream_reply(&pieces, false));
+    let a = w.chat(&key, &gpt(r#","stream":true"#));
+    let events = crate::sse::tests::decode_pieces(&[&a.body]);
+    let trailer: Value = serde_json::from_str(&events[events.len() - 2].data).unwrap();
+    assert!(trailer["providerMetadata"]["gateway"]["routing"].is_object());
+    assert_eq!(
+        (&trailer["id"], &trailer["model"], &trailer["created"]),
+        (
+            &json!("chatcmpl-9x"),
+            &json!("gpt-4o-2024-08-06"),
+            &json!(1718000000)
+        )
+    );
+    // A provider whose chunks lack them: the gateway's own.
+    w.reply(stream_reply(
+        &[CHUNK_ROLE, CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],
+        false,
+    ));
+    let a = w.chat(&key, &gpt(r#","stream":true"#));
+    let events = crate::sse::tests::decode_pieces(&[&a.body]);
+    let trailer: Value = serde_json::from_str(&events[events.len() - 2].data).unwrap();
+    assert_eq!(trailer["id"], "c");
+    assert_eq!(trailer["model"], "openai/gpt-4o");
+    assert_eq!(trailer["created"], json!(w.p.now.get() / 1000));
+}
+
+#[test]
 fn a_stream_that_dies_after_content_ends_with_an_error_event_and_no_fallback() {
     let w = World::new();
     let (_, key) = w.new_key();

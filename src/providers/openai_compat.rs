@@ -22,10 +22,20 @@ pub struct PassThroughStream {
     done: bool,
     saw_finish: bool,
     end: StreamEnd,
+    /// The first `id`, `model` and `created` seen in the provider's chunks.
+    id: Option<String>,
+    model: Option<String>,
+    created: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct Chunk {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    created: Option<u64>,
     #[serde(default)]
     choices: Vec<ChunkChoice>,
     #[serde(default)]
@@ -53,6 +63,9 @@ impl PassThroughStream {
             done: false,
             saw_finish: false,
             end: StreamEnd::default(),
+            id: None,
+            model: None,
+            created: None,
         }
     }
 
@@ -88,6 +101,9 @@ impl PassThroughStream {
             }
             return;
         };
+        self.id = self.id.take().or(chunk.id);
+        self.model = self.model.take().or(chunk.model);
+        self.created = self.created.or(chunk.created);
         if let Some(err) = chunk.error {
             let message = err["message"]
                 .as_str()
@@ -447,6 +463,10 @@ impl StreamTransform for PassThroughStream {
 
     fn closed(&self) -> bool {
         self.done
+    }
+
+    fn chunk_identity(&self) -> (Option<&str>, Option<&str>, Option<u64>) {
+        (self.id.as_deref(), self.model.as_deref(), self.created)
     }
 }
 
