@@ -359,7 +359,7 @@ impl Gateway {
                     Ok(served) => {
                         report.record(attempt, AttemptOutcome::Status(200), latency);
                         self.breakers.borrow_mut().record_success(breaker);
-                        return Ok(self.answer(served, &report, attempt, summary, ids));
+                        return Ok(self.answer(served, &report, attempt, ids));
                     }
                     Err(failure) => {
                         report.record(attempt, failure.outcome, latency);
@@ -485,7 +485,6 @@ impl Gateway {
         served: Served<B>,
         report: &RoutingReport,
         attempt: &Attempt,
-        summary: &ChatSummary,
         ids: Ids<'_>,
     ) -> Outbound<B> {
         let mut headers = vec![
@@ -513,7 +512,7 @@ impl Gateway {
                 let (id, model, created) = transform.chunk_identity();
                 let trailer = report.stream_trailer(
                     id.unwrap_or(ids.generation),
-                    model.unwrap_or(&summary.model),
+                    model.unwrap_or(&attempt.model_id),
                     created.unwrap_or(ids.created),
                 );
                 // A short answer may have ended within the first read: its end, held until now,
@@ -713,7 +712,7 @@ impl Gateway {
                 Some(n) => {
                     let mut answer = n.translate_response(&bytes).map_err(malformed)?;
                     answer.id = ids.generation.to_owned();
-                    answer.model = summary.model.clone();
+                    answer.model = attempt.model_id.clone();
                     answer.created = ids.created;
                     Ok(Served::Json(openai::encode_response(&answer)))
                 }
@@ -726,7 +725,7 @@ impl Gateway {
                 n,
                 ChunkEncoder::new(
                     ids.generation,
-                    &summary.model,
+                    &attempt.model_id,
                     ids.created,
                     summary.include_usage,
                 )

@@ -1044,6 +1044,40 @@ fn anthropic_streams_are_translated_to_openai_chunks() {
 }
 
 #[test]
+fn a_translated_answer_from_a_fallback_model_names_the_model_that_served() {
+    let w = World::with(&[
+        ("ANTHROPIC_API_KEY", "sk-ant-provider-secret"),
+        ("RETRY_MAX_ATTEMPTS", "1"),
+    ]);
+    let (_, key) = w.new_key();
+    let body = r#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}],"providerOptions":{"gateway":{"models":["anthropic/claude-sonnet-4-6"]}}STREAM}"#;
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(
+        200,
+        "application/json",
+        include_str!("../../tests/fixtures/anthropic/text.json"),
+    ));
+    let a = w.chat(&key, &body.replace("STREAM", ""));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:503,anthropic:200")
+    );
+    assert_eq!(a.json()["model"], "anthropic/claude-sonnet-4-6");
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(
+        200,
+        "text/event-stream",
+        include_str!("../../tests/fixtures/anthropic/basic_text.sse"),
+    ));
+    let a = w.chat(&key, &body.replace("STREAM", r#","stream":true"#));
+    let events = crate::sse::tests::decode_pieces(&[&a.body]);
+    for e in &events[..events.len() - 1] {
+        let chunk: Value = serde_json::from_str(&e.data).unwrap();
+        assert_eq!(chunk["model"], "anthropic/claude-sonnet-4-6", "{}", e.data);
+    }
+}
+
+#[test]
 fn every_chunk_of_a_translated_stream_has_the_same_created() {
     let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
     let (_, key) = w.new_key();

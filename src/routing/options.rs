@@ -39,25 +39,43 @@ pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 pub const MAX_OPTIONS_BYTES: usize = 16 * 1024;
 
 impl RoutingOptions {
-    /// Reads `providerOptions.gateway` from a request's raw `providerOptions` field. Other keys of
-    /// `providerOptions` (options for particular providers) are allowed and ignored here.
+    /// Reads `providerOptions.gateway` from a request's raw `providerOptions` field. Options for
+    /// particular providers (`providerOptions.anthropic` …) are not passed on: one that asks for
+    /// something (not `{}` or `null`) is refused with a 400 naming it rather than dropped.
     pub fn from_provider_options(raw: Option<&RawValue>) -> Result<RoutingOptions, GatewayError> {
         let Some(raw) = raw else {
             return Ok(RoutingOptions::default());
         };
-        #[derive(Deserialize)]
-        struct ProviderOptions {
-            gateway: Option<Box<RawValue>>,
-        }
         let not_object = || {
             GatewayError::invalid_param("providerOptions", "`providerOptions` must be an object.")
         };
         if !raw.get().starts_with('{') {
             return Err(not_object());
         }
-        let outer: ProviderOptions = serde_json::from_str(raw.get()).map_err(|_| not_object())?;
-        match outer.gateway {
+        let outer: std::collections::BTreeMap<String, Box<RawValue>> =
+            serde_json::from_str(raw.get()).map_err(|_| not_object())?;
+        let mut gateway = None;
+        for (name, value) in outer {
+            if name == "gateway" {
+                gateway = Some(value);
+                continue;
+            }
+            let v = value.get().trim();
+            if v != "null" && !(v.starts_with('{') && v[1..v.len() - 1].trim().is_empty()) {
+                let field = format!("providerOptions.{name}");
+                return Err(GatewayError::invalid_param(
+                    &field,
+                    format!(
+                        "`{field}` is not supported: the gateway takes only \
+                         `providerOptions.gateway`. Send what the provider should do as Chat \
+                         Completions fields (`reasoning_effort`, `response_format`, …)."
+                    ),
+                ));
+            }
+        }
+        match gateway {
             None => Ok(RoutingOptions::default()),
+            Some(g) if g.get().trim() == "null" => Ok(RoutingOptions::default()),
             Some(g) => Self::parse(g.get(), PARAM),
         }
     }
@@ -184,9 +202,9 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_gateway_options_and_ignores_other_providers_options() {
+    fn reads_the_gateway_options_and_refuses_other_providers_options() {
         let r = raw(
-            r#"{"gateway":{"order":["vertex","anthropic"],"only":["vertex","anthropic"],"models":["openai/gpt-4o"],"timeoutMs":500},"anthropic":{"x":1}}"#,
+            r#"{"gateway":{"order":["vertex","anthropic"],"only":["vertex","anthropic"],"models":["openai/gpt-4o"],"timeoutMs":500},"anthropic":{ }, "openai": null}"#,
         );
         let o = RoutingOptions::from_provider_options(Some(&r)).unwrap();
         assert_eq!(
@@ -204,6 +222,16 @@ mod tests {
             RoutingOptions::from_provider_options(Some(&r)).unwrap(),
             RoutingOptions::default()
         );
+        // Options for a provider that ask for something are not dropped silently.
+        let r = raw(r#"{"gateway":{},"anthropic":{"thinking":{"type":"enabled"}}}"#);
+        let e = RoutingOptions::from_provider_options(Some(&r)).unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref()),
+            (400, Some("providerOptions.anthropic"))
+        );
+        let r = raw(r#"{"openai":[1]}"#);
+        let e = RoutingOptions::from_provider_options(Some(&r)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("providerOptions.openai"));
         // A huge list is refused before it becomes a tree.
         let many = vec!["\"openai\""; 100_000].join(",");
         let r = raw(&format!(r#"{{"gateway":{{"order":[{many}]}}}}"#));

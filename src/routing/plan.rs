@@ -1,6 +1,7 @@
 //! The routing plan: the ordered list of (model, provider) attempts for one request.
 
-use super::{resolve, Breakers, RoutingOptions, Target};
+use super::resolve::resolve_allowed;
+use super::{Breakers, RoutingOptions, Target};
 use crate::config::Config;
 use crate::error::GatewayError;
 use std::collections::HashMap;
@@ -25,8 +26,8 @@ pub struct Draws {
 pub type Weights = HashMap<String, HashMap<String, f64>>;
 
 /// Plans the attempts for `primary` and the fallback models in `opts.models`:
-/// each model's providers in catalog order, then `order`'s providers first (or, without `order`,
-/// a weighted draw for the first place), `only` filtering; each provider then becomes one attempt
+/// each model's providers allowed by `only` in catalog order (or by a weighted draw for the
+/// first place), then `order`'s providers moved first; each provider then becomes one attempt
 /// per credential, starting at a drawn one so that load spreads evenly over a provider's keys;
 /// open breakers move last.
 pub fn plan(
@@ -55,7 +56,12 @@ pub fn plan(
         .chain(fallbacks)
         .enumerate()
     {
-        let mut targets = match resolve(model_id, config) {
+        let allowed = |p: &str| {
+            opts.only
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|o| o == p))
+        };
+        let mut targets = match resolve_allowed(model_id, config, &allowed) {
             Ok(t) => t,
             Err(e) => {
                 if i == 0 && e.status == 404 {
@@ -74,18 +80,18 @@ pub fn plan(
                 continue;
             }
         };
-        if let Some(only) = &opts.only {
-            targets.retain(|t| only.iter().any(|p| p == t.provider.name));
+        if let Some(w) = weights.get(model_id.as_str()) {
+            weighted_first(&mut targets, w, breakers, now_ms, random);
         }
         if let Some(order) = &opts.order {
+            // `order`'s providers first, in its order; the others keep their places (the
+            // weighted draw's, or the catalog's), also when `order` names none of them.
             targets.sort_by_key(|t| {
                 order
                     .iter()
                     .position(|p| p == t.provider.name)
                     .unwrap_or(usize::MAX)
             });
-        } else if let Some(w) = weights.get(model_id.as_str()) {
-            weighted_first(&mut targets, w, breakers, now_ms, random);
         }
         for target in targets {
             let n = target.credentials.max(1);
@@ -386,6 +392,94 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p[0].target.provider.name, "vertex");
+    }
+
+    #[test]
+    fn an_order_naming_none_of_a_models_providers_leaves_the_weights_in_charge() {
+        let mut w = Weights::new();
+        w.insert(
+            SONNET.into(),
+            [("anthropic".to_owned(), 1.0), ("vertex".to_owned(), 3.0)].into(),
+        );
+        let first = |order: &[&str], r: f64| {
+            let opts = RoutingOptions {
+                order: Some(order.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            };
+            let p = plan(
+                SONNET,
+                &opts,
+                &both(),
+                &w,
+                &Breakers::new(3, 1000),
+                0,
+                draws(r, 0.0),
+            )
+            .unwrap();
+            names(&p)
+        };
+        // (a key's default `order` meant for other models)
+        assert_eq!(first(&["openai"], 0.1)[0], format!("vertex@{SONNET}"));
+        assert_eq!(first(&["openai"], 0.9)[0], format!("anthropic@{SONNET}"));
+        // one it names goes first whatever the draw
+        assert_eq!(
+            first(&["anthropic"], 0.1),
+            vec![format!("anthropic@{SONNET}"), format!("vertex@{SONNET}")]
+        );
+    }
+
+    #[test]
+    fn only_naming_a_provider_without_a_credential_is_the_operators_503_not_the_clients_400() {
+        let anthropic_only = config(&[("ANTHROPIC_API_KEY", "a")]);
+        let opts = |only: &[&str], models: Option<Vec<String>>| RoutingOptions {
+            only: Some(only.iter().map(|s| s.to_string()).collect()),
+            models,
+            ..Default::default()
+        };
+        let run = |o: RoutingOptions, c: &Config| {
+            plan(
+                SONNET,
+                &o,
+                c,
+                &Weights::new(),
+                &Breakers::new(3, 1000),
+                0,
+                draws(0.5, 0.0),
+            )
+        };
+        // Vertex serves the model; the gateway has no credential for it.
+        let e = run(opts(&["vertex"], None), &anthropic_only).unwrap_err();
+        assert_eq!(e.status, 503, "{}", e.message);
+        assert!(e.message.contains("VERTEX"), "{}", e.message);
+        // A fallback model whose providers `only` excludes is not asked for a credential.
+        let p = run(
+            opts(&["anthropic"], Some(vec!["openai/gpt-4o".into()])),
+            &anthropic_only,
+        )
+        .unwrap();
+        assert_eq!(names(&p), vec![format!("anthropic@{SONNET}")]);
+        let e = run(
+            opts(&["anthropic"], None),
+            &config(&[("VERTEX_API_KEY", "v")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 503);
+        assert!(e.message.contains("ANTHROPIC_API_KEY"), "{}", e.message);
+        // Outside the catalog too: the provider named in the id, excluded by `only`.
+        let e = plan(
+            "groq/not-in-catalog",
+            &opts(&["openai"], None),
+            &both(),
+            &Weights::new(),
+            &Breakers::new(3, 1000),
+            0,
+            draws(0.5, 0.0),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref()),
+            (400, Some("providerOptions.gateway.only"))
+        );
     }
 
     fn labels(a: &[Attempt]) -> Vec<String> {

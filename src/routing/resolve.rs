@@ -54,11 +54,23 @@ impl Target {
 
 /// The providers to try for `model_id`, best first. Never empty on success.
 pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayError> {
+    resolve_allowed(model_id, config, &|_| true)
+}
+
+/// [`resolve`] among the providers `allowed` admits (a request's `only`): empty when it admits
+/// none of the model's providers; a 503 naming what to set when it admits some and the gateway
+/// holds a credential for none of those (not a refusal of the client's `only`).
+pub fn resolve_allowed(
+    model_id: &str,
+    config: &Config,
+    allowed: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Target>, GatewayError> {
     let configured = |p: &ProviderSpec| config.credentials(p.name) > 0;
     if let Some(model) = catalog::find(model_id) {
         let all: Vec<Target> = model
             .offers
             .iter()
+            .filter(|o| allowed(o.provider))
             .filter_map(|o| {
                 Some(Target {
                     provider: providers::find(o.provider)?,
@@ -75,7 +87,7 @@ pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayEr
             .filter(|t| configured(t.provider))
             .cloned()
             .collect();
-        if usable.is_empty() {
+        if usable.is_empty() && !all.is_empty() {
             let names: Vec<&str> = all.iter().map(|t| t.provider.name).collect();
             let set: Vec<String> = all.iter().map(|t| config.what_to_set(t.provider)).collect();
             return Err(GatewayError::not_configured(format!(
@@ -102,6 +114,9 @@ pub fn resolve(model_id: &str, config: &Config) -> Result<Vec<Target>, GatewayEr
     let provider = providers::find(provider_name)
         .filter(|p| !native.is_empty() && p.protocol.accepts_model_id(native))
         .ok_or_else(|| GatewayError::model_not_found(model_id))?;
+    if !allowed(provider.name) {
+        return Ok(Vec::new());
+    }
     if !configured(provider) {
         return Err(GatewayError::not_configured(format!(
             "The provider `{}` is not configured on this gateway. {}",
