@@ -322,14 +322,27 @@ for (const key of keys) {
     provider === 'vertex' ? (e.litellm_provider === 'vertex_ai' ? 2 : 0) + (prefixed ? 1 : 0) : prefixed ? 0 : 1;
   candidates.push({ key, provider, native, e, rank });
 }
+// Duplicate keys that disagree on the price: the higher-priced row wins (input, then output),
+// so that spend is never under-counted; otherwise the preferred key.
+const priceOf = (c) => [PRICE_FIELDS[0], PRICE_FIELDS[1]].map((f) => Number(price(c.e, f) || 0));
+const pricier = (a, b) => {
+  const [pa, pb] = [priceOf(a), priceOf(b)];
+  return pa[0] !== pb[0] ? pa[0] > pb[0] : pa[1] > pb[1];
+};
+const samePrice = (a, b) => PRICE_FIELDS.every((f) => price(a.e, f) === price(b.e, f));
 const byNative = new Map();
+const disagreeing = new Set();
 for (const c of candidates) {
   const k = `${c.provider} ${c.native}`;
   const prev = byNative.get(k);
-  if (!prev || c.rank < prev.rank) byNative.set(k, c);
+  if (prev && !samePrice(prev, c)) disagreeing.add(k);
+  if (!prev || (samePrice(prev, c) ? c.rank < prev.rank : pricier(c, prev))) byNative.set(k, c);
 }
 if (candidates.length > byNative.size) {
   skipped['duplicate key (same provider and native id)'] = candidates.length - byNative.size;
+}
+if (disagreeing.size) {
+  skipped['duplicate key (same provider and native id), priced differently: higher price kept'] = disagreeing.size;
 }
 const entries = [...byNative.values()].sort((a, b) => cmp(a.provider, b.provider) || cmp(a.native, b.native));
 
@@ -480,6 +493,17 @@ const outputs = [
   [OUT_LICENSE, licenseText],
 ];
 if (check) {
+  // Models whose retirement date has come since the cut-off: still listed until the catalog is
+  // regenerated with --as-of=today (said, not failed: a date must not break the tests).
+  const today = new Date().toISOString().slice(0, 10);
+  const retired = entries.filter((c) => has(c.e, 'deprecation_date') && String(c.e.deprecation_date) <= today);
+  if (retired.length) {
+    const names = retired.map((c) => `${c.provider}/${c.native} (${c.e.deprecation_date})`);
+    console.warn(
+      `warning: ${retired.length} catalog entries have passed their retirement date: ${names.slice(0, 8).join(', ')}` +
+        `${names.length > 8 ? ', …' : ''}; run: node scripts/gen-catalog.mjs --as-of=today`,
+    );
+  }
   const stale = outputs.filter(([p, text]) => !existsSync(p) || readFileSync(p, 'utf8') !== text);
   for (const [p] of stale) console.error(`${p.slice(ROOT.length + 1)} is out of date; run: node scripts/gen-catalog.mjs`);
   if (stale.length) process.exit(1);

@@ -39,6 +39,7 @@
 //    130  deprecated on or before 2026-11-26
 //     18  duplicate key (fireworks short form)
 //     20  duplicate key (same provider and native id)
+//      1  duplicate key (same provider and native id), priced differently: higher price kept
 //     12  fine-tune template (ft:)
 //      7  no price
 //     13  not served by chat completions, or no text output (supported_endpoints/_output_modalities)
@@ -1059,8 +1060,8 @@ pub(super) static MODELS: &[Model] = &[
     m("google/gemini-exp-1114", "google", 1048576, 8192, "tv", &[
         o("google", "gemini-exp-1114", "0", "0", "", ""),
     ]),
-    m("google/gemini-exp-1206", "google", 2097152, 8192, "tv", &[
-        o("google", "gemini-exp-1206", "0", "0", "", ""),
+    m("google/gemini-exp-1206", "google", 1048576, 65535, "tvpr", &[
+        o("google", "gemini-exp-1206", "0.0000003", "0.0000025", "0.00000003", ""),
     ]),
     m("google/gemini-flash-latest", "google", 1048576, 65536, "tvpr", &[
         o("google", "gemini-flash-latest", "0.00000075", "0.00000375", "0.000000075", ""),
