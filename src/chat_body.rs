@@ -29,6 +29,13 @@ impl<'a> RawObject<'a> {
     pub fn parse(body: &'a [u8]) -> Result<Self, GatewayError> {
         let mut de = serde_json::Deserializer::from_slice(body);
         let fields = de.deserialize_map(FieldsVisitor).map_err(|e| {
+            if e.is_data() {
+                // Valid JSON of another type (`[…]`, a string).
+                return GatewayError::invalid_request(format!(
+                    "The request body must be a JSON object ({e})."
+                ))
+                .with_code("invalid_json");
+            }
             GatewayError::invalid_request(format!("The request body is not valid JSON: {e}."))
                 .with_code("invalid_json")
         })?;
@@ -302,6 +309,10 @@ mod tests {
             assert_eq!(e.status, 400, "{body:?}");
             assert_eq!(e.code.as_deref(), Some("invalid_json"));
         }
+        let e = RawObject::parse(b"[1]").unwrap_err();
+        assert!(e
+            .message
+            .starts_with("The request body must be a JSON object"));
     }
 
     #[test]

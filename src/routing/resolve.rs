@@ -105,7 +105,7 @@ pub fn resolve_allowed(
     }
     let (provider_name, native) = model_id
         .split_once('/')
-        .ok_or_else(|| GatewayError::model_not_found(model_id))?;
+        .ok_or_else(|| unprefixed(model_id))?;
     if let Some(why) = providers::retired(provider_name) {
         let mut e = GatewayError::model_not_found(model_id);
         e.message = format!("The model `{model_id}` is not served: {why}");
@@ -132,6 +132,31 @@ pub fn resolve_allowed(
         credentials: config.credentials(provider.name) as u8,
         numbers: config.credential_numbers(provider.name),
     }])
+}
+
+/// A model id without its provider (`gpt-4o`, as a client that only changed its base URL
+/// sends): a 404 that names the ids it may have meant.
+fn unprefixed(model_id: &str) -> GatewayError {
+    let meant: Vec<&str> = catalog::all()
+        .iter()
+        .map(|m| m.id)
+        .filter(|id| id.split_once('/').is_some_and(|(_, m)| m == model_id))
+        .take(3)
+        .collect();
+    let mut e = GatewayError::model_not_found(model_id);
+    e.message = if meant.is_empty() {
+        format!(
+            "The model `{model_id}` does not exist or is not served by this gateway; model ids \
+             are `provider/model` (`openai/gpt-4o`)."
+        )
+    } else {
+        format!(
+            "The model `{model_id}` does not exist on this gateway, whose model ids are \
+             `provider/model`: did you mean `{}`?",
+            meant.join("` or `")
+        )
+    };
+    e
 }
 
 #[cfg(test)]
@@ -198,6 +223,20 @@ mod tests {
                 "{id:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_id_without_its_provider_is_told_the_ids_it_may_mean() {
+        let c = config(&[("OPENAI_API_KEY", "o")]);
+        let e = resolve("gpt-4o", &c).unwrap_err();
+        assert!(
+            e.message.contains("did you mean `openai/gpt-4o`"),
+            "{}",
+            e.message
+        );
+        let e = resolve("no-such-model", &c).unwrap_err();
+        assert!(e.message.contains("`provider/model`"), "{}", e.message);
+        assert_eq!(e.code.as_deref(), Some("model_not_found"));
     }
 
     #[test]
