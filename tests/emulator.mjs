@@ -739,12 +739,14 @@ export async function startEmulator({ port = 0, host = '127.0.0.1', record = tru
    *   status, body, headers   answer with that status; body object → JSON, string → as is; a status
    *                  ≥ 400 without a body gets the protocol's own error body (`message`, `errorType`)
    *   bodyEncoding   how `body` is sent: 'chunked' (no Content-Length) or 'gzip' (compressed)
-   *   malformed: true   200 with invalid JSON (or an invalid SSE data line when streaming)
+   *   malformed: true   200 with invalid JSON (or an invalid SSE data line when streaming; with
+   *                  continueAfterError: true the whole answer follows that line)
    *   respond        an object (JSON, with `status`) or an array of stream events
    *   stream         array of stream events: objects are framed per protocol, strings written as is
    *                  ('[DONE]' → 'data: [DONE]\n\n'), { raw } written as is
    *   cutAfter: N    send N events then destroy the socket (with `stream`, or the default stream)
    *   errorAfter: N  send N events then the protocol's mid-stream error event and end
+   *                  (with continueAfterError: true, the rest of the answer follows the error)
    *   eventDelayMs   pause between stream events
    *   lineEnding     SSE line ending of OpenAI and Gemini streams: '\n', '\r\n' or '\r'
    *                  (defaults: '\n' for OpenAI; '\r\n' for Gemini, as Google sends)
@@ -817,7 +819,12 @@ export async function startEmulator({ port = 0, host = '127.0.0.1', record = tru
     res.flushHeaders();
     entry.status = status;
     let list = events;
-    if (errorAfter !== undefined) list = [...events.slice(0, errorAfter), midStreamError(protocol, opts.rule)];
+    if (errorAfter !== undefined) {
+      // With `continueAfterError`, the rest of the answer follows the error event (only a
+      // gateway that heeds the event itself can tell the stream failed).
+      const rest = opts.rule?.continueAfterError ? events.slice(errorAfter) : [];
+      list = [...events.slice(0, errorAfter), midStreamError(protocol, opts.rule), ...rest];
+    }
     let flushed = Promise.resolve();
     for (let i = 0; i < list.length; i++) {
       if (cutAfter !== undefined && i >= cutAfter) break;
@@ -921,7 +928,13 @@ export async function startEmulator({ port = 0, host = '127.0.0.1', record = tru
 
     if (rule.malformed) {
       if (entry.stream) {
-        const events = [{ raw: protocol === 'anthropic' ? 'event: content_block_delta\ndata: {"type":"content_block_delta",\n\n' : 'data: {"choices":[{"delta":\n\n' }];
+        const garbage = { raw: protocol === 'anthropic' ? 'event: content_block_delta\ndata: {"type":"content_block_delta",\n\n' : 'data: {"choices":[{"delta":\n\n' };
+        if (rule.continueAfterError) {
+          // The whole answer follows the garbage: only a gateway that judges the event fails it.
+          const answer = { openai: openaiChat, anthropic: anthropicMessages, gemini: geminiGenerate }[entry.protocol](entry, rule);
+          return writeStream(res, entry, protocol, [garbage, ...answer.events], { headers: extraHeaders, contentType: answer.contentType, rule });
+        }
+        const events = [garbage];
         if (protocol === 'openai') events.push('[DONE]');
         return writeStream(res, entry, protocol, events, { headers: extraHeaders, rule });
       }

@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Miniflare } from 'miniflare';
+import { createServer } from 'node:http';
 
 const PUMP = readFileSync(new URL('../src/edge/pump.js', import.meta.url), 'utf8');
 
@@ -15,6 +16,18 @@ const enc = new TextEncoder();
 export default {
   async fetch(request, env, ctx) {
     const which = new URL(request.url).searchParams.get('case');
+    if (which === 'quiet') {
+      // A provider that sends one event, then says nothing more until it is let go.
+      const upstream = await fetch(new URL(request.url).searchParams.get('upstream'));
+      // The client's going away, as the request's signal reports it: workerd's local dev
+      // runtime never fires that signal, so this one fires 300 ms in, the provider quiet.
+      const gone = new AbortController();
+      setTimeout(() => gone.abort(new Error('the client went away')), 300);
+      const [body, finished] = pump(upstream.body, enc.encode(''), () => undefined, () => enc.encode('data: [DONE]\\n\\n'), () => {}, gone.signal);
+      ctx.waitUntil(finished);
+      // (An event stream, as the gateway answers: not compressed, so each event goes at once.)
+      return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
+    }
     const source = new ReadableStream({
       start(c) { for (const s of ['data: 1\\n\\n', 'data: 2\\n\\n', 'data: 3\\n\\n']) c.enqueue(enc.encode(s)); c.close(); },
     });
@@ -46,6 +59,7 @@ before(async () => {
       { type: 'ESModule', path: 'pump.js', contents: PUMP },
     ],
     compatibilityDate: '2026-04-01',
+    compatibilityFlags: ['enable_request_signal'],
     host: '127.0.0.1',
     port: 0,
   });
@@ -75,4 +89,32 @@ test('pump: a source it cannot read still ends with what was read, an error even
 test('pump: a source it cannot read after an answer that already ended adds nothing', async () => {
   const res = await fetch(`${url}/?case=locked-done`);
   assert.equal(await res.text(), 'data: prefix\n\ndata: [DONE]\n\n');
+});
+
+test('pump: a client that leaves while the provider is quiet lets the provider go at once (its signal)', async () => {
+  // The provider: one event, then silence; it records when its connection is closed.
+  let closed = null;
+  const provider = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write('data: 1\n\n');
+    res.on('close', () => (closed = Date.now()));
+  });
+  await new Promise((r) => provider.listen(0, '127.0.0.1', r));
+  try {
+    const upstream = `http://127.0.0.1:${provider.address().port}/`;
+    const res = await fetch(`${url}/?case=quiet&upstream=${encodeURIComponent(upstream)}`);
+    const reader = res.body.getReader();
+    const first = await reader.read();
+    assert.equal(new TextDecoder().decode(first.value), 'data: 1\n\n');
+    const read = Date.now();
+    // No further event will come to make a write fail: only the signal can tell the pump.
+    for (let i = 0; i < 40 && closed === null; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(closed !== null, 'the provider was let go within 2 s of the client leaving');
+    assert.ok(closed - read < 2000);
+    // The client's side ends too (its stream is closed, not left hanging).
+    for (;;) if ((await reader.read()).done) break;
+  } finally {
+    provider.closeAllConnections?.();
+    await new Promise((r) => provider.close(r));
+  }
 });

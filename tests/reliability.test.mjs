@@ -247,20 +247,34 @@ describe('retries', () => {
   // Its size follows from the request: one attempt, a final 502, no fallback paying for the same
   // generation again, and no breaker opened by it.
   test('an answer announced over 24 MiB is not read: a final 502 after one attempt', async () => {
-    const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(25 * 1024 * 1024)}"}`;
-    emu.script({ match: { model: 'gpt-4o' }, body: huge, headers: { 'content-type': 'application/json' }, persistent: true });
-    for (let i = 0; i < 4; i++) {
-      const err = await apiError(
-        client().chat.completions.create({
-          model: GPT,
-          messages: userMessage('too much'),
-          providerOptions: { gateway: { models: ['xai/grok-3'] } },
-        }),
-        502,
-      );
-      assert.equal(err.code, 'upstream_response_too_large');
+    // On a gateway whose breakers open after 2 failures: four of these leave openai first.
+    const strict = await startGateway({ emulatorUrl: emu.url, bindings: baseBindings({ BREAKER_THRESHOLD: '2' }) });
+    try {
+      const sdk = client(strict, await strict.createKey('huge'));
+      const huge = `{"id":"huge","object":"chat.completion","pad":"${'x'.repeat(25 * 1024 * 1024)}"}`;
+      emu.script({ match: { model: 'gpt-4o' }, body: huge, headers: { 'content-type': 'application/json' }, persistent: true });
+      for (let i = 0; i < 4; i++) {
+        const err = await apiError(
+          sdk.chat.completions.create({
+            model: GPT,
+            messages: userMessage('too much'),
+            providerOptions: { gateway: { models: ['xai/grok-3'] } },
+          }),
+          502,
+        );
+        assert.equal(err.code, 'upstream_response_too_large');
+      }
+      assert.deepEqual(providersCalled(), ['openai', 'openai', 'openai', 'openai'], 'no retry, no fallback, still tried first');
+      // A real failure still counts on that gateway: two 503s open openai's breaker.
+      emu.reset();
+      emu.script({ match: { model: 'gpt-4o' }, status: 503, times: 2 });
+      await sdk.chat.completions.create({ model: GPT, messages: userMessage('fails'), providerOptions: { gateway: { models: ['xai/grok-3'] } } });
+      const from = emu.requests.length;
+      await sdk.chat.completions.create({ model: GPT, messages: userMessage('skips'), providerOptions: { gateway: { models: ['xai/grok-3'] } } });
+      assert.deepEqual(providersCalled(from), ['xai'], 'the breaker is open after real failures');
+    } finally {
+      await strict.dispose();
     }
-    assert.deepEqual(providersCalled(), ['openai', 'openai', 'openai', 'openai'], 'no retry, no fallback, still tried first');
   });
 
   for (const bodyEncoding of ['chunked', 'gzip']) {
@@ -488,7 +502,8 @@ describe('streaming fallback', () => {
   });
 
   test('google stream with an error event before any content → vertex (Gemini) serves cleanly', async () => {
-    emu.script({ match: { path: GOOGLE_PATH }, errorAfter: 0, persistent: true });
+    // The whole answer follows the error event: only the event itself says the stream failed.
+    emu.script({ match: { path: GOOGLE_PATH }, errorAfter: 0, continueAfterError: true, persistent: true });
     const { data: stream, response } = await client()
       .chat.completions.create({ model: GEMINI, messages: userMessage('gemini fallback'), stream: true, ...gatewayOptions({ order: ['google', 'vertex'] }) })
       .withResponse();
@@ -590,7 +605,7 @@ describe('stream faults', () => {
   });
 
   test('OpenAI-compatible stream: an error event before content falls back; a cut after content ends with routing, error, one [DONE]', async () => {
-    emu.script({ match: { model: 'gpt-4o' }, errorAfter: 0, persistent: true });
+    emu.script({ match: { model: 'gpt-4o' }, errorAfter: 0, continueAfterError: true, persistent: true });
     const out = await drain(
       await client().chat.completions.create({ model: GPT, messages: userMessage('fall back'), stream: true, ...gatewayOptions({ models: [GROK] }) }),
     );
@@ -622,7 +637,12 @@ describe('stream faults', () => {
       ['Groq', 'Service Unavailable'],
     ]) {
       emu.reset();
-      emu.script({ match: { model: 'gpt-4o' }, stream: [{ raw: `data: ${JSON.stringify({ error })}\n\n` }], persistent: true });
+      // The answer follows the error event: only the event itself says the stream failed.
+      emu.script({
+        match: { model: 'gpt-4o' },
+        stream: [{ raw: `data: ${JSON.stringify({ error })}\n\n` }, { choices: [{ index: 0, delta: { content: 'LEAK' }, finish_reason: null }] }, { choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }, '[DONE]'],
+        persistent: true,
+      });
       const out = await drain(
         await client().chat.completions.create({ model: GPT, messages: userMessage(shape), stream: true, ...gatewayOptions({ models: [GROK] }) }),
       );
@@ -633,9 +653,10 @@ describe('stream faults', () => {
   });
 
   test('a stream opening with an event that is not JSON falls back, on every protocol', async () => {
-    emu.script({ match: { model: 'gpt-4o' }, malformed: true, persistent: true });
-    emu.script({ match: { path: ANTHROPIC_PATH }, malformed: true, persistent: true });
-    emu.script({ match: { path: GOOGLE_PATH }, malformed: true, persistent: true });
+    // The whole answer follows the bad event: only judging the event fails the attempt.
+    emu.script({ match: { model: 'gpt-4o' }, malformed: true, continueAfterError: true, persistent: true });
+    emu.script({ match: { path: ANTHROPIC_PATH }, malformed: true, continueAfterError: true, persistent: true });
+    emu.script({ match: { path: GOOGLE_PATH }, malformed: true, continueAfterError: true, persistent: true });
     for (const [model, fallback, expected] of [
       [GPT, { models: [GROK] }, ['openai', 'openai', 'xai']],
       [CLAUDE, {}, ['anthropic', 'anthropic', 'vertex']],

@@ -311,6 +311,7 @@ describe('chat completions: forwarding', () => {
     const generated = second.response.headers.get('x-request-id');
     assert.ok(generated && generated.length >= 8, `a request id is generated (got ${generated})`);
     assert.notEqual(generated, 'spine-req-0001');
+    assert.equal(emu.requests[1].headers['x-request-id'], generated, 'the generated id is forwarded too');
     assert.notEqual(second.response.headers.get('x-generation-id'), response.headers.get('x-generation-id'), 'generation ids are unique');
   });
 });
@@ -538,10 +539,10 @@ describe('chat completions: streaming', () => {
   });
 
   test('a client that leaves while the provider is quiet: the provider is let go by its next event', async () => {
-    // The inbound request's signal (enable_request_signal) cancels the provider's stream when
-    // the client goes away; without it the gateway noticed only when a write to the client
-    // failed, one provider event later (under wrangler dev the disconnect itself reaches the
-    // Worker with the next chunk, so the provider is let go at the first event after the abort).
+    // Under wrangler dev the disconnect reaches the Worker only with the next chunk (its
+    // request signal does not fire while the provider is quiet), so here the provider is let
+    // go at the first event after the abort. That the pump lets a quiet provider go as soon
+    // as the signal fires (as workerd at the edge fires it) is tested in pump.test.mjs.
     const gap = 2000;
     emu.script({ match: { model: 'gpt-4o' }, eventDelayMs: gap, text: 'a b c d e f' });
     const stream = await client().chat.completions.create({ model: 'openai/gpt-4o', messages: userMessage('quiet'), stream: true });

@@ -321,6 +321,7 @@ mod tests {
                 );
             }
             let mut providers: Vec<_> = m.offers.iter().map(|o| o.provider).collect();
+            providers.sort_unstable();
             providers.dedup();
             assert_eq!(providers.len(), m.offers.len(), "{}", m.id);
             assert!(std::ptr::eq(find(m.id).unwrap(), m));

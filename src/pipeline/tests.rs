@@ -1070,11 +1070,21 @@ fn a_translated_answer_from_a_fallback_model_names_the_model_that_served() {
         include_str!("../../tests/fixtures/anthropic/basic_text.sse"),
     ));
     let a = w.chat(&key, &body.replace("STREAM", r#","stream":true"#));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:503,anthropic:200")
+    );
     let events = crate::sse::tests::decode_pieces(&[&a.body]);
+    assert!(events.len() > 3 && events.last().unwrap().is_done());
+    let mut text = String::new();
     for e in &events[..events.len() - 1] {
         let chunk: Value = serde_json::from_str(&e.data).unwrap();
         assert_eq!(chunk["model"], "anthropic/claude-sonnet-4-6", "{}", e.data);
+        text += chunk["choices"][0]["delta"]["content"]
+            .as_str()
+            .unwrap_or("");
     }
+    assert!(!text.is_empty());
 }
 
 #[test]
@@ -1501,7 +1511,11 @@ fn an_in_stream_error_before_content_is_skipped() {
         "data: {\"error\":{\"message\":\"overloaded\",\"code\":\"server_overloaded\"}}\n\n",
         "data: {\"choices\":[{\"delta\n\n",
     ] {
-        w.reply(stream_reply(&[first], false));
+        // The answer follows the bad event: only judging the event fails the attempt.
+        w.reply(stream_reply(
+            &[first, CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],
+            false,
+        ));
         w.reply(stream_reply(
             &[
                 CHUNK_HI,
@@ -1669,6 +1683,36 @@ fn key_routing_defaults_apply_and_requests_override_them() {
         Some("xai"),
         "the key's fallback applied"
     );
+    // The key's timeout applies, and a request's own wins over it.
+    for (opts, timeout) in [
+        ("", 1000),
+        (r#","providerOptions":{"gateway":{"timeoutMs":250}}"#, 250),
+    ] {
+        w.reply(Err(FetchError::Timeout));
+        w.reply(Err(FetchError::Timeout));
+        w.reply(reply(200, "application/json", OK_JSON));
+        let a = w.chat(&key, &gpt(opts));
+        let routing = &a.json()["providerMetadata"]["gateway"]["routing"];
+        assert_eq!(routing["attempts"][0]["errorKind"], "timeout", "{routing}");
+        assert_eq!(routing["attempts"][0]["latencyMs"], timeout, "{routing}");
+        assert_eq!(routing["finalProvider"], "xai");
+    }
+    // A request's `only` wins over the key's fallback model: xai is never asked.
+    let before = w.p.sent.borrow().len();
+    for _ in 0..2 {
+        w.reply(reply(503, "application/json", "{}"));
+    }
+    let a = w.chat(
+        &key,
+        &gpt(r#","providerOptions":{"gateway":{"only":["openai"]}}"#),
+    );
+    assert_eq!(a.status, 503);
+    let sent = w.p.sent.borrow();
+    assert_eq!(sent.len() - before, 2);
+    assert!(sent[before..]
+        .iter()
+        .all(|r| r.url.contains("127.0.0.1:9999")));
+    drop(sent);
     let bad = w.call(
         "POST",
         "/admin/keys",

@@ -76,7 +76,7 @@ impl PassThroughStream {
     }
 
     /// Judges one event seen before content started.
-    fn judge(&mut self, data: &str) {
+    fn judge(&mut self, event: Option<&str>, data: &str) {
         if data == "[DONE]" {
             self.progress = Progress::Content;
             return;
@@ -104,7 +104,13 @@ impl PassThroughStream {
         self.id = self.id.take().or(chunk.id);
         self.model = self.model.take().or(chunk.model);
         self.created = self.created.or(chunk.created);
-        if let Some(err) = chunk.error {
+        // An error in OpenAI's shape, or an `event: error` whose data is the error itself.
+        let error = chunk.error.or_else(|| {
+            (event == Some("error"))
+                .then(|| serde_json::from_str::<serde_json::Value>(data).ok())
+                .flatten()
+        });
+        if let Some(err) = error {
             let message = err["message"]
                 .as_str()
                 .or(err.as_str())
@@ -130,8 +136,11 @@ impl PassThroughStream {
                             _ => match v {
                                 serde_json::Value::String(s) => !s.is_empty(),
                                 serde_json::Value::Array(a) => !a.is_empty(),
-                                serde_json::Value::Null => false,
-                                _ => true,
+                                // (Together's `token_id` rides in every delta, the first too.)
+                                serde_json::Value::Null
+                                | serde_json::Value::Number(_)
+                                | serde_json::Value::Bool(_) => false,
+                                serde_json::Value::Object(_) => true,
                             },
                         })
                     })
@@ -390,7 +399,7 @@ impl StreamTransform for PassThroughStream {
         if self.progress == Progress::Pending {
             self.decoder.feed(chunk);
             while let Some(ev) = self.decoder.next_event() {
-                self.judge(&ev.data);
+                self.judge(ev.event.as_deref(), &ev.data);
                 if self.progress != Progress::Pending {
                     break;
                 }
@@ -755,6 +764,27 @@ mod tests {
     }
 
     #[test]
+    fn an_error_event_without_an_error_field_and_numeric_delta_fields_are_judged_right() {
+        let s =
+            b"event: error\ndata: {\"message\":\"Overloaded\",\"type\":\"overloaded_error\"}\n\n";
+        let (_, seen) = run(s, s.len(), false);
+        match seen.last().unwrap() {
+            Progress::Failed { error, retryable } => {
+                assert!(*retryable);
+                assert_eq!(error.message, "Overloaded");
+            }
+            p => panic!("{p:?}"),
+        }
+        // Together: a role chunk with its token id is not content yet; the text is.
+        let role = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"token_id\":128000,\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":null}}]}\n\n";
+        let (_, seen) = run(role, role.len(), false);
+        assert_eq!(seen.last(), Some(&Progress::Pending));
+        let text = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"token_id\":9906,\"content\":\"Hi\"}}]}\n\n";
+        let (_, seen) = run(text, text.len(), false);
+        assert_eq!(seen.last(), Some(&Progress::Content));
+    }
+
+    #[test]
     fn errors_in_a_stream_are_judged_by_what_they_say_of_their_cause() {
         // (error object, status it stands for, another attempt may serve)
         let cases: &[(&str, u16, bool)] = &[
@@ -922,9 +952,9 @@ mod golden {
         );
         assert!(text("xai-text", "reasoning_content").len() > 100);
         assert!(!text("xai-text", "content").is_empty());
-        // the tool call's arguments parse as JSON
+        // the tool call's arguments, as the client gets them through the gateway, parse as JSON
         let (_, s) = FIXTURES[2];
-        let all = chunks(&decode_pieces(&[s.as_bytes()]));
+        let all = chunks(&decode_pieces(&[&pass(&[s.as_bytes()])]));
         let args: String = all
             .iter()
             .filter_map(|c| {
