@@ -322,12 +322,12 @@ for (const key of keys) {
     provider === 'vertex' ? (e.litellm_provider === 'vertex_ai' ? 2 : 0) + (prefixed ? 1 : 0) : prefixed ? 0 : 1;
   candidates.push({ key, provider, native, e, rank });
 }
-// Duplicate keys that disagree on the price: the higher-priced row wins (input, then output),
-// so that spend is never under-counted; otherwise the preferred key.
-const priceOf = (c) => [PRICE_FIELDS[0], PRICE_FIELDS[1]].map((f) => Number(price(c.e, f) || 0));
+// Duplicate keys that disagree on the price: the higher-priced row wins (input + output, then
+// the cache prices), so that spend is not under-counted; otherwise the preferred key.
+const sum = (c, fields) => fields.reduce((t, f) => t + Number(price(c.e, f) || 0), 0);
 const pricier = (a, b) => {
-  const [pa, pb] = [priceOf(a), priceOf(b)];
-  return pa[0] !== pb[0] ? pa[0] > pb[0] : pa[1] > pb[1];
+  const d = sum(a, PRICE_FIELDS.slice(0, 2)) - sum(b, PRICE_FIELDS.slice(0, 2));
+  return d !== 0 ? d > 0 : sum(a, PRICE_FIELDS.slice(2)) > sum(b, PRICE_FIELDS.slice(2));
 };
 const samePrice = (a, b) => PRICE_FIELDS.every((f) => price(a.e, f) === price(b.e, f));
 const byNative = new Map();
@@ -341,9 +341,7 @@ for (const c of candidates) {
 if (candidates.length > byNative.size) {
   skipped['duplicate key (same provider and native id)'] = candidates.length - byNative.size;
 }
-if (disagreeing.size) {
-  skipped['duplicate key (same provider and native id), priced differently: higher price kept'] = disagreeing.size;
-}
+
 const entries = [...byNative.values()].sort((a, b) => cmp(a.provider, b.provider) || cmp(a.native, b.native));
 
 function cmp(a, b) {
@@ -467,6 +465,7 @@ const header = [
   ...Object.keys(skipped)
     .sort()
     .map((why) => `//   ${String(skipped[why]).padStart(4)}  ${why}`),
+  `// Duplicate keys priced differently (the higher-priced row kept): ${disagreeing.size}`,
   '//',
   '// m(id, owned_by, context_window (0 = unknown), max_output_tokens (0 = unknown),',
   '//   capabilities: t = tools, v = vision, p = pdf input, r = reasoning, offers)',

@@ -99,6 +99,42 @@ describe('AI SDK sees the gateway’s failures as failures', () => {
     });
   });
 
+  test("routing options go in through providerOptions.<the provider's name>; a metadataExtractor reads the routing back (README's recipe)", async () => {
+    const routed = createOpenAICompatible({
+      name: 'switchyard',
+      baseURL: `${gw.url}/v1`,
+      apiKey,
+      includeUsage: true,
+      metadataExtractor: {
+        extractMetadata: async ({ parsedBody }) => parsedBody?.providerMetadata,
+        createStreamExtractor: () => {
+          let found;
+          return {
+            processChunk: (chunk) => (found = chunk?.providerMetadata ?? found),
+            buildMetadata: () => found,
+          };
+        },
+      },
+    });
+    // (xai fails here, not openai: the breaker this opens must not touch the other tests.)
+    const viaGateway = { switchyard: { providerOptions: { gateway: { models: ['openai/gpt-4o'] } } } };
+    emu.script({ match: { model: 'grok-3' }, status: 503, persistent: true });
+    const json = await generateText({ model: routed('xai/grok-3'), prompt: 'route me', maxRetries: 0, providerOptions: viaGateway });
+    assert.equal(json.text, 'Hello from emulator: route me');
+    assert.equal(json.providerMetadata?.gateway?.routing?.finalProvider, 'openai', JSON.stringify(json.providerMetadata));
+    const stream = streamText({ model: routed('xai/grok-3'), prompt: 'route me too', maxRetries: 0, providerOptions: viaGateway });
+    let text = '';
+    for await (const delta of stream.textStream) text += delta;
+    assert.equal(text, 'Hello from emulator: route me too');
+    const meta = await stream.providerMetadata;
+    assert.equal(meta?.gateway?.routing?.finalProvider, 'openai', JSON.stringify(meta));
+    const tried = meta.gateway.routing.attempts.map((a) => `${a.provider}:${a.status}`);
+    assert.equal(tried[0], 'xai:503', tried.join());
+    assert.equal(tried.at(-1), 'openai:200', tried.join());
+    // What went upstream: the routing options stayed at the gateway.
+    assert.ok(emu.requests.every((r) => !JSON.stringify(r.body).includes('providerOptions')));
+  });
+
   test('without usage requested, the routing chunk does not disturb the stream', async () => {
     const plain = createOpenAICompatible({ name: 'switchyard', baseURL: `${gw.url}/v1`, apiKey });
     const result = streamText({ model: plain('openai/gpt-4o'), prompt: 'no usage', maxRetries: 0 });

@@ -39,12 +39,12 @@
 //    130  deprecated on or before 2026-11-26
 //     18  duplicate key (fireworks short form)
 //     20  duplicate key (same provider and native id)
-//      1  duplicate key (same provider and native id), priced differently: higher price kept
 //     12  fine-tune template (ft:)
 //      7  no price
 //     13  not served by chat completions, or no text output (supported_endpoints/_output_modalities)
 //      8  plain vertex_ai entry that is neither Gemini nor Claude
 //      6  together_ai size-tier price (not a model)
+// Duplicate keys priced differently (the higher-priced row kept): 1
 //
 // m(id, owned_by, context_window (0 = unknown), max_output_tokens (0 = unknown),
 //   capabilities: t = tools, v = vision, p = pdf input, r = reasoning, offers)

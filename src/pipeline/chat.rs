@@ -763,12 +763,23 @@ impl Gateway {
                     ));
                 }
                 Progress::Failed { error, retryable } => {
-                    let failure = Failure::new(
-                        AttemptOutcome::StreamError {
-                            retryable: *retryable,
-                        },
-                        error.clone().with_provider(provider.name),
-                    );
+                    let mut error = error.clone().with_provider(provider.name);
+                    error.message = scrub(std::mem::take(&mut error.message), &credential);
+                    let failure = match error.status {
+                        // The provider refused the gateway's key inside its stream: as when it
+                        // answers 401 (the operator's 502 naming the variable, the provider's
+                        // next key) or 403.
+                        401 => {
+                            Failure::new(AttemptOutcome::Status(401), credential_refused(target))
+                        }
+                        403 => Failure::new(AttemptOutcome::Status(403), error),
+                        _ => Failure::new(
+                            AttemptOutcome::StreamError {
+                                retryable: *retryable,
+                            },
+                            error,
+                        ),
+                    };
                     p.cancel(body);
                     return Err(failure);
                 }

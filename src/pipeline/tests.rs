@@ -1501,6 +1501,34 @@ fn a_stream_that_dies_after_content_ends_with_an_error_event_and_no_fallback() {
 }
 
 #[test]
+fn a_key_refused_inside_a_stream_is_the_operators_502_and_no_secret_is_echoed() {
+    let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
+    let (_, key) = w.new_key();
+    w.reply(stream_reply(
+        &["data: {\"error\":{\"code\":401,\"message\":\"Invalid key sk-openai-provider-secret\"}}\n\n"],
+        false,
+    ));
+    let a = w.chat(&key, &gpt(r#","stream":true"#));
+    assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+    let e = &a.json()["error"];
+    assert_eq!(e["code"], "upstream_authentication_failed");
+    assert!(
+        e["message"].as_str().unwrap().contains("OPENAI_API_KEY"),
+        "{e}"
+    );
+    assert!(!String::from_utf8_lossy(&a.body).contains("sk-openai-provider-secret"));
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:401"));
+    // Any other error's message is scrubbed of the key too.
+    w.reply(stream_reply(
+        &["data: {\"error\":{\"code\":\"server_error\",\"message\":\"boom for sk-openai-provider-secret\"}}\n\n"],
+        false,
+    ));
+    let a = w.chat(&key, &gpt(r#","stream":true"#));
+    assert!(!String::from_utf8_lossy(&a.body).contains("sk-openai-provider-secret"));
+    assert!(String::from_utf8_lossy(&a.body).contains("boom for"));
+}
+
+#[test]
 fn an_in_stream_error_before_content_is_skipped() {
     let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
     let (_, key) = w.new_key();

@@ -30,12 +30,14 @@ pub struct PassThroughStream {
 
 #[derive(Deserialize)]
 struct Chunk {
+    // (Any JSON: a provider's odd `created` or numeric `id` must not stop its chunks being
+    // judged.)
     #[serde(default)]
-    id: Option<String>,
+    id: Option<serde_json::Value>,
     #[serde(default)]
-    model: Option<String>,
+    model: Option<serde_json::Value>,
     #[serde(default)]
-    created: Option<u64>,
+    created: Option<serde_json::Value>,
     #[serde(default)]
     choices: Vec<ChunkChoice>,
     #[serde(default)]
@@ -101,9 +103,15 @@ impl PassThroughStream {
             }
             return;
         };
-        self.id = self.id.take().or(chunk.id);
-        self.model = self.model.take().or(chunk.model);
-        self.created = self.created.or(chunk.created);
+        let text = |v: Option<serde_json::Value>| match v {
+            Some(serde_json::Value::String(s)) => Some(s),
+            _ => None,
+        };
+        self.id = self.id.take().or_else(|| text(chunk.id));
+        self.model = self.model.take().or_else(|| text(chunk.model));
+        self.created = self
+            .created
+            .or_else(|| chunk.created.as_ref().and_then(serde_json::Value::as_u64));
         // An error in OpenAI's shape, or an `event: error` whose data is the error itself.
         let error = chunk.error.or_else(|| {
             (event == Some("error"))
@@ -266,8 +274,7 @@ fn is_whole_event(held: &[u8]) -> bool {
 fn stream_error_status(err: &serde_json::Value) -> u16 {
     let number = ["code", "status", "status_code"]
         .iter()
-        .find_map(|k| err[k].as_u64())
-        .filter(|n| (400..600).contains(n));
+        .find_map(|k| err[k].as_u64().filter(|n| (400..600).contains(n)));
     if let Some(n) = number {
         return n as u16;
     }
@@ -281,6 +288,10 @@ fn stream_error_status(err: &serde_json::Value) -> u16 {
     };
     if said(&["rate_limit"]) {
         429
+    } else if said(&["api_key", "authentication", "unauthorized"]) {
+        401 // the gateway's credential (handled as the provider's 401)
+    } else if said(&["permission", "forbidden"]) {
+        403
     } else if said(&[
         "invalid",
         "bad_request",
@@ -433,6 +444,7 @@ impl StreamTransform for PassThroughStream {
         if self.done {
             return;
         }
+        let mut cut = false;
         if upstream_error.is_none() && !self.held.iter().all(u8::is_ascii_whitespace) {
             if is_whole_event(&self.held) {
                 // A last event without its blank line (some providers omit it): complete it.
@@ -442,11 +454,13 @@ impl StreamTransform for PassThroughStream {
                 }
             } else {
                 // An event cut off by the end is not one (SSE does not dispatch it), and the
-                // client's SDK would fail to parse it before reading our error event.
+                // client's SDK would fail to parse it before reading our error event; a finish
+                // seen before it does not make the stream whole (its usage chunk, say).
                 self.held.clear();
+                cut = true;
             }
         }
-        if upstream_error.is_some() || !self.saw_finish {
+        if upstream_error.is_some() || !self.saw_finish || cut {
             let why = match upstream_error {
                 Some(FetchError::Timeout) => "timed out",
                 _ => "ended before completing",
@@ -730,6 +744,18 @@ mod tests {
             }
             assert!(events[events.len() - 2].data.contains("stream_interrupted"));
         }
+        // A fragment after the finish chunk (the usage chunk, cut) is a cut too, not a silent end.
+        let finished = format!(
+            "{}data: {{\"choices\":[],\"usage\":{{\"prompt_tok",
+            &STREAM[..STREAM.find("data: [DONE]").unwrap()]
+        );
+        let (out, _) = run(finished.as_bytes(), 10, false);
+        let events = decode_pieces(&[&out]);
+        assert!(
+            events[events.len() - 2].data.contains("stream_interrupted"),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
         // A whole last event without its blank line is still delivered, before the cut's error.
         let whole = &STREAM.as_bytes()[..STREAM
             .find("\n\ndata: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},")
@@ -775,6 +801,10 @@ mod tests {
             }
             p => panic!("{p:?}"),
         }
+        // Odd identity fields do not stop a chunk being judged.
+        let odd = b"data: {\"id\":7,\"created\":1718000000.5,\"model\":null,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n";
+        let (_, seen) = run(odd, odd.len(), false);
+        assert_eq!(seen.last(), Some(&Progress::Content));
         // Together: a role chunk with its token id is not content yet; the text is.
         let role = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"token_id\":128000,\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":null}}]}\n\n";
         let (_, seen) = run(role, role.len(), false);
@@ -826,6 +856,16 @@ mod tests {
             ),
             (r#"{"message":"x","code":"tool_use_failed"}"#, 400, false),
             (r#"{"message":"x","status":429}"#, 429, true),
+            // an out-of-range number does not hide a valid one
+            (r#"{"code":1001,"status":400,"message":"x"}"#, 400, false),
+            // the gateway's credential refused: handled as the provider's 401 / 403
+            (r#"{"code":401,"message":"bad key"}"#, 401, false),
+            (
+                r#"{"code":"invalid_api_key","message":"bad key"}"#,
+                401,
+                false,
+            ),
+            (r#"{"type":"permission_error","message":"no"}"#, 403, false),
         ];
         for (err, status, retryable) in cases {
             let s = format!("data: {{\"error\":{err}}}\n\n");
