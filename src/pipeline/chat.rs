@@ -395,7 +395,8 @@ impl Gateway {
                         // A refused cached Vertex token says nothing yet about the account.
                         let counts =
                             retryable && own_time && failure.outcome != AttemptOutcome::StaleToken;
-                        if counts || credential_refused || key_refused {
+                        // (A 403 moves on to the provider's next key without counting.)
+                        if counts || credential_refused {
                             self.breakers
                                 .borrow_mut()
                                 .record_failure(breaker, p.now_ms());
@@ -638,34 +639,8 @@ impl Gateway {
                 Some(n) => n.translate_error(resp.status, resp.retry_after, &bytes),
             };
             error.message = scrub(std::mem::take(&mut error.message), &credential);
-            if resp.status == 401 && matches!(native, Some(Native::Vertex(_))) {
-                // Vertex refused the access token: it goes. One from the cache (revoked, the
-                // account changed) says nothing yet about the account: the next try exchanges
-                // a new one. A fresh one refused is the account's problem (below).
-                // Only if it is still the one refused: a concurrent request may have put a
-                // new one there already.
-                let mut tokens = self.vertex_tokens.borrow_mut();
-                if tokens
-                    .get(&target.credential)
-                    .is_some_and(|c| c.holds(&credential))
-                {
-                    tokens.remove(&target.credential);
-                }
-                drop(tokens);
-                if token_was_cached {
-                    let error = GatewayError::bad_gateway(
-                        "Vertex AI refused the gateway's cached access token; a new one is fetched.",
-                    )
-                    .with_provider(provider.name);
-                    return Err(Failure::new(AttemptOutcome::StaleToken, error));
-                }
-            }
             if resp.status == 401 || error.is_credential_refused() {
-                // The provider refused the gateway's own credential: a 502, as for every other
-                // provider credential the gateway holds (a 401 would read as the client's gateway
-                // key being wrong), and our message naming the variable to renew: the
-                // provider's may show part of the key.
-                error = credential_refused(target);
+                error = self.credential_refused(target, native, &credential, token_was_cached)?;
             }
             // A wait the provider put in its body (Google's RetryInfo) counts like the header.
             let wait =
@@ -765,23 +740,20 @@ impl Gateway {
                 Progress::Failed { error, retryable } => {
                     let mut error = error.clone().with_provider(provider.name);
                     error.message = scrub(std::mem::take(&mut error.message), &credential);
-                    let failure = match error.status {
-                        // The provider refused the gateway's key inside its stream: as when it
-                        // answers 401 (the operator's 502 naming the variable, the provider's
-                        // next key) or 403.
-                        401 => {
-                            Failure::new(AttemptOutcome::Status(401), credential_refused(target))
-                        }
-                        403 => Failure::new(AttemptOutcome::Status(403), error),
-                        _ => Failure::new(
-                            AttemptOutcome::StreamError {
-                                retryable: *retryable,
-                            },
-                            error,
-                        ),
-                    };
+                    let (status, retryable) = (error.status, *retryable);
                     p.cancel(body);
-                    return Err(failure);
+                    // The provider refused the gateway's key inside its stream: as when it
+                    // answers 401 (or 403) before it.
+                    if status == 401 || error.is_credential_refused() {
+                        let error =
+                            self.credential_refused(target, native, &credential, token_was_cached)?;
+                        return Err(Failure::new(AttemptOutcome::Status(401), error));
+                    }
+                    let outcome = match status {
+                        403 => AttemptOutcome::Status(403),
+                        _ => AttemptOutcome::StreamError { retryable },
+                    };
+                    return Err(Failure::new(outcome, error));
                 }
                 Progress::Content => {
                     return Ok(Served::Stream {
@@ -792,6 +764,39 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// A provider refused the gateway's own credential (a 401, or an answer its translator
+    /// reads as one, before or inside a stream): the operator's 502 naming the variable to
+    /// renew (a 401 would read as the client's gateway key being wrong; the provider's message
+    /// may show part of the key). Vertex's access token goes first, if it is still the one
+    /// refused (a concurrent request may have put a new one there); one from the cache says
+    /// nothing yet about the account: `StaleToken`, and the next try exchanges a new one.
+    fn credential_refused(
+        &self,
+        target: &routing::Target,
+        native: Option<Native>,
+        credential: &str,
+        token_was_cached: bool,
+    ) -> Result<GatewayError, Failure> {
+        if matches!(native, Some(Native::Vertex(_))) {
+            let mut tokens = self.vertex_tokens.borrow_mut();
+            if tokens
+                .get(&target.credential)
+                .is_some_and(|c| c.holds(credential))
+            {
+                tokens.remove(&target.credential);
+            }
+            drop(tokens);
+            if token_was_cached {
+                let error = GatewayError::bad_gateway(
+                    "Vertex AI refused the gateway's cached access token; a new one is fetched.",
+                )
+                .with_provider(target.provider.name);
+                return Err(Failure::new(AttemptOutcome::StaleToken, error));
+            }
+        }
+        Ok(credential_refused(target))
     }
 
     fn random_u32<P: Clock>(&self, p: &P) -> u32 {

@@ -1993,6 +1993,56 @@ fn a_refused_key_moves_to_the_providers_next_key_only() {
         .contains("credential (OPENAI_API_KEY)"));
 }
 
+/// A 403 may be the request's doing (a model or feature that key cannot use): the provider's
+/// next key is asked, and the first is not counted against (README).
+#[test]
+fn a_403_moves_to_the_next_key_without_counting_against_the_first() {
+    let w = World::with(&[
+        ("OPENAI_API_KEY_2", "sk-openai-second-secret"),
+        ("BREAKER_THRESHOLD", "1"),
+    ]);
+    let (_, key) = w.new_key();
+    let forbidden = reply(
+        403,
+        "application/json",
+        r#"{"error":{"message":"no access"}}"#,
+    );
+    let served = reply(200, "application/json", OK_JSON);
+    let a = first_key_refused_second_serves(&w, &key, &gpt(""), (forbidden, served), "openai", 403);
+    let first = a.header("x-switchyard-attempts").unwrap();
+    let refused = if first.starts_with("openai#1") { 0 } else { 1 };
+    assert!(!w
+        .gw
+        .breakers
+        .borrow()
+        .is_open(("openai", refused), w.p.now.get()));
+}
+
+/// A key refused inside a translated provider's stream (Anthropic's `authentication_error`
+/// event) is the same as its 401: the operator's 502 naming the variable, no retry of that
+/// key, no other provider burned.
+#[test]
+fn a_key_refused_inside_a_translated_stream_is_a_refused_key() {
+    let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-provider-secret")]);
+    let (_, key) = w.new_key();
+    w.reply(stream_reply(
+        &["event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}\n\n"],
+        false,
+    ));
+    let a = w.chat(
+        &key,
+        r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}],"stream":true,"providerOptions":{"gateway":{"models":["openai/gpt-4o"]}}}"#,
+    );
+    assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["error"]["code"], "upstream_authentication_failed");
+    assert!(a.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ANTHROPIC_API_KEY"));
+    assert_eq!(a.header("x-switchyard-attempts"), Some("anthropic:401"));
+    assert_eq!(a.header("x-should-retry"), Some("false"));
+}
+
 /// Gemini answers an invalid key with a 400 (`API key not valid`), not a 401: it is still the
 /// gateway's credential that was refused, so the provider's next key is tried and the client
 /// gets the same 502 naming the variable.

@@ -250,20 +250,18 @@ impl EventEnds {
     }
 }
 
-/// Whether `held` (what followed the last complete event) is an event that only lacks its
-/// closing blank line: each of its data is JSON or `[DONE]`.
+/// Whether `held` (what followed the last complete event) is whole but for its closing blank
+/// line: each of its data is JSON or `[DONE]` (a comment or a field without data holds none).
 fn is_whole_event(held: &[u8]) -> bool {
     let mut decoder = SseDecoder::new();
     decoder.feed(held);
     decoder.feed(b"\n\n");
-    let mut any = false;
     while let Some(ev) = decoder.next_event() {
-        any = true;
         if ev.data != "[DONE]" && serde_json::from_str::<serde::de::IgnoredAny>(&ev.data).is_err() {
             return false;
         }
     }
-    any
+    true
 }
 
 /// The HTTP status an error object sent inside a stream stands for. Providers send OpenAI's
@@ -756,6 +754,13 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(&out)
         );
+        // A last comment or ping without its blank line after the finish is no cut.
+        for tail in [": keep-alive", "event: ping"] {
+            let stream = format!("{}{tail}", &STREAM[..STREAM.find("data: [DONE]").unwrap()]);
+            let (out, _) = run(stream.as_bytes(), 10, false);
+            let out = String::from_utf8_lossy(&out);
+            assert!(!out.contains("stream_interrupted"), "{tail}: {out}");
+        }
         // A whole last event without its blank line is still delivered, before the cut's error.
         let whole = &STREAM.as_bytes()[..STREAM
             .find("\n\ndata: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},")
