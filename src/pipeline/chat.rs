@@ -639,8 +639,15 @@ impl Gateway {
                 Some(n) => n.translate_error(resp.status, resp.retry_after, &bytes),
             };
             error.message = scrub(std::mem::take(&mut error.message), &credential);
+            if resp.status == 401 {
+                if let Some(stale) =
+                    self.drop_refused_token(target, native, &credential, token_was_cached)
+                {
+                    return Err(stale);
+                }
+            }
             if resp.status == 401 || error.is_credential_refused() {
-                error = self.credential_refused(target, native, &credential, token_was_cached)?;
+                error = credential_refused(target);
             }
             // A wait the provider put in its body (Google's RetryInfo) counts like the header.
             let wait =
@@ -745,8 +752,12 @@ impl Gateway {
                     // The provider refused the gateway's key inside its stream: as when it
                     // answers 401 (or 403) before it.
                     if status == 401 || error.is_credential_refused() {
-                        let error =
-                            self.credential_refused(target, native, &credential, token_was_cached)?;
+                        if let Some(stale) =
+                            self.drop_refused_token(target, native, &credential, token_was_cached)
+                        {
+                            return Err(stale);
+                        }
+                        let error = credential_refused(target);
                         return Err(Failure::new(AttemptOutcome::Status(401), error));
                     }
                     let outcome = match status {
@@ -766,37 +777,36 @@ impl Gateway {
         }
     }
 
-    /// A provider refused the gateway's own credential (a 401, or an answer its translator
-    /// reads as one, before or inside a stream): the operator's 502 naming the variable to
-    /// renew (a 401 would read as the client's gateway key being wrong; the provider's message
-    /// may show part of the key). Vertex's access token goes first, if it is still the one
+    /// A provider refused the gateway's own credential (a 401, or in a stream an error its
+    /// translator reads as one). Vertex's access token then goes, if it is still the one
     /// refused (a concurrent request may have put a new one there); one from the cache says
-    /// nothing yet about the account: `StaleToken`, and the next try exchanges a new one.
-    fn credential_refused(
+    /// nothing yet about the account: the `StaleToken` failure returned, and the next try
+    /// exchanges a new one. Otherwise the caller answers with [`credential_refused`].
+    fn drop_refused_token(
         &self,
         target: &routing::Target,
         native: Option<Native>,
         credential: &str,
         token_was_cached: bool,
-    ) -> Result<GatewayError, Failure> {
-        if matches!(native, Some(Native::Vertex(_))) {
-            let mut tokens = self.vertex_tokens.borrow_mut();
-            if tokens
-                .get(&target.credential)
-                .is_some_and(|c| c.holds(credential))
-            {
-                tokens.remove(&target.credential);
-            }
-            drop(tokens);
-            if token_was_cached {
-                let error = GatewayError::bad_gateway(
-                    "Vertex AI refused the gateway's cached access token; a new one is fetched.",
-                )
-                .with_provider(target.provider.name);
-                return Err(Failure::new(AttemptOutcome::StaleToken, error));
-            }
+    ) -> Option<Failure> {
+        if !matches!(native, Some(Native::Vertex(_))) {
+            return None;
         }
-        Ok(credential_refused(target))
+        let mut tokens = self.vertex_tokens.borrow_mut();
+        if tokens
+            .get(&target.credential)
+            .is_some_and(|c| c.holds(credential))
+        {
+            tokens.remove(&target.credential);
+        }
+        drop(tokens);
+        token_was_cached.then(|| {
+            let error = GatewayError::bad_gateway(
+                "Vertex AI refused the gateway's cached access token; a new one is fetched.",
+            )
+            .with_provider(target.provider.name);
+            Failure::new(AttemptOutcome::StaleToken, error)
+        })
     }
 
     fn random_u32<P: Clock>(&self, p: &P) -> u32 {
