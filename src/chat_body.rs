@@ -156,6 +156,17 @@ impl<'a> RawObject<'a> {
     }
 }
 
+/// The most JSON values a provider's answer, error or stream event may hold to be parsed
+/// (turned into a tree of the isolate's memory, 16 bytes or more a value against 2 or 3 of
+/// text): an answer the gateway translates holds far fewer (logprobs are not translated).
+pub const MAX_PROVIDER_VALUES: usize = 100_000;
+
+/// Whether a provider's `json` holds more than [`MAX_PROVIDER_VALUES`]; only texts over 64 KiB
+/// are counted (a smaller one cannot make a tree that matters), so the usual event costs nothing.
+pub fn too_complex(json: &[u8]) -> bool {
+    json.len() > 64 * 1024 && json_values(json) > MAX_PROVIDER_VALUES
+}
+
 /// About how many values `json` holds (objects and arrays, and the members and elements in
 /// them), counted without parsing it: what turning it into a tree will cost. Text inside
 /// strings is not counted.

@@ -652,6 +652,14 @@ describe('stream faults', () => {
     }
   });
 
+  test('a redirect from a provider is not followed: the key and the prompt stay home', async () => {
+    emu.script({ match: { path: ANTHROPIC_PATH }, status: 307, headers: { location: `${emu.url}/elsewhere/v1/messages` }, body: '', persistent: true });
+    const err = await apiError(client().chat.completions.create({ model: CLAUDE, messages: userMessage('redirect me'), ...gatewayOptions({ only: ['anthropic'] }) }), 502);
+    assert.equal(err.code, 'upstream_redirect');
+    assert.match(err.message, /ANTHROPIC_BASE_URL/);
+    assert.ok(!emu.requests.some((r) => r.path.includes('/elsewhere')), 'the redirect was not followed');
+  });
+
   test('a stream opening with an event that is not JSON falls back, on every protocol', async () => {
     // The whole answer follows the bad event: only judging the event fails the attempt.
     emu.script({ match: { model: 'gpt-4o' }, malformed: true, continueAfterError: true, persistent: true });

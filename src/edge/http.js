@@ -31,6 +31,8 @@ export function inbound(request) {
 }
 
 // One attempt: a POST with an AbortController and a timer that aborts it after `timeoutMs`.
+// Redirects are not followed (they would carry a provider key in `x-api-key` or
+// `x-goog-api-key`, and the prompt, to whatever host they name): the core sees the 3xx.
 // Returns [fetch promise, controller, timer id].
 export function send(url, flatHeaders, body, timeoutMs) {
   const controller = new AbortController();
@@ -39,6 +41,7 @@ export function send(url, flatHeaders, body, timeoutMs) {
     method: 'POST',
     headers: headerObject(flatHeaders),
     body,
+    redirect: 'manual',
     signal: controller.signal,
   });
   return [pending, controller, timer];

@@ -649,6 +649,16 @@ impl Gateway {
             if resp.status == 401 || error.is_credential_refused() {
                 error = credential_refused(target);
             }
+            if (300..400).contains(&resp.status) {
+                // Not followed (it would take the key and the prompt elsewhere): the operator's
+                // base URL is not where the API answers.
+                error = GatewayError::bad_gateway(format!(
+                    "The provider `{}` answered with a redirect (HTTP {}), which the gateway \
+                     does not follow: set {}_BASE_URL to the address that serves its API.",
+                    provider.name, resp.status, provider.env
+                ))
+                .with_code("upstream_redirect");
+            }
             // A wait the provider put in its body (Google's RetryInfo) counts like the header.
             let wait =
                 wait.or_else(|| retry_after_ms(error.retry_after.as_deref(), None, p.now_ms()));
@@ -691,6 +701,14 @@ impl Gateway {
                         )))),
                     }
                 }
+                Some(_) if crate::chat_body::too_complex(&bytes) => {
+                    Err(malformed(GatewayError::bad_gateway(format!(
+                        "The provider `{}` returned an answer of more than {} JSON values, \
+                         more than the gateway translates.",
+                        provider.name,
+                        crate::chat_body::MAX_PROVIDER_VALUES
+                    ))))
+                }
                 Some(n) => {
                     let mut answer = n.translate_response(&bytes).map_err(malformed)?;
                     answer.id = ids.generation.to_owned();
@@ -732,6 +750,20 @@ impl Gateway {
                 }
             }
             match transform.progress() {
+                Progress::Pending if prefix.len() > MAX_PREFIX_BYTES => {
+                    // Events without content, held for the client until content comes: a
+                    // provider that keeps sending them would fill the isolate's memory.
+                    p.cancel(body);
+                    return Err(Failure::new(
+                        AttemptOutcome::StreamFailed,
+                        GatewayError::bad_gateway(format!(
+                            "The stream from the provider `{}` sent over {} MiB before any content.",
+                            provider.name,
+                            MAX_PREFIX_BYTES >> 20
+                        ))
+                        .with_provider(provider.name),
+                    ));
+                }
                 Progress::Pending if !transform.closed() => continue,
                 Progress::Pending => {
                     // Ended without content, and without an error of its own: a cut.
@@ -929,6 +961,10 @@ impl CompletionShape {
 /// event instead ([`crate::sse::MAX_EVENT_BYTES`]).
 pub const MAX_RESPONSE_BYTES: usize = 24 * 1024 * 1024;
 
+/// The most a stream may send before its first content (role chunks, keep-alives, empty
+/// deltas), which is held until content decides the attempt.
+pub const MAX_PREFIX_BYTES: usize = 1024 * 1024;
+
 /// The most of a provider's error body the gateway reads (its message is all it needs).
 pub const MAX_ERROR_BODY_BYTES: usize = 1024 * 1024;
 
@@ -955,7 +991,12 @@ pub(crate) fn upstream_error(
     body: &[u8],
     secret: &str,
 ) -> GatewayError {
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    // (An error too complex to parse is reported by its text.)
+    let parsed: Option<serde_json::Value> = if crate::chat_body::too_complex(body) {
+        None
+    } else {
+        serde_json::from_slice(body).ok()
+    };
     let err = parsed.as_ref().map(|v| v.get("error").unwrap_or(v));
     let field = |name: &str| -> Option<String> {
         match err?.get(name)? {

@@ -1993,6 +1993,86 @@ fn a_refused_key_moves_to_the_providers_next_key_only() {
         .contains("credential (OPENAI_API_KEY)"));
 }
 
+#[test]
+fn a_stream_that_sends_a_megabyte_before_any_content_fails_over() {
+    let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
+    let (_, key) = w.new_key();
+    let empty = "data: {\"choices\":[{\"index\":0,\"delta\":{}}]}\n\n".repeat(2000);
+    let pieces: Vec<&str> = std::iter::repeat_n(empty.as_str(), 20).collect();
+    w.reply(stream_reply(&pieces, false));
+    w.reply(stream_reply(
+        &[CHUNK_ROLE, CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],
+        false,
+    ));
+    let a = w.chat(
+        &key,
+        &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:stream_failed,xai:200")
+    );
+    assert!(a.body.len() < 100_000, "the held events were dropped");
+}
+
+#[test]
+fn a_translated_answer_or_an_error_too_complex_to_parse_is_a_failure_not_a_tree() {
+    let w = World::with(&[
+        ("ANTHROPIC_API_KEY", "sk-ant-provider-secret"),
+        ("RETRY_MAX_ATTEMPTS", "1"),
+    ]);
+    let (_, key) = w.new_key();
+    let zeros = vec!["0"; 200_000].join(",");
+    w.reply(reply(
+        200,
+        "application/json",
+        &format!(r#"{{"content":[],"x":[{zeros}]}}"#),
+    ));
+    let a = w.chat(
+        &key,
+        r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+    assert!(a.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("JSON values"));
+    // An OpenAI-compatible 2xx carrying an error of that size: reported by its text.
+    w.reply(reply(
+        200,
+        "application/json",
+        &format!(r#"{{"error":{{"message":"x"}},"x":[{zeros}]}}"#),
+    ));
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 502);
+    assert!(a.json()["error"]["message"].as_str().unwrap().len() <= 1000);
+}
+
+#[test]
+fn a_redirect_is_not_followed_and_names_the_base_url_variable() {
+    let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
+    let (_, key) = w.new_key();
+    w.reply(reply(
+        302,
+        "text/html",
+        "<a href=\"https://elsewhere.example/\">moved</a>",
+    ));
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+    let e = &a.json()["error"];
+    assert_eq!(e["code"], "upstream_redirect");
+    assert!(
+        e["message"].as_str().unwrap().contains("OPENAI_BASE_URL"),
+        "{e}"
+    );
+    assert_eq!(
+        w.p.sent.borrow().len(),
+        1,
+        "one request, no retry of a redirect"
+    );
+}
+
 /// A 403 may be the request's doing (a model or feature that key cannot use): the provider's
 /// next key is asked, and the first is not counted against (README).
 #[test]

@@ -812,11 +812,14 @@ enum BlockKind {
     Other,
 }
 
+/// The most content blocks one streamed answer may start.
+const MAX_BLOCKS: usize = 10_000;
+
 /// Turns Anthropic stream events into [`StreamPart`]s.
 #[derive(Debug, Default)]
 pub struct StreamTranslator {
-    /// (Anthropic content index, kind) of every block started so far.
-    blocks: Vec<(u64, BlockKind)>,
+    /// The kind of every block started so far, at Anthropic's content index (0, 1, 2, …).
+    blocks: Vec<Option<BlockKind>>,
     tool_count: u32,
     usage: RawUsage,
     stop_reason: Option<String>,
@@ -897,21 +900,30 @@ impl StreamTranslator {
     }
 
     fn kind_of(&self, index: u64) -> Option<BlockKind> {
-        self.blocks
-            .iter()
-            .rev()
-            .find(|(i, _)| *i == index)
-            .map(|(_, k)| *k)
+        *self.blocks.get(usize::try_from(index).ok()?)?
     }
 
+    /// (Only for an index `start_block` has made room for.)
     fn set_kind(&mut self, index: u64, kind: BlockKind) {
-        match self.blocks.iter_mut().rev().find(|(i, _)| *i == index) {
-            Some(slot) => slot.1 = kind,
-            None => self.blocks.push((index, kind)),
+        if let Some(slot) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.blocks.get_mut(i))
+        {
+            *slot = Some(kind);
         }
     }
 
     fn start_block(&mut self, index: u64, block: StartBlock, out: &mut Vec<StreamPart>) {
+        let Some(at) = usize::try_from(index).ok().filter(|i| *i < MAX_BLOCKS) else {
+            // Far beyond any answer (a provider gone wrong): each block is remembered.
+            let e = GatewayError::bad_gateway(format!(
+                "{PROVIDER} started a content block at index {index}, beyond {MAX_BLOCKS}."
+            ));
+            return self.fail(e, out);
+        };
+        if self.blocks.len() <= at {
+            self.blocks.resize(at + 1, None);
+        }
         let kind = match block {
             StartBlock::Text { text } => {
                 push_nonempty(out, text, StreamPart::TextDelta);
@@ -1062,6 +1074,32 @@ mod tests {
     }
 
     /// Replays a recorded stream at every byte split, then through the translator and encoder.
+    #[test]
+    fn a_stream_starting_endless_blocks_is_failed_in_linear_time() {
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        for i in 0..=MAX_BLOCKS as u64 {
+            let data = format!(
+                r#"{{"type":"content_block_start","index":{i},"content_block":{{"type":"text","text":""}}}}"#
+            );
+            t.on_event(&SseEvent { event: None, data }, &mut parts);
+            // a delta for the first block each time: found at once, not by a scan
+            let data = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}"#;
+            t.on_event(
+                &SseEvent {
+                    event: None,
+                    data: data.into(),
+                },
+                &mut parts,
+            );
+        }
+        assert!(
+            matches!(parts.last(), Some(StreamPart::Error(e)) if e.message.contains("beyond")),
+            "{:?}",
+            parts.last()
+        );
+    }
+
     fn replay(name: &str) -> (Vec<StreamPart>, Assembled) {
         let path = format!(
             "{}/tests/fixtures/anthropic/{name}",

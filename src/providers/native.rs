@@ -150,6 +150,15 @@ impl TranslatedStream {
     }
 }
 
+/// A stream event too complex to translate ([`crate::chat_body::MAX_PROVIDER_VALUES`]).
+fn too_complex_event() -> GatewayError {
+    GatewayError::bad_gateway(format!(
+        "The provider sent a stream event of more than {} JSON values, more than the gateway \
+         translates.",
+        crate::chat_body::MAX_PROVIDER_VALUES
+    ))
+}
+
 impl StreamTransform for TranslatedStream {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         if self.closed() {
@@ -157,8 +166,15 @@ impl StreamTransform for TranslatedStream {
         }
         self.decoder.feed(chunk);
         while let Some(ev) = self.decoder.next_event() {
-            self.translator.on_event(&ev, &mut self.parts);
+            if crate::chat_body::too_complex(ev.data.as_bytes()) {
+                self.parts.push(StreamPart::Error(too_complex_event()));
+            } else {
+                self.translator.on_event(&ev, &mut self.parts);
+            }
             self.flush(out);
+            if self.closed() {
+                return;
+            }
         }
         if !self.closed() && self.decoder.too_large() {
             self.parts
@@ -218,6 +234,27 @@ mod tests {
     }
 
     const ANTHROPIC: &[u8] = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi there\"}}\n\nevent: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+    #[test]
+    fn an_event_too_complex_to_parse_ends_the_stream_with_an_error() {
+        let zeros = vec!["0"; 200_000].join(",");
+        let mut stream = ANTHROPIC[..ANTHROPIC.len() / 2].to_vec();
+        let cut = stream.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+        stream.truncate(cut);
+        stream.extend_from_slice(
+            format!("event: ping\ndata: {{\"type\":\"ping\",\"x\":[{zeros}]}}\n\n").as_bytes(),
+        );
+        let out = run(Native::Anthropic, &stream, 3, false);
+        let n = out.len();
+        assert_eq!(out[n - 1], "[DONE]");
+        assert!(
+            out[n - 2]["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("JSON values")),
+            "{:?}",
+            out[n - 2]
+        );
+    }
 
     #[test]
     fn an_anthropic_stream_becomes_openai_chunks_however_it_is_split() {

@@ -83,6 +83,20 @@ impl PassThroughStream {
             self.progress = Progress::Content;
             return;
         }
+        if crate::chat_body::too_complex(data.as_bytes()) {
+            let error = GatewayError::bad_gateway(format!(
+                "The provider `{}` sent a stream event of more than {} JSON values before any \
+                 content.",
+                self.provider,
+                crate::chat_body::MAX_PROVIDER_VALUES
+            ))
+            .with_provider(self.provider);
+            self.progress = Progress::Failed {
+                error,
+                retryable: true,
+            };
+            return;
+        }
         let Ok(chunk) = serde_json::from_str::<Chunk>(data) else {
             // Not JSON at all, before any content: the client's SDK would fail on it, and
             // another attempt may serve. (JSON of another shape is not ours to judge: passed
@@ -371,7 +385,8 @@ fn usage_chunk_brace(events: &[u8]) -> Option<usize> {
         let object = line
             .strip_prefix(b"data:")
             .filter(|d| d.trim_ascii_start().first() == Some(&b'{'));
-        if let Some(data) = object {
+        // (A line too complex to parse is not the usage chunk.)
+        if let Some(data) = object.filter(|d| !crate::chat_body::too_complex(d)) {
             if let Ok(c) = serde_json::from_slice::<UsageChunk>(data) {
                 let usage = c.usage.is_some_and(|u| u.get() != "null");
                 let last = c
@@ -817,6 +832,24 @@ mod tests {
         let text = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"token_id\":9906,\"content\":\"Hi\"}}]}\n\n";
         let (_, seen) = run(text, text.len(), false);
         assert_eq!(seen.last(), Some(&Progress::Content));
+    }
+
+    #[test]
+    fn an_event_too_complex_to_parse_before_content_fails_the_attempt() {
+        let zeros = vec!["0"; 200_000].join(",");
+        let s = format!("data: {{\"choices\":[],\"x\":[{zeros}]}}\n\n");
+        let (_, seen) = run(s.as_bytes(), 4096, false);
+        assert!(
+            seen.iter().any(|p| matches!(
+                p,
+                Progress::Failed {
+                    retryable: true,
+                    ..
+                }
+            )),
+            "{:?}",
+            seen.last()
+        );
     }
 
     #[test]
