@@ -947,8 +947,12 @@ struct CompletionShape {
 
 impl CompletionShape {
     fn of(bytes: &[u8]) -> Option<Self> {
-        // The skipped strings are not checked by the parser: the whole body is, first.
+        // The skipped strings are not checked by the parser: the whole body is, first. (A
+        // derived struct also takes an array: `[[], null]` is no completion.)
         std::str::from_utf8(bytes).ok()?;
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return None;
+        }
         serde_json::from_slice(bytes).ok()
     }
 }

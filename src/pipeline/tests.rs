@@ -2050,6 +2050,19 @@ fn a_translated_answer_or_an_error_too_complex_to_parse_is_a_failure_not_a_tree(
 }
 
 #[test]
+fn a_json_array_is_no_chat_completion() {
+    let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
+    let (_, key) = w.new_key();
+    w.reply(reply(200, "application/json", "[[],null]"));
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 502, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:malformed_response")
+    );
+}
+
+#[test]
 fn a_redirect_is_not_followed_and_names_the_base_url_variable() {
     let w = World::with(&[("RETRY_MAX_ATTEMPTS", "1")]);
     let (_, key) = w.new_key();
