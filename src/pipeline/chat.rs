@@ -650,14 +650,17 @@ impl Gateway {
                 error = credential_refused(target);
             }
             if (300..400).contains(&resp.status) {
-                // Not followed (it would take the key and the prompt elsewhere): the operator's
-                // base URL is not where the API answers.
-                error = GatewayError::bad_gateway(format!(
+                // Not followed (it would take the key and the prompt elsewhere): the base URL
+                // is not where the API answers (the operator's setting, or a provider sending
+                // its traffic to a status page); another target may serve.
+                let error = GatewayError::bad_gateway(format!(
                     "The provider `{}` answered with a redirect (HTTP {}), which the gateway \
                      does not follow: set {}_BASE_URL to the address that serves its API.",
                     provider.name, resp.status, provider.env
                 ))
-                .with_code("upstream_redirect");
+                .with_code("upstream_redirect")
+                .with_provider(provider.name);
+                return Err(Failure::new(AttemptOutcome::Redirected, error));
             }
             // A wait the provider put in its body (Google's RetryInfo) counts like the header.
             let wait =

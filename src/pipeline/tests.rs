@@ -2079,10 +2079,16 @@ fn a_redirect_is_not_followed_and_names_the_base_url_variable() {
         e["message"].as_str().unwrap().contains("OPENAI_BASE_URL"),
         "{e}"
     );
+    assert_eq!(w.p.sent.borrow().len(), 1);
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:redirected"));
+    // Another target may serve (a provider sending its traffic to a status page).
+    w.reply(reply(301, "text/html", ""));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat_with_xai_fallback(&key);
+    assert_eq!(a.status, 200);
     assert_eq!(
-        w.p.sent.borrow().len(),
-        1,
-        "one request, no retry of a redirect"
+        a.header("x-switchyard-attempts"),
+        Some("openai:redirected,xai:200")
     );
 }
 

@@ -189,6 +189,10 @@ impl StreamTransform for TranslatedStream {
         }
         if upstream_error.is_none() {
             while let Some(ev) = self.decoder.finish() {
+                if crate::chat_body::too_complex(ev.data.as_bytes()) {
+                    self.parts.push(StreamPart::Error(too_complex_event()));
+                    break;
+                }
                 self.translator.on_event(&ev, &mut self.parts);
             }
         }
@@ -238,22 +242,25 @@ mod tests {
     #[test]
     fn an_event_too_complex_to_parse_ends_the_stream_with_an_error() {
         let zeros = vec!["0"; 200_000].join(",");
-        let mut stream = ANTHROPIC[..ANTHROPIC.len() / 2].to_vec();
-        let cut = stream.iter().rposition(|b| *b == b'\n').unwrap() + 1;
-        stream.truncate(cut);
-        stream.extend_from_slice(
-            format!("event: ping\ndata: {{\"type\":\"ping\",\"x\":[{zeros}]}}\n\n").as_bytes(),
-        );
-        let out = run(Native::Anthropic, &stream, 3, false);
-        let n = out.len();
-        assert_eq!(out[n - 1], "[DONE]");
-        assert!(
-            out[n - 2]["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("JSON values")),
-            "{:?}",
-            out[n - 2]
-        );
+        let mut start = ANTHROPIC[..ANTHROPIC.len() / 2].to_vec();
+        let cut = start.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+        start.truncate(cut);
+        let ping = format!("event: ping\ndata: {{\"type\":\"ping\",\"x\":[{zeros}]}}");
+        // With its blank line, and as the stream's last event without it.
+        for end in ["\n\n", ""] {
+            let mut stream = start.clone();
+            stream.extend_from_slice(format!("{ping}{end}").as_bytes());
+            let out = run(Native::Anthropic, &stream, 3, false);
+            let n = out.len();
+            assert_eq!(out[n - 1], "[DONE]");
+            assert!(
+                out[n - 2]["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("JSON values")),
+                "{end:?}: {:?}",
+                out[n - 2]
+            );
+        }
     }
 
     #[test]

@@ -265,8 +265,20 @@ impl EventEnds {
 }
 
 /// Whether `held` (what followed the last complete event) is whole but for its closing blank
-/// line: each of its data is JSON or `[DONE]` (a comment or a field without data holds none).
+/// line: each of its data is JSON or `[DONE]`, and a line without data is a comment or a whole
+/// `event:`, `id:` or `retry:` field (`dat`, cut inside `data:`, is not).
 fn is_whole_event(held: &[u8]) -> bool {
+    let lines_whole = held
+        .split(|b| matches!(b, b'\n' | b'\r'))
+        .filter(|l| !l.is_empty())
+        .all(|l| {
+            [&b":"[..], b"data:", b"event:", b"id:", b"retry:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        });
+    if !lines_whole {
+        return false;
+    }
     let mut decoder = SseDecoder::new();
     decoder.feed(held);
     decoder.feed(b"\n\n");
@@ -770,11 +782,18 @@ mod tests {
             String::from_utf8_lossy(&out)
         );
         // A last comment or ping without its blank line after the finish is no cut.
-        for tail in [": keep-alive", "event: ping"] {
+        for tail in [": keep-alive", "event: ping", "id: 7"] {
             let stream = format!("{}{tail}", &STREAM[..STREAM.find("data: [DONE]").unwrap()]);
             let (out, _) = run(stream.as_bytes(), 10, false);
             let out = String::from_utf8_lossy(&out);
             assert!(!out.contains("stream_interrupted"), "{tail}: {out}");
+        }
+        // Cut inside a field name after the finish: a cut.
+        for tail in ["dat", "da"] {
+            let stream = format!("{}{tail}", &STREAM[..STREAM.find("data: [DONE]").unwrap()]);
+            let (out, _) = run(stream.as_bytes(), 10, false);
+            let out = String::from_utf8_lossy(&out);
+            assert!(out.contains("stream_interrupted"), "{tail}: {out}");
         }
         // A whole last event without its blank line is still delivered, before the cut's error.
         let whole = &STREAM.as_bytes()[..STREAM

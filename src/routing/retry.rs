@@ -27,6 +27,9 @@ pub enum AttemptOutcome {
     /// An answer larger than the gateway reads: the request asked for it, so it is final and
     /// says nothing about the provider's health.
     TooLarge,
+    /// A redirect, not followed (it would take the key and the prompt elsewhere): the provider
+    /// is not answering at the configured address, and another may.
+    Redirected,
 }
 
 impl AttemptOutcome {
@@ -42,7 +45,8 @@ impl AttemptOutcome {
             | AttemptOutcome::Timeout
             | AttemptOutcome::Malformed
             | AttemptOutcome::StreamFailed
-            | AttemptOutcome::StaleToken => true,
+            | AttemptOutcome::StaleToken
+            | AttemptOutcome::Redirected => true,
             AttemptOutcome::StreamError { retryable } => retryable,
             AttemptOutcome::Refused | AttemptOutcome::Misconfigured | AttemptOutcome::TooLarge => {
                 false
@@ -66,6 +70,7 @@ impl AttemptOutcome {
             AttemptOutcome::Misconfigured => Some("provider_not_configured"),
             AttemptOutcome::StaleToken => Some("token_refused"),
             AttemptOutcome::TooLarge => Some("response_too_large"),
+            AttemptOutcome::Redirected => Some("redirected"),
         }
     }
 }
