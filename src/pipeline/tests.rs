@@ -333,6 +333,14 @@ impl World {
         )
     }
 
+    /// The same, streamed.
+    fn stream_with_xai_fallback(&self, key: &str) -> Answer {
+        self.chat(
+            key,
+            &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
+        )
+    }
+
     fn new_key(&self) -> (String, String) {
         let a = self.call("POST", "/admin/keys", Some(ADMIN), r#"{"name":"ci"}"#);
         assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
@@ -1285,6 +1293,8 @@ fn vertex_token_trouble_is_retried_a_refused_token_renewed_and_bad_settings_skip
 const CHUNK_ROLE: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n";
 const CHUNK_HI: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n";
 const CHUNK_STOP: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+/// A whole short answer: role, "Hi", stop, [DONE].
+const OK_STREAM: &[&str] = &[CHUNK_ROLE, CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"];
 const OK_JSON: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}"#;
 
 fn gpt(extra: &str) -> String {
@@ -1400,14 +1410,8 @@ fn a_stream_that_dies_before_content_falls_back_and_the_client_sees_one_clean_st
     let (_, key) = w.new_key();
     w.reply(stream_reply(&[CHUNK_ROLE], true));
     w.reply(stream_reply(&[CHUNK_ROLE], true));
-    w.reply(stream_reply(
-        &[CHUNK_ROLE, CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],
-        false,
-    ));
-    let a = w.chat(
-        &key,
-        &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    w.reply(stream_reply(OK_STREAM, false));
+    let a = w.stream_with_xai_fallback(&key);
     assert_eq!(a.status, 200);
     assert_eq!(a.header("x-switchyard-provider"), Some("xai"));
     let text = String::from_utf8(a.body.clone()).unwrap();
@@ -1458,10 +1462,7 @@ fn the_routing_chunk_of_a_passed_through_stream_carries_the_providers_id_model_a
         )
     );
     // A provider whose chunks lack them: the gateway's own.
-    w.reply(stream_reply(
-        &[CHUNK_ROLE, CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],
-        false,
-    ));
+    w.reply(stream_reply(OK_STREAM, false));
     let a = w.chat(&key, &gpt(r#","stream":true"#));
     let events = crate::sse::tests::decode_pieces(&[&a.body]);
     let trailer: Value = serde_json::from_str(&events[events.len() - 2].data).unwrap();
@@ -1475,10 +1476,7 @@ fn a_stream_that_dies_after_content_ends_with_an_error_event_and_no_fallback() {
     let w = World::new();
     let (_, key) = w.new_key();
     w.reply(stream_reply(&[CHUNK_ROLE, CHUNK_HI], true));
-    let a = w.chat(
-        &key,
-        &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    let a = w.stream_with_xai_fallback(&key);
     assert_eq!(a.status, 200);
     let events = crate::sse::tests::decode_pieces(&[&a.body]);
     let n = events.len();
@@ -1553,10 +1551,7 @@ fn an_in_stream_error_before_content_is_skipped() {
             ],
             false,
         ));
-        let a = w.chat(
-            &key,
-            &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-        );
+        let a = w.stream_with_xai_fallback(&key);
         assert_eq!(
             a.header("x-switchyard-attempts"),
             Some("openai:stream_error,xai:200"),
@@ -2000,14 +1995,8 @@ fn a_stream_that_sends_a_megabyte_before_any_content_fails_over() {
     let empty = "data: {\"choices\":[{\"index\":0,\"delta\":{}}]}\n\n".repeat(2000);
     let pieces: Vec<&str> = std::iter::repeat_n(empty.as_str(), 20).collect();
     w.reply(stream_reply(&pieces, false));
-    w.reply(stream_reply(
-        &[CHUNK_ROLE, CHUNK_HI, CHUNK_STOP, "data: [DONE]\n\n"],
-        false,
-    ));
-    let a = w.chat(
-        &key,
-        &gpt(r#","stream":true,"providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#),
-    );
+    w.reply(stream_reply(OK_STREAM, false));
+    let a = w.stream_with_xai_fallback(&key);
     assert_eq!(a.status, 200);
     assert_eq!(
         a.header("x-switchyard-attempts"),

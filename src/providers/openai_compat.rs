@@ -525,6 +525,14 @@ mod tests {
 
     const STREAM: &str = "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
 
+    /// The failure the last progress reports (a test failure if it is none).
+    fn failed(seen: &[Progress]) -> (&GatewayError, bool) {
+        match seen.last().unwrap() {
+            Progress::Failed { error, retryable } => (error, *retryable),
+            p => panic!("{p:?}"),
+        }
+    }
+
     fn run(stream: &[u8], split: usize, cut: bool) -> (Vec<u8>, Vec<Progress>) {
         let mut t = PassThroughStream::new("openai");
         t.set_trailer(
@@ -810,13 +818,9 @@ mod tests {
         let s =
             b"data: {\"error\":{\"message\":\"overloaded\",\"code\":\"server_overloaded\"}}\n\n";
         let (_, seen) = run(s, s.len(), false);
-        match seen.last().unwrap() {
-            Progress::Failed { error, retryable } => {
-                assert!(*retryable);
-                assert_eq!(error.message, "overloaded");
-            }
-            p => panic!("{p:?}"),
-        }
+        let (error, retryable) = failed(&seen);
+        assert!(retryable);
+        assert_eq!(error.message, "overloaded");
         let s = b"data: {\"error\":{\"message\":\"bad input\",\"code\":\"invalid_prompt\"}}\n\n";
         let (_, seen) = run(s, s.len(), false);
         assert!(matches!(
@@ -833,13 +837,9 @@ mod tests {
         let s =
             b"event: error\ndata: {\"message\":\"Overloaded\",\"type\":\"overloaded_error\"}\n\n";
         let (_, seen) = run(s, s.len(), false);
-        match seen.last().unwrap() {
-            Progress::Failed { error, retryable } => {
-                assert!(*retryable);
-                assert_eq!(error.message, "Overloaded");
-            }
-            p => panic!("{p:?}"),
-        }
+        let (error, retryable) = failed(&seen);
+        assert!(retryable);
+        assert_eq!(error.message, "Overloaded");
         // Odd identity fields do not stop a chunk being judged.
         let odd = b"data: {\"id\":7,\"created\":1718000000.5,\"model\":null,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n";
         let (_, seen) = run(odd, odd.len(), false);
@@ -927,15 +927,8 @@ mod tests {
         for (err, status, retryable) in cases {
             let s = format!("data: {{\"error\":{err}}}\n\n");
             let (_, seen) = run(s.as_bytes(), s.len(), false);
-            match seen.last().unwrap() {
-                Progress::Failed {
-                    error,
-                    retryable: r,
-                } => {
-                    assert_eq!((error.status, *r), (*status, *retryable), "{err}");
-                }
-                p => panic!("{err}: {p:?}"),
-            }
+            let (error, r) = failed(&seen);
+            assert_eq!((error.status, r), (*status, *retryable), "{err}");
         }
     }
 
