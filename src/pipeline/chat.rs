@@ -409,7 +409,9 @@ impl Gateway {
                         if !not_sent || last.is_none() {
                             last = Some(failure.error);
                         }
-                        if key_refused || not_sent {
+                        // (A redirect is not asked again: it does not change in a backoff.)
+                        if key_refused || not_sent || failure.outcome == AttemptOutcome::Redirected
+                        {
                             continue 'targets;
                         }
                         if !retryable {
@@ -587,6 +589,7 @@ impl Gateway {
                             let outcome = match e.code.as_deref() {
                                 _ if e.is_credential_refused() => AttemptOutcome::Status(401),
                                 Some("upstream_timeout") => AttemptOutcome::Timeout,
+                                Some("upstream_redirect") => AttemptOutcome::Redirected,
                                 // The token endpoint unreachable, or in trouble: try again.
                                 Some("upstream_unavailable") => AttemptOutcome::Network,
                                 // The gateway's own Vertex settings: nothing was sent.

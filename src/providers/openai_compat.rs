@@ -268,9 +268,10 @@ impl EventEnds {
 /// line: each of its data is JSON or `[DONE]`, and a line without data is a comment or a whole
 /// `event:`, `id:` or `retry:` field (`dat`, cut inside `data:`, is not).
 fn is_whole_event(held: &[u8]) -> bool {
-    let lines_whole = held
+    let held_text = held.strip_prefix("\u{feff}".as_bytes()).unwrap_or(held);
+    let lines_whole = held_text
         .split(|b| matches!(b, b'\n' | b'\r'))
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
         .all(|l| {
             [&b":"[..], b"data:", b"event:", b"id:", b"retry:"]
                 .iter()
@@ -790,7 +791,7 @@ mod tests {
             String::from_utf8_lossy(&out)
         );
         // A last comment or ping without its blank line after the finish is no cut.
-        for tail in [": keep-alive", "event: ping", "id: 7"] {
+        for tail in [": keep-alive", "event: ping", "id: 7", "  \t"] {
             let stream = format!("{}{tail}", &STREAM[..STREAM.find("data: [DONE]").unwrap()]);
             let (out, _) = run(stream.as_bytes(), 10, false);
             let out = String::from_utf8_lossy(&out);

@@ -147,6 +147,15 @@ pub fn parse_token_response(
             "Google's token endpoint answered HTTP {status}."
         )));
     }
+    if (300..400).contains(&status) {
+        // Not followed (the signed assertion would go where it names).
+        return Err(GatewayError::bad_gateway(format!(
+            "Google's token endpoint answered with a redirect (HTTP {status}), which the \
+             gateway does not follow: check the token URL (VERTEX_TOKEN_URL, or the \
+             account's token_uri in {variable})."
+        ))
+        .with_code("upstream_redirect"));
+    }
     let resp: TokenResponse = serde_json::from_slice(body).map_err(|_| {
         GatewayError::bad_gateway(
             "Google's token endpoint returned a response the gateway could not read.",
@@ -492,6 +501,12 @@ mod tests {
                 .status,
             502
         );
+        // A redirect (with a JSON body or none) is not the account's fault either.
+        for body in [&b""[..], br#"{"error":"moved"}"#] {
+            let e = parse_token_response(302, body, "a.b.c", "VERTEX_API_KEY").unwrap_err();
+            assert_eq!(e.code.as_deref(), Some("upstream_redirect"));
+            assert!(!e.is_credential_refused());
+        }
         // The endpoint's own trouble is not the account's fault.
         let e = parse_token_response(
             503,
