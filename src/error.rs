@@ -158,8 +158,9 @@ impl GatewayError {
     }
 
     /// Whether the same request is sure to fail the same way until someone changes something:
-    /// the gateway's settings, a provider credential, the request's Idempotency-Key, or the
-    /// request itself (an answer larger than the gateway reads).
+    /// the gateway's settings (a base URL that redirects), a provider credential, the
+    /// request's Idempotency-Key, or the request itself (an answer larger than the gateway
+    /// reads).
     pub fn is_final(&self) -> bool {
         matches!(
             self.kind,
@@ -167,7 +168,9 @@ impl GatewayError {
         ) || self.is_credential_refused()
             || matches!(
                 self.code.as_deref(),
-                Some("idempotency_key_reused" | "upstream_response_too_large")
+                Some(
+                    "idempotency_key_reused" | "upstream_response_too_large" | "upstream_redirect"
+                )
             )
     }
 

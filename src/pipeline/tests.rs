@@ -2073,6 +2073,11 @@ fn a_redirect_is_not_followed_and_names_the_base_url_variable() {
         1,
         "not asked again after a backoff"
     );
+    assert_eq!(
+        a.header("x-should-retry"),
+        Some("false"),
+        "a client retry gets the same"
+    );
     assert_eq!(a.header("x-switchyard-attempts"), Some("openai:redirected"));
     // Another target may serve (a provider sending its traffic to a status page).
     w.reply(reply(301, "text/html", ""));

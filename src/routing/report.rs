@@ -69,7 +69,8 @@ impl RoutingReport {
             },
             error_kind: outcome.kind(),
             latency_ms,
-            retryable: outcome.is_retryable(),
+            // (A redirect lets the plan's next target try, but a client's retry gets the same.)
+            retryable: outcome.is_retryable() && outcome != AttemptOutcome::Redirected,
         });
     }
 
