@@ -654,8 +654,8 @@ impl Gateway {
             }
             if (300..400).contains(&resp.status) {
                 // Not followed (it would take the key and the prompt elsewhere): the base URL
-                // is not where the API answers (the operator's setting, or a provider sending
-                // its traffic to a status page); another target may serve.
+                // is not where the API answers (most often the operator's setting; a client's
+                // retry meets the same), and another target may serve.
                 let error = GatewayError::bad_gateway(format!(
                     "The provider `{}` answered with a redirect (HTTP {}), which the gateway \
                      does not follow: set {}_BASE_URL to the address that serves its API.",
