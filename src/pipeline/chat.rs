@@ -190,12 +190,13 @@ impl Gateway {
                 return Ok(replay);
             }
         }
-        let out = self.route_chat(p, &obj, &summary, &opts, ids).await?;
+        let (out, retry_may_differ) = self.route_chat(p, &obj, &summary, &opts, ids).await?;
         if let (Some((slot, body_hash)), OutBody::Bytes(bytes)) = (&idem, &out.body) {
             // Answers, and refusals of this very body (invalid, too large, too long for the
             // model); not failures that a fix on the gateway's side ends (a refused credential,
-            // a wrong base URL) nor ones that pass (rate limits, timeouts).
-            let final_for_this_body = matches!(out.status, 400 | 413 | 422);
+            // a wrong base URL) nor ones that pass (rate limits, timeouts), nor a refusal that
+            // came after such a failure (the target that failed may serve it next time).
+            let final_for_this_body = matches!(out.status, 400 | 413 | 422) && !retry_may_differ;
             if (200..300).contains(&out.status) || final_for_this_body {
                 let stored = StoredOutcome {
                     body_hash: body_hash.clone(),
@@ -250,7 +251,9 @@ impl Gateway {
         }))
     }
 
-    /// Plans and runs the attempts; an error answer (with the attempts header) when none serves.
+    /// Plans and runs the attempts; an error answer (with the attempts header) when none serves,
+    /// and whether an attempt failed in a way a retry may end (then a later refusal is not the
+    /// request's final outcome).
     async fn route_chat<P: Clock + Upstream>(
         &self,
         p: &P,
@@ -258,7 +261,7 @@ impl Gateway {
         summary: &ChatSummary,
         opts: &RoutingOptions,
         ids: Ids<'_>,
-    ) -> Result<Outbound<P::Body>, GatewayError> {
+    ) -> Result<(Outbound<P::Body>, bool), GatewayError> {
         let started = p.now_ms();
         let plan = {
             let breakers = self.breakers.borrow();
@@ -359,7 +362,7 @@ impl Gateway {
                     Ok(served) => {
                         report.record(attempt, AttemptOutcome::Status(200), latency);
                         self.breakers.borrow_mut().record_success(breaker);
-                        return Ok(self.answer(served, &report, attempt, ids));
+                        return Ok((self.answer(served, &report, attempt, ids), false));
                     }
                     Err(failure) => {
                         report.record(attempt, failure.outcome, latency);
@@ -474,12 +477,13 @@ impl Gateway {
         let error = error
             .unwrap_or_else(|| GatewayError::bad_gateway("No provider could serve the request."));
         let mut out = error_response(&error);
-        if report.any_retryable() {
+        let retry_may_differ = report.any_retryable();
+        if retry_may_differ {
             // The last error may be final, an earlier provider's was not: the client may retry.
             out.headers.retain(|(name, _)| *name != "x-should-retry");
         }
         out.headers.push(("x-switchyard-attempts", report.header()));
-        Ok(out)
+        Ok((out, retry_may_differ))
     }
 
     /// The client's answer from a served attempt, with routing metadata and headers.
@@ -595,7 +599,7 @@ impl Gateway {
                                 // The gateway's own Vertex settings: nothing was sent.
                                 _ => AttemptOutcome::Misconfigured,
                             };
-                            Failure::new(outcome, e)
+                            Failure::new(outcome, e.with_provider(provider.name))
                         })?,
                     _ => (api_key, cfg.base_url.clone(), false),
                 };

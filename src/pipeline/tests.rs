@@ -1821,6 +1821,23 @@ fn idempotent_requests_replay_the_first_outcome_and_refuse_a_different_body() {
         replayed.header("x-switchyard-idempotent-replay"),
         Some("true")
     );
+    // A refusal by a fallback after the primary failed in a way a retry may end is not kept:
+    // the primary may serve the same body next time.
+    let req4 = |body: &str| with_key("order-45", body);
+    let with_fallback = gpt(r#","providerOptions":{"gateway":{"models":["xai/grok-3"]}}"#);
+    for _ in 0..2 {
+        w.reply(reply(503, "application/json", "{}"));
+    }
+    w.reply(reply(
+        400,
+        "application/json",
+        r#"{"error":{"message":"context too long for grok","type":"invalid_request_error"}}"#,
+    ));
+    assert_eq!(req4(&with_fallback).status, 400);
+    w.reply(reply(200, "application/json", OK_JSON));
+    let served = req4(&with_fallback);
+    assert_eq!(served.status, 200);
+    assert_eq!(served.header("x-switchyard-idempotent-replay"), None);
 }
 
 /// Several keys for one provider: a rate-limited key moves the request to the next key of the
