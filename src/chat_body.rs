@@ -167,6 +167,15 @@ pub fn too_complex(json: &[u8]) -> bool {
     json.len() > 64 * 1024 && json_values(json) > MAX_PROVIDER_VALUES
 }
 
+/// The failure for a provider's `what` ("an answer", "a stream event") that is [`too_complex`]:
+/// a 502 (the caller names the provider), so another attempt may serve.
+pub fn too_complex_error(what: &str) -> crate::error::GatewayError {
+    crate::error::GatewayError::bad_gateway(format!(
+        "The provider sent {what} of more than {MAX_PROVIDER_VALUES} JSON values, more than the \
+         gateway parses."
+    ))
+}
+
 /// About how many values `json` holds (objects and arrays, and the members and elements in
 /// them), counted without parsing it: what turning it into a tree will cost. Text inside
 /// strings is not counted.

@@ -712,12 +712,7 @@ impl Gateway {
                     }
                 }
                 Some(_) if crate::chat_body::too_complex(&bytes) => {
-                    Err(malformed(GatewayError::bad_gateway(format!(
-                        "The provider `{}` returned an answer of more than {} JSON values, \
-                         more than the gateway translates.",
-                        provider.name,
-                        crate::chat_body::MAX_PROVIDER_VALUES
-                    ))))
+                    Err(malformed(crate::chat_body::too_complex_error("an answer")))
                 }
                 Some(n) => {
                     let mut answer = n.translate_response(&bytes).map_err(malformed)?;

@@ -150,15 +150,6 @@ impl TranslatedStream {
     }
 }
 
-/// A stream event too complex to translate ([`crate::chat_body::MAX_PROVIDER_VALUES`]).
-fn too_complex_event() -> GatewayError {
-    GatewayError::bad_gateway(format!(
-        "The provider sent a stream event of more than {} JSON values, more than the gateway \
-         translates.",
-        crate::chat_body::MAX_PROVIDER_VALUES
-    ))
-}
-
 impl StreamTransform for TranslatedStream {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         if self.closed() {
@@ -167,7 +158,10 @@ impl StreamTransform for TranslatedStream {
         self.decoder.feed(chunk);
         while let Some(ev) = self.decoder.next_event() {
             if crate::chat_body::too_complex(ev.data.as_bytes()) {
-                self.parts.push(StreamPart::Error(too_complex_event()));
+                self.parts
+                    .push(StreamPart::Error(crate::chat_body::too_complex_error(
+                        "a stream event",
+                    )));
             } else {
                 self.translator.on_event(&ev, &mut self.parts);
             }
@@ -190,7 +184,10 @@ impl StreamTransform for TranslatedStream {
         if upstream_error.is_none() {
             while let Some(ev) = self.decoder.finish() {
                 if crate::chat_body::too_complex(ev.data.as_bytes()) {
-                    self.parts.push(StreamPart::Error(too_complex_event()));
+                    self.parts
+                        .push(StreamPart::Error(crate::chat_body::too_complex_error(
+                            "a stream event",
+                        )));
                     break;
                 }
                 self.translator.on_event(&ev, &mut self.parts);

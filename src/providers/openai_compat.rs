@@ -84,13 +84,8 @@ impl PassThroughStream {
             return;
         }
         if crate::chat_body::too_complex(data.as_bytes()) {
-            let error = GatewayError::bad_gateway(format!(
-                "The provider `{}` sent a stream event of more than {} JSON values before any \
-                 content.",
-                self.provider,
-                crate::chat_body::MAX_PROVIDER_VALUES
-            ))
-            .with_provider(self.provider);
+            let error =
+                crate::chat_body::too_complex_error("a stream event").with_provider(self.provider);
             self.progress = Progress::Failed {
                 error,
                 retryable: true,
