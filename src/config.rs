@@ -18,6 +18,12 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 600_000;
 /// Default time for a whole request, every attempt included: room for one fallback after an
 /// attempt that ran to its timeout.
 pub const DEFAULT_TOTAL_TIMEOUT_MS: u64 = 900_000;
+/// Default longest silence of a provider once its stream has started delivering content: two
+/// minutes. Before content the attempt's timeout applies (and the attempt can still fall back);
+/// after it, a provider that stops sending would otherwise hold the client's request open for as
+/// long as the connection lives. Providers that pause on purpose send keep-alives (Anthropic's
+/// `ping`), which count. Override with `STREAM_IDLE_TIMEOUT_MS` (0: no limit).
+pub const DEFAULT_STREAM_IDLE_TIMEOUT_MS: u64 = 120_000;
 /// Default time a gateway-key lookup stays cached in the isolate; override with `KEY_CACHE_TTL_MS`.
 pub const DEFAULT_KEY_CACHE_TTL_MS: u64 = 30_000;
 
@@ -61,6 +67,8 @@ pub struct Config {
     pub timeout_ms: u64,
     /// Whole-request time unless a request says otherwise (`DEFAULT_TOTAL_TIMEOUT_MS`).
     pub total_timeout_ms: u64,
+    /// Longest silence of a stream after its content started (`STREAM_IDLE_TIMEOUT_MS`; 0: none).
+    pub stream_idle_timeout_ms: u64,
     /// Consecutive failures that open a provider's breaker (`BREAKER_THRESHOLD`).
     pub breaker_threshold: u32,
     /// How long an open breaker keeps a provider out (`BREAKER_COOLDOWN_MS`).
@@ -181,6 +189,11 @@ impl Config {
             DEFAULT_TOTAL_TIMEOUT_MS,
             1..=MAX_SETTING_MS,
         );
+        let stream_idle_timeout_ms = number(
+            "STREAM_IDLE_TIMEOUT_MS",
+            DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+            0..=MAX_SETTING_MS,
+        );
         // 0 switches the breakers off.
         let breaker_threshold = match number("BREAKER_THRESHOLD", 3, 0..=1000) {
             0 => u32::MAX,
@@ -224,6 +237,7 @@ impl Config {
             retry,
             timeout_ms,
             total_timeout_ms,
+            stream_idle_timeout_ms,
             breaker_threshold,
             breaker_cooldown_ms,
             weights,
@@ -297,6 +311,7 @@ impl std::fmt::Debug for Config {
             .field("key_cache_ttl_ms", &self.key_cache_ttl_ms)
             .field("retry", &self.retry)
             .field("timeout_ms", &self.timeout_ms)
+            .field("stream_idle_timeout_ms", &self.stream_idle_timeout_ms)
             .field("weights", &self.weights)
             .finish()
     }
@@ -511,6 +526,7 @@ pub(crate) mod tests {
         assert!(!c.cors_allows("https://evil.example"));
         assert_eq!(c.max_request_bytes, 1024);
         assert_eq!(c.key_cache_ttl_ms, DEFAULT_KEY_CACHE_TTL_MS);
+        assert_eq!(c.stream_idle_timeout_ms, DEFAULT_STREAM_IDLE_TIMEOUT_MS);
         assert_eq!(
             c.provider("vertex").unwrap().base_url,
             "https://aiplatform.googleapis.com"
@@ -609,6 +625,7 @@ pub(crate) mod tests {
             ("DEFAULT_TOTAL_TIMEOUT_MS", "6e5"),
             ("MAX_REQUEST_BYTES", "10MB"),
             ("KEY_CACHE_TTL_MS", "99999999999"),
+            ("STREAM_IDLE_TIMEOUT_MS", "-5"),
             ("BREAKER_THRESHOLD", "0"),
             (
                 "ROUTING_WEIGHTS",
@@ -633,6 +650,7 @@ pub(crate) mod tests {
         assert_eq!(c.total_timeout_ms, DEFAULT_TOTAL_TIMEOUT_MS);
         assert_eq!(c.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
         assert_eq!(c.key_cache_ttl_ms, MAX_SETTING_MS);
+        assert_eq!(c.stream_idle_timeout_ms, DEFAULT_STREAM_IDLE_TIMEOUT_MS);
         assert_eq!(c.breaker_threshold, u32::MAX, "0 switches breakers off");
         assert_eq!(c.weights.len(), 1, "the good entry kept: {:?}", c.weights);
         assert_eq!(

@@ -254,6 +254,21 @@ impl GatewayError {
         .expect("error body serializes")
     }
 
+    /// This error as the end of a provider's stream cut short (`stream_interrupted`, one code
+    /// for every protocol); a provider that went quiet for longer than the stream idle timeout
+    /// (`upstream` a [`FetchError::Timeout`]) makes it a timeout.
+    pub fn interrupted(mut self, upstream: Option<&crate::platform::FetchError>) -> Self {
+        if matches!(upstream, Some(crate::platform::FetchError::Timeout)) {
+            self.kind = ErrorKind::Timeout;
+            self.status = 504;
+            self.message.push_str(
+                " The provider sent nothing for longer than the gateway's stream idle timeout \
+                 (`STREAM_IDLE_TIMEOUT_MS`).",
+            );
+        }
+        self.with_code("stream_interrupted")
+    }
+
     /// The same error as one SSE event, for failures after a stream has started.
     pub fn to_sse_event(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.message.len() + 96);

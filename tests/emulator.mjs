@@ -745,6 +745,8 @@ export async function startEmulator({ port = 0, host = '127.0.0.1', record = tru
    *   stream         array of stream events: objects are framed per protocol, strings written as is
    *                  ('[DONE]' → 'data: [DONE]\n\n'), { raw } written as is
    *   cutAfter: N    send N events then destroy the socket (with `stream`, or the default stream)
+   *   stallAfter: N  send N events then nothing more, the connection kept open (until the client
+   *                  goes away or close()); `entry.stalled` says it happened
    *   errorAfter: N  send N events then the protocol's mid-stream error event and end
    *                  (with continueAfterError: true, the rest of the answer follows the error)
    *   eventDelayMs   pause between stream events
@@ -828,6 +830,10 @@ export async function startEmulator({ port = 0, host = '127.0.0.1', record = tru
     let flushed = Promise.resolve();
     for (let i = 0; i < list.length; i++) {
       if (cutAfter !== undefined && i >= cutAfter) break;
+      if (opts.rule?.stallAfter !== undefined && i >= opts.rule.stallAfter) {
+        entry.stalled = true;
+        return; // the response stays open; close() or the client's going away ends it
+      }
       if (i > 0 && eventDelayMs > 0) await sleep(eventDelayMs);
       if (entry.clientClosed || res.destroyed) return;
       let frame = frameEvent(protocol, list[i], { geminiArray, lineEnding: opts.rule?.lineEnding });
@@ -894,6 +900,7 @@ export async function startEmulator({ port = 0, host = '127.0.0.1', record = tru
       clientClosed: false,
       closedAt: null,
       serverClosed: false,
+      stalled: false,
     };
     if (url.pathname.startsWith('/__emulator/')) return control(req, res, entry);
 

@@ -233,7 +233,7 @@ test('token endpoint: jwt-bearer grant recorded and answered', async () => {
   assert.equal(bad.status, 400);
 });
 
-test('faults: reset, malformed, cutAfter, hang, and client abort is observed', async () => {
+test('faults: reset, malformed, cutAfter, stallAfter, hang, and client abort is observed', async () => {
   const req = { model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] };
   emu.script({ reset: true });
   await assert.rejects(post('/v1/chat/completions', req, OPENAI_AUTH));
@@ -247,6 +247,23 @@ test('faults: reset, malformed, cutAfter, hang, and client abort is observed', a
   const cut = await post('/v1/chat/completions', { ...req, stream: true }, OPENAI_AUTH);
   await assert.rejects(cut.text());
   assert.equal(emu.requests.at(-1).eventsSent, 2);
+
+  emu.script({ stallAfter: 2 });
+  const stalledResponse = await fetch(emu.url + '/v1/chat/completions', {
+    method: 'POST',
+    headers: { ...OPENAI_AUTH, 'content-type': 'application/json' },
+    body: JSON.stringify({ ...req, stream: true }),
+    signal: AbortSignal.timeout(500),
+  });
+  let stalledText = '';
+  const stallDecoder = new TextDecoder();
+  await assert.rejects(async () => {
+    for await (const piece of stalledResponse.body) stalledText += stallDecoder.decode(piece, { stream: true });
+  }, { name: 'TimeoutError' });
+  assert.equal(stalledText.split('\n\n').filter((e) => e.startsWith('data:')).length, 2, stalledText);
+  const stalled = await emu.waitForRequest((r) => r.stalled && r.clientClosed);
+  assert.equal(stalled.eventsSent, 2);
+  assert.equal(stalled.finished, false);
 
   emu.script({ hang: true });
   const hungRequest = fetch(emu.url + '/v1/chat/completions', {

@@ -584,7 +584,7 @@ describe('stream faults', () => {
     }
   });
 
-  test('once content has started, no gateway timer cuts a slow stream', async () => {
+  test('once content has started, the attempt and request timeouts no longer cut a slow stream', async () => {
     emu.script({
       match: { model: 'gpt-4o' },
       eventDelayMs: 600,
@@ -602,6 +602,58 @@ describe('stream faults', () => {
     assert.deepEqual(out.finishReasons, ['stop']);
     const [call] = upstreamCalls();
     assert.ok(call.finished && !call.clientClosed, 'the provider finished its stream');
+  });
+
+  test('a provider silent past STREAM_IDLE_TIMEOUT_MS after content: routing, a stream_interrupted error, [DONE]; its request cancelled', async () => {
+    const idle = await startGateway({ emulatorUrl: emu.url, bindings: baseBindings({ STREAM_IDLE_TIMEOUT_MS: '700' }) });
+    try {
+      const k = await idle.createKey('idle');
+      // Gaps under the limit pass, however long the stream takes in all.
+      emu.script({
+        match: { model: 'gpt-4o' },
+        eventDelayMs: 400,
+        stream: [oaChunk({ role: 'assistant', content: 'A' }), oaChunk({ content: 'B' }), oaChunk({ content: 'C' }), oaChunk({ content: 'D' }), oaChunk({}, 'stop'), '[DONE]'],
+      });
+      const slow = await drain(await client(idle, k).chat.completions.create({ model: GPT, messages: userMessage('steady'), stream: true }));
+      assert.equal(slow.error, null, String(slow.error));
+      assert.equal(slow.text, 'ABCD', 'five 400 ms gaps (2 s in all) under a 700 ms idle limit');
+      assert.deepEqual(slow.finishReasons, ['stop']);
+
+      // OpenAI-compatible: three events (role, two words), then nothing, the connection open.
+      emu.reset();
+      emu.script({ match: { model: 'gpt-4o' }, stallAfter: 3 });
+      const started = Date.now();
+      const res = await rawStream({ model: GPT, messages: userMessage('go quiet now please') }, { gateway: idle, apiKey: k });
+      const waited = Date.now() - started;
+      assert.equal(res.cut, null, `the gateway ended the stream itself (${res.cut?.message})`);
+      const { events } = res;
+      assert.equal(events.at(-1), '[DONE]');
+      assert.equal(events.filter((e) => e === '[DONE]').length, 1);
+      const error = events.at(-2)?.error;
+      assert.ok(error, `an error event right before [DONE]: ${res.text.slice(-400)}`);
+      assert.equal(error.code, 'stream_interrupted');
+      assert.match(error.message, /STREAM_IDLE_TIMEOUT_MS/);
+      assert.ok(events.at(-3)?.providerMetadata?.gateway?.routing, 'the routing chunk comes right before the error event');
+      assert.equal(events.slice(0, -3).map((e) => e.choices?.[0]?.delta?.content ?? '').join(''), 'Hello from ');
+      assert.ok(waited >= 700, `not before the idle limit (${waited} ms)`);
+      const [quiet] = upstreamCalls();
+      assert.ok(quiet.stalled);
+      assert.ok(await emu.waitFor(() => quiet.clientClosed, 3000).catch(() => false), 'the silent provider request was cancelled');
+
+      // Translated (Anthropic): the SDK sees the text, then an error, never a finish.
+      emu.reset();
+      emu.script({ match: { path: ANTHROPIC_PATH }, stallAfter: 5 });
+      const out = await drain(await client(idle, k).chat.completions.create({ model: CLAUDE, messages: userMessage('go quiet'), stream: true }));
+      assert.equal(out.text, 'Hello from ');
+      assert.ok(out.error instanceof OpenAI.APIError, `the SDK throws an APIError (got ${out.error?.constructor?.name}: ${out.error?.message})`);
+      assert.match(out.error.message, /STREAM_IDLE_TIMEOUT_MS/);
+      assert.deepEqual(out.finishReasons, []);
+      assert.deepEqual(providersCalled(), ['anthropic'], 'no fallback once content was sent');
+      const [anthropic] = upstreamCalls();
+      assert.ok(await emu.waitFor(() => anthropic.clientClosed, 3000).catch(() => false), 'the silent provider request was cancelled');
+    } finally {
+      await idle.dispose();
+    }
   });
 
   test('OpenAI-compatible stream: an error event before content falls back; a cut after content ends with routing, error, one [DONE]', async () => {

@@ -40,6 +40,7 @@ extern "C" {
         on_end: &JsValue,
         on_done: JsValue,
         client_gone: &web_sys::AbortSignal,
+        idle_ms: f64,
     ) -> js_sys::Array;
 }
 
@@ -47,11 +48,13 @@ extern "C" {
 /// (one synchronous call into the core per chunk), written by a JS read loop into workerd's
 /// native `IdentityTransformStream`. Returns the readable side and a promise that settles when
 /// the provider's stream is done (for `waitUntil`). A client that goes away cancels the
-/// provider's body.
+/// provider's body. A provider silent for `idle_timeout_ms` (0: no limit) is cancelled and the
+/// stream ends as timed out.
 pub fn client_stream(
     prefix: Vec<u8>,
     body: EdgeBody,
     transform: Box<dyn StreamTransform>,
+    idle_timeout_ms: u64,
     client_gone: &web_sys::AbortSignal,
 ) -> Result<(web_sys::ReadableStream, js_sys::Promise), JsValue> {
     let transform = Rc::new(RefCell::new(transform));
@@ -80,7 +83,12 @@ pub fn client_stream(
     let on_end = {
         let transform = transform.clone();
         Closure::<dyn FnMut(JsValue) -> js_sys::Uint8Array>::new(move |error: JsValue| {
-            let error = error.as_string().map(FetchError::Network);
+            // undefined: a clean end; null: the provider went quiet; else the failure's message.
+            let error = if error.is_null() {
+                Some(FetchError::Timeout)
+            } else {
+                error.as_string().map(FetchError::Network)
+            };
             let mut out = Vec::new();
             transform.borrow_mut().finish(&mut out, error.as_ref());
             js_sys::Uint8Array::from(out.as_slice())
@@ -101,6 +109,7 @@ pub fn client_stream(
         &end_fn,
         on_done,
         client_gone,
+        idle_timeout_ms as f64,
     );
     Ok((pair.get(0).unchecked_into(), pair.get(1).unchecked_into()))
 }

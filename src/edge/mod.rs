@@ -152,8 +152,10 @@ fn to_response(
             prefix,
             body,
             transform,
+            idle_timeout_ms,
         } => {
-            let (stream, done) = body::client_stream(prefix, body, transform, client_gone)?;
+            let (stream, done) =
+                body::client_stream(prefix, body, transform, idle_timeout_ms, client_gone)?;
             // Keep the request alive until the provider's stream is done with.
             ctx.wait_until(async move {
                 let _ = wasm_bindgen_futures::JsFuture::from(done).await;

@@ -8,10 +8,13 @@ const FAILED_TAIL = new TextEncoder().encode(
 // send the chunk unchanged, or null once the client's stream is complete, which stops reading
 // and cancels the provider's request) into workerd's native IdentityTransformStream, whose
 // readable side is the response body. `onEnd(error)` gives the stream's closing bytes (error:
-// undefined for a clean end, else a message). `onDone()` runs once, last. A client that goes away makes a write
-// fail; the reader is then cancelled, which cancels the provider's request. `clientGone` (the
-// inbound request's signal) says so at once, also while the provider is quiet.
-export function pump(source, prefix, onChunk, onEnd, onDone, clientGone) {
+// undefined for a clean end, null when the provider went quiet, else a message). `onDone()`
+// runs once, last. A client that goes away makes a write fail; the reader is then cancelled, which cancels the provider's request. `clientGone` (the
+// inbound request's signal) says so at once, also while the provider is quiet. A provider that
+// sends nothing for `idleMs` while the loop waits on it (0: no limit; time spent waiting for
+// the client to take a chunk does not count) is cancelled and the stream ends through
+// `onEnd(null)`: timed out. One timer per stream, re-armed only when it fires.
+export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs) {
   let out, writer, reader;
   try {
     out = new IdentityTransformStream();
@@ -33,6 +36,18 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone) {
   writer.closed.catch((e) => reader.cancel(e).catch(() => {}));
   // One write per chunk, awaited: the next read waits until the client side has taken it.
   const write = (bytes) => (bytes.byteLength ? writer.write(bytes) : undefined);
+  // When the pending read was issued (0: no read pending), and whether the idle timer fired.
+  let waitingSince = 0, stalled = false, idle;
+  const watch = () => {
+    const left = waitingSince ? waitingSince + idleMs - Date.now() : idleMs;
+    if (left > 0) {
+      idle = setTimeout(watch, left);
+      return;
+    }
+    stalled = true;
+    reader.cancel(new Error('the provider sent nothing for too long')).catch(() => {});
+  };
+  if (idleMs > 0) idle = setTimeout(watch, idleMs);
   const done = (async () => {
     let ended = false;
     try {
@@ -40,10 +55,17 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone) {
       for (;;) {
         let next;
         try {
+          waitingSince = Date.now();
           next = await reader.read();
         } catch (e) {
           ended = true;
-          await write(onEnd(String((e && e.message) || e || 'the stream broke')));
+          await write(onEnd(stalled ? null : String((e && e.message) || e || 'the stream broke')));
+          break;
+        }
+        waitingSince = 0;
+        if (stalled) {
+          ended = true; // (the cancelled read reports a plain end)
+          await write(onEnd(null));
           break;
         }
         if (next.done) break;
@@ -68,6 +90,7 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone) {
         try { await writer.abort(e); } catch {}
       }
     } finally {
+      clearTimeout(idle);
       onDone();
     }
   })();

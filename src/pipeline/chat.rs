@@ -529,6 +529,7 @@ impl Gateway {
                     prefix,
                     body,
                     transform,
+                    idle_timeout_ms: self.config.stream_idle_timeout_ms,
                 }
             }
         };

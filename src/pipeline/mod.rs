@@ -76,6 +76,9 @@ pub enum OutBody<B> {
         prefix: Vec<u8>,
         body: B,
         transform: Box<dyn StreamTransform>,
+        /// Longest silence of the provider from here on before the stream is ended as timed
+        /// out (ms; 0: none). The content has started: no fallback is possible any more.
+        idle_timeout_ms: u64,
     },
 }
 

@@ -292,6 +292,7 @@ impl World {
                 prefix,
                 mut body,
                 mut transform,
+                ..
             } => {
                 let mut o = prefix;
                 let mut broke = None;

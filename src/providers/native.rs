@@ -194,7 +194,13 @@ impl StreamTransform for TranslatedStream {
             }
         }
         // A stream cut short makes the translator report an error part; never a fake finish.
+        let from = self.parts.len();
         self.translator.finish(&mut self.parts);
+        for part in &mut self.parts[from..] {
+            if let StreamPart::Error(e) = part {
+                *e = e.clone().interrupted(upstream_error);
+            }
+        }
         self.flush(out);
         self.encoder.finish(out);
     }
@@ -285,6 +291,46 @@ mod tests {
         assert!(whole
             .iter()
             .all(|c| c == "[DONE]" || c["model"] == "anthropic/m"));
+    }
+
+    #[test]
+    fn a_stream_cut_or_gone_quiet_after_content_ends_with_stream_interrupted() {
+        let content_end = first_content_end();
+        let ends = |upstream: Option<&FetchError>, stream: &[u8]| {
+            let mut t = TranslatedStream::new(
+                Native::Anthropic,
+                ChunkEncoder::new("gen_x", "anthropic/m", 1, true),
+            );
+            let mut out = Vec::new();
+            t.push(stream, &mut out);
+            t.finish(&mut out, upstream);
+            let events = decode_pieces(&[&out]);
+            assert_eq!(events.last().unwrap().data, "[DONE]");
+            serde_json::from_str::<serde_json::Value>(&events[events.len() - 2].data).unwrap()
+        };
+        let started = &ANTHROPIC[..content_end];
+        // Cut (network, or a plain end before message_stop): one code for every protocol.
+        for cut in [Some(&FetchError::Network("reset".into())), None] {
+            let e = ends(cut, started);
+            assert_eq!(e["error"]["code"], "stream_interrupted", "{cut:?}: {e}");
+            assert_eq!(e["error"]["type"], "server_error", "{e}");
+            assert!(
+                !e["error"]["message"].as_str().unwrap().contains("idle"),
+                "{e}"
+            );
+        }
+        // Gone quiet (the edge's idle timer): a timeout that says which setting cut it.
+        let e = ends(Some(&FetchError::Timeout), started);
+        assert_eq!(e["error"]["code"], "stream_interrupted", "{e}");
+        assert_eq!(e["error"]["type"], "server_error", "{e}");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("message_stop") && message.contains("STREAM_IDLE_TIMEOUT_MS"),
+            "{message}"
+        );
+        // A stream that had finished before the provider went quiet ends cleanly.
+        let whole = ends(Some(&FetchError::Timeout), ANTHROPIC);
+        assert!(whole["error"].is_null(), "{whole}");
     }
 
     /// The end of `ANTHROPIC`'s first content event (its text delta).

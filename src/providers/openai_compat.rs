@@ -482,15 +482,11 @@ impl StreamTransform for PassThroughStream {
             }
         }
         if upstream_error.is_some() || !self.saw_finish || cut {
-            let why = match upstream_error {
-                Some(FetchError::Timeout) => "timed out",
-                _ => "ended before completing",
-            };
             let error = GatewayError::bad_gateway(format!(
-                "The stream from the provider `{}` {why}.",
+                "The stream from the provider `{}` ended before completing.",
                 self.provider
             ))
-            .with_code("stream_interrupted");
+            .interrupted(upstream_error);
             self.fail(error, out);
             return;
         }
@@ -741,6 +737,31 @@ mod tests {
         assert_eq!(last["providerMetadata"], serde_json::json!({"g": 1}));
         assert!(last["usage"].is_null());
         assert_eq!(last["choices"][0]["delta"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn a_stream_gone_quiet_after_content_ends_as_timed_out_naming_the_setting() {
+        let at = STREAM.find("finish_reason\":\"stop").unwrap();
+        // (whole events only: the idle timer fires between reads)
+        let started = &STREAM.as_bytes()[..STREAM[..at].rfind("\n\n").unwrap() + 2];
+        let mut t = PassThroughStream::new("openai");
+        let mut out = Vec::new();
+        t.push(started, &mut out);
+        t.finish(&mut out, Some(&FetchError::Timeout));
+        let events = decode_pieces(&[&out]);
+        assert!(events.last().unwrap().is_done());
+        let err: serde_json::Value = serde_json::from_str(&events[events.len() - 2].data).unwrap();
+        assert_eq!(err["error"]["code"], "stream_interrupted", "{err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains("STREAM_IDLE_TIMEOUT_MS"), "{message}");
+        // A finished stream whose provider keeps the connection open is whole, not cut.
+        let mut t = PassThroughStream::new("openai");
+        let mut out = Vec::new();
+        t.push(STREAM.as_bytes(), &mut out);
+        t.finish(&mut out, Some(&FetchError::Timeout));
+        assert!(!String::from_utf8(out)
+            .unwrap()
+            .contains("stream_interrupted"));
     }
 
     #[test]
