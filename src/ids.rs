@@ -16,6 +16,13 @@ pub fn prefixed(prefix: &str, now_ms: u64, random: [u8; 10]) -> String {
     s
 }
 
+/// Whether `s` is an id [`prefixed`] could have made with `prefix` (`key_` and a ULID).
+pub fn is_prefixed(prefix: &str, s: &str) -> bool {
+    s.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|u| u.len() == 26 && ulid::Ulid::from_string(u).is_ok())
+}
+
 /// A client's `x-request-id`, kept when it is short printable ASCII, else `None`.
 pub fn sanitize_request_id(value: &str) -> Option<&str> {
     let ok = !value.is_empty()
@@ -50,6 +57,27 @@ mod tests {
             .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
         assert!(a < b, "later ids sort after earlier ones");
         assert_ne!(prefixed("gen", 5, [1; 10]), prefixed("gen", 5, [2; 10]));
+    }
+
+    #[test]
+    fn prefixed_ids_are_recognised() {
+        let id = prefixed("key", 1_700_000_000_000, [7; 10]);
+        assert!(is_prefixed("key", &id));
+        assert!(!is_prefixed("gen", &id));
+        for not in [
+            "key_",
+            "key",
+            "",
+            "key_01",
+            &format!("{id}0"),
+            &id.replace("key_", "key-"),
+        ] {
+            assert!(!is_prefixed("key", not), "{not}");
+        }
+        assert!(
+            !is_prefixed("key", &format!("key_{}", "U".repeat(26))),
+            "not base32"
+        );
     }
 
     #[test]

@@ -131,7 +131,7 @@ async fn store<P: Kv>(p: &P, rec: &KeyRecord) -> Result<(), GatewayError> {
         ));
     }
     // The listed entry first: should the second write fail, the key is listed (and can be
-    // deleted or fixed) rather than working unlisted.
+    // deleted; it never worked, and an update answers 404) rather than working unlisted.
     p.put(&format!("{BY_ID}{}", rec.id), &json, Some(&view), None)
         .await
         .map_err(GatewayError::key_store)?;
@@ -141,6 +141,13 @@ async fn store<P: Kv>(p: &P, rec: &KeyRecord) -> Result<(), GatewayError> {
 }
 
 async fn load<P: Kv>(p: &P, id: &str) -> Result<KeyRecord, GatewayError> {
+    if !ids::is_prefixed("key", id) {
+        // Not one of ours (KV would refuse a name this long, say): not looked up, not echoed
+        // (it may be a secret pasted in the wrong place).
+        return Err(GatewayError::not_found(
+            "No gateway key has this id (key ids look like `key_01J…`, as POST /admin/keys returned).",
+        ));
+    }
     let json = p
         .get(&format!("{BY_ID}{id}"))
         .await

@@ -42,11 +42,27 @@ fn cors_allowed_headers(asked: Option<&str>) -> String {
     }
 }
 
+/// Debug output never shows the credential the request carries.
+impl std::fmt::Debug for Inbound<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("authorization", &self.authorization.map(|_| "<redacted>"))
+            .field("request_id", &self.request_id)
+            .field("origin", &self.origin)
+            .field("content_length", &self.content_length)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("cors_request_headers", &self.cors_request_headers)
+            .finish()
+    }
+}
+
 /// A JSON answer: status and body.
 type Json = (u16, Vec<u8>);
 
 /// The parts of an inbound request the gateway reads (the edge copies just these few headers).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Default, Clone, Copy)]
 pub struct Inbound<'a> {
     pub method: &'a str,
     /// The full URL or just the path, with or without a query.
@@ -398,7 +414,12 @@ impl Gateway {
                     (Route::Key(id), _) => self.delete_key(p, &id).await,
                     _ => unreachable!("methods were checked against the route"),
                 };
-                answer.map(json)
+                // A new key's secret, and key listings, are for the caller alone: no cache
+                // (a browser's, a proxy's) keeps them.
+                answer.map(json).map(|mut out| {
+                    out.headers.push(("cache-control", "no-store".to_owned()));
+                    out
+                })
             }
             Route::Teams => {
                 self.authenticate_admin(req)?;

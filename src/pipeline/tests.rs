@@ -96,8 +96,17 @@ impl Upstream for Fake {
     }
 }
 
+/// Workers KV refuses key names over 512 bytes (the fake does as KV does).
+fn kv_key_fits(key: &str) -> Result<(), GatewayError> {
+    if key.len() > 512 {
+        return Err(GatewayError::internal("KV: key name longer than 512 bytes"));
+    }
+    Ok(())
+}
+
 impl Kv for Fake {
     async fn get(&self, key: &str) -> Result<Option<String>, GatewayError> {
+        kv_key_fits(key)?;
         self.kv_reads.set(self.kv_reads.get() + 1);
         let value = self.kv.borrow().get(key).map(|(v, _)| v.clone());
         if self.kv_lookups_yield.get() && key.starts_with("keys/hash/") {
@@ -112,11 +121,13 @@ impl Kv for Fake {
         meta: Option<&str>,
         _ttl: Option<u64>,
     ) -> Result<(), GatewayError> {
+        kv_key_fits(key)?;
         let entry = (value.to_owned(), meta.map(str::to_owned));
         self.kv.borrow_mut().insert(key.to_owned(), entry);
         Ok(())
     }
     async fn delete(&self, key: &str) -> Result<(), GatewayError> {
+        kv_key_fits(key)?;
         if self
             .kv_delete_fails
             .get()
@@ -213,6 +224,9 @@ struct Answer {
 impl Answer {
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -345,6 +359,7 @@ impl World {
     fn new_key(&self) -> (String, String) {
         let a = self.call("POST", "/admin/keys", Some(ADMIN), r#"{"name":"ci"}"#);
         assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.header("cache-control"), Some("no-store"), "the secret");
         let v = a.json();
         (
             v["id"].as_str().unwrap().to_owned(),
@@ -368,6 +383,7 @@ fn key_lifecycle_create_list_use_revoke() {
     // listed without the secret or its hash
     let list = w.call("GET", "/admin/keys", Some(ADMIN), "");
     assert_eq!(list.status, 200);
+    assert_eq!(list.header("cache-control"), Some("no-store"));
     let text = String::from_utf8(list.body.clone()).unwrap();
     assert!(!text.contains(&key) && !text.contains(&crate::auth::hash_secret(&key)));
     assert_eq!(list.json()["data"][0]["id"], id);
@@ -402,6 +418,32 @@ fn key_lifecycle_create_list_use_revoke() {
         w.call("GET", "/admin/keys", Some(ADMIN), "").json()["data"],
         json!([])
     );
+}
+
+#[test]
+fn a_key_id_that_is_not_one_of_ours_is_a_404_without_a_lookup_or_an_echo() {
+    let w = World::new();
+    let (id, key) = w.new_key();
+    let inbound = Inbound {
+        authorization: Some(&key),
+        ..Inbound::default()
+    };
+    assert!(
+        !format!("{inbound:?}").contains(&key),
+        "Debug hides the credential"
+    );
+    let long = "a".repeat(600); // longer than KV takes as a key name
+    for bad in [long.as_str(), key.as_str(), "key_nope"] {
+        for (method, body) in [("DELETE", ""), ("PATCH", r#"{"name":"x"}"#)] {
+            let a = w.call(method, &format!("/admin/keys/{bad}"), Some(ADMIN), body);
+            assert_eq!(a.status, 404, "{method} {bad}: {}", a.text());
+            assert_eq!(a.json()["error"]["type"], "invalid_request_error");
+            assert!(!a.text().contains(bad), "{method}: the id is not echoed");
+        }
+    }
+    // The real id still works.
+    let a = w.call("DELETE", &format!("/admin/keys/{id}"), Some(ADMIN), "");
+    assert_eq!(a.status, 200, "{}", a.text());
 }
 
 #[test]
