@@ -320,10 +320,11 @@ pub enum ReasoningEffort {
     Minimal,
     Low,
     Medium,
-    /// `xhigh` (OpenAI's level above `high`) is taken as `high`, the most the translated
-    /// providers offer.
-    #[serde(alias = "xhigh")]
     High,
+    /// OpenAI's level above `high`: Claude models that have it take it (Opus 4.7 and later);
+    /// elsewhere it is `high`, the most those take.
+    #[serde(rename = "xhigh")]
+    XHigh,
 }
 
 impl ReasoningEffort {
@@ -335,6 +336,7 @@ impl ReasoningEffort {
             ReasoningEffort::Low => "low",
             ReasoningEffort::Medium => "medium",
             ReasoningEffort::High => "high",
+            ReasoningEffort::XHigh => "xhigh",
         }
     }
 
@@ -345,7 +347,8 @@ impl ReasoningEffort {
             ReasoningEffort::Minimal => 1024,
             ReasoningEffort::Low => 2048,
             ReasoningEffort::Medium => 8192,
-            ReasoningEffort::High => 16384,
+            // (Gemini 2.5 Flash takes at most 24,576: `xhigh` asks for no more than `high`.)
+            ReasoningEffort::High | ReasoningEffort::XHigh => 16384,
         }
     }
 }
@@ -378,6 +381,9 @@ pub struct ThinkingOptions {
 pub enum ThinkingKind {
     Enabled,
     Disabled,
+    /// The model decides how much to think (Claude 4.6 and later); Anthropic's default depth
+    /// for it is `high`.
+    Adaptive,
 }
 
 /// What the request asks of the model's reasoning, all options folded together.
@@ -511,6 +517,24 @@ impl ChatRequest {
         self.max_completion_tokens.or(self.max_tokens)
     }
 
+    /// The field [`Self::max_output_tokens`] came from, for errors about it.
+    pub fn max_output_tokens_param(&self) -> &'static str {
+        if self.max_completion_tokens.is_some() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        }
+    }
+
+    /// The field an explicit reasoning budget ([`Reasoning::Budget`]) came from.
+    pub fn reasoning_budget_param(&self) -> &'static str {
+        if self.thinking.is_some() {
+            "thinking.budget_tokens"
+        } else {
+            "reasoning.max_tokens"
+        }
+    }
+
     /// True when the client asked for a stream.
     pub fn is_stream(&self) -> bool {
         self.stream == Some(true)
@@ -523,6 +547,7 @@ impl ChatRequest {
                 (ThinkingKind::Disabled, _) => Reasoning::Off,
                 (ThinkingKind::Enabled, Some(b)) => Reasoning::Budget(b),
                 (ThinkingKind::Enabled, None) => Reasoning::Effort(ReasoningEffort::Medium),
+                (ThinkingKind::Adaptive, _) => Reasoning::Effort(ReasoningEffort::High),
             };
         }
         if let Some(r) = &self.reasoning {
@@ -820,6 +845,14 @@ mod tests {
         assert_eq!(r(json!({"model": "m", "messages": []})), Reasoning::Default);
         assert_eq!(
             r(json!({"model": "m", "messages": [], "reasoning_effort": "high"})),
+            Reasoning::Effort(ReasoningEffort::High)
+        );
+        assert_eq!(
+            r(json!({"model": "m", "messages": [], "reasoning_effort": "xhigh"})),
+            Reasoning::Effort(ReasoningEffort::XHigh)
+        );
+        assert_eq!(
+            r(json!({"model": "m", "messages": [], "thinking": {"type": "adaptive"}})),
             Reasoning::Effort(ReasoningEffort::High)
         );
         assert_eq!(

@@ -4,8 +4,9 @@
 //! * `system` and `developer` messages, wherever they appear, become the top-level `system`
 //!   blocks in order; consecutive turns of one role are merged (tool results are user turns).
 //! * Images: `data:` URLs become base64 sources, `http(s)` URLs become url sources; `detail` has
-//!   no Anthropic equivalent and is ignored. PDF files (inline `file_data`) become `document`
-//!   blocks titled by `filename`; other file types, `file_id` and `input_audio` are refused.
+//!   no Anthropic equivalent and is ignored. PDF and plain-text files (inline `file_data`)
+//!   become `document` blocks titled by `filename` (text as a text source, so it must be
+//!   UTF-8); other file types, `file_id` and `input_audio` are refused.
 //! * `response_format: json_schema` maps to native structured outputs
 //!   (`output_config.format`); `json_object` is refused (Anthropic has no schema-less JSON mode).
 //! * Refused: `n > 1`, `logprobs`, `top_logprobs`, `logit_bias`, `seed`, non-zero
@@ -86,7 +87,7 @@ pub(crate) fn build_body(
     body.insert("messages".into(), Value::Array(messages));
     let mut output_config = Map::new();
     if adaptive_thinking(native_model) {
-        let effort = adaptive_effort(req.reasoning());
+        let effort = adaptive_effort(req.reasoning(), native_model);
         let max_tokens = req
             .max_output_tokens()
             .unwrap_or(DEFAULT_MAX_TOKENS + effort.map_or(0, ReasoningEffort::budget_tokens));
@@ -211,14 +212,38 @@ fn adaptive_thinking(native_model: &str) -> bool {
     }
 }
 
+/// Whether a Claude model takes the effort level `xhigh`: Opus from 4.7, every model from
+/// Claude 5 (Anthropic's effort guide; Opus and Sonnet 4.6 stop at `high` below `max`).
+fn takes_xhigh(native_model: &str) -> bool {
+    let id = native_model.split('@').next().unwrap_or(native_model);
+    let Some(rest) = id.strip_prefix("claude-") else {
+        return false;
+    };
+    let mut parts = rest.split('-');
+    let family = parts.next().unwrap_or_default();
+    let major: Option<u32> = parts.next().and_then(|p| p.parse().ok());
+    let minor: Option<u32> = parts
+        .next()
+        .filter(|p| p.len() <= 2)
+        .and_then(|p| p.parse().ok());
+    match major {
+        Some(m) if m >= 5 => family.bytes().all(|b| b.is_ascii_alphabetic()),
+        Some(4) => family == "opus" && minor.is_some_and(|n| n >= 7),
+        _ => false,
+    }
+}
+
 /// The effort level of an adaptive-thinking request (`None`: no thinking asked for). An explicit
 /// token budget becomes the level whose budget covers it: adaptive models take no budget.
-fn adaptive_effort(reasoning: Reasoning) -> Option<ReasoningEffort> {
+fn adaptive_effort(reasoning: Reasoning, native_model: &str) -> Option<ReasoningEffort> {
     let level = match reasoning {
         Reasoning::Default | Reasoning::Off | Reasoning::Effort(ReasoningEffort::None) => {
             return None
         }
         Reasoning::Effort(ReasoningEffort::Minimal) => ReasoningEffort::Low,
+        Reasoning::Effort(ReasoningEffort::XHigh) if !takes_xhigh(native_model) => {
+            ReasoningEffort::High
+        }
         Reasoning::Effort(e) => e,
         Reasoning::Budget(b) if b <= ReasoningEffort::Low.budget_tokens() => ReasoningEffort::Low,
         Reasoning::Budget(b) if b <= ReasoningEffort::Medium.budget_tokens() => {
@@ -235,26 +260,40 @@ fn max_tokens_and_budget(req: &ChatRequest) -> Result<(u64, Option<u64>), Gatewa
         Reasoning::Default | Reasoning::Off => {
             return Ok((given.unwrap_or(DEFAULT_MAX_TOKENS), None))
         }
+        Reasoning::Budget(b) if b < MIN_THINKING_BUDGET => {
+            let param = req.reasoning_budget_param();
+            return Err(GatewayError::invalid_param(
+                param,
+                format!(
+                    "{PROVIDER} needs a reasoning budget of at least {MIN_THINKING_BUDGET} \
+                     tokens; `{param}` is {b}."
+                ),
+            ));
+        }
         Reasoning::Budget(b) => b,
+        // Half the answer's room, at most the level's budget, at least Anthropic's minimum.
         Reasoning::Effort(e) => match given {
-            Some(max) => e.budget_tokens().min(max / 2),
+            Some(max) if max <= MIN_THINKING_BUDGET => {
+                let param = req.max_output_tokens_param();
+                return Err(GatewayError::invalid_param(
+                    param,
+                    format!(
+                        "`{param}` ({max}) leaves no room for reasoning: {PROVIDER} needs a \
+                         budget of at least {MIN_THINKING_BUDGET} tokens below it. Raise it, or \
+                         turn reasoning off."
+                    ),
+                ));
+            }
+            Some(max) => e.budget_tokens().min(max / 2).max(MIN_THINKING_BUDGET),
             None => e.budget_tokens(),
         },
     };
-    if budget < MIN_THINKING_BUDGET {
-        return Err(GatewayError::invalid_param(
-            "reasoning",
-            format!(
-                "{PROVIDER} needs a reasoning budget of at least {MIN_THINKING_BUDGET} tokens \
-                 (and max_tokens above it); got {budget}."
-            ),
-        ));
-    }
     let max = given.unwrap_or(budget.saturating_add(DEFAULT_MAX_TOKENS));
     if max <= budget {
+        let param = req.max_output_tokens_param();
         return Err(GatewayError::invalid_param(
-            "max_tokens",
-            format!("`max_tokens` ({max}) must be larger than the reasoning budget ({budget})."),
+            param,
+            format!("`{param}` ({max}) must be larger than the reasoning budget ({budget})."),
         ));
     }
     Ok((max, Some(budget)))
@@ -481,9 +520,31 @@ fn document_block(data_url: &str, param: &str) -> Result<Value, GatewayError> {
         Some(("application/pdf", data)) => Ok(
             json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": data}}),
         ),
+        Some((mime, data))
+            if mime
+                .split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/plain")) =>
+        {
+            use base64ct::Encoding;
+            let text = base64ct::Base64::decode_vec(data.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| {
+                    GatewayError::invalid_param(
+                        param,
+                        "A `text/plain` file must be UTF-8 text in standard base64.",
+                    )
+                })?;
+            Ok(
+                json!({"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}),
+            )
+        }
         Some((mime, _)) => Err(GatewayError::invalid_param(
             param,
-            format!("Files of type `{mime}` are not supported by {PROVIDER}; send PDFs."),
+            format!(
+                "Files of type `{mime}` are not supported by {PROVIDER}; send PDFs or plain text."
+            ),
         )),
         None => Err(GatewayError::invalid_param(
             param,
@@ -1177,6 +1238,7 @@ mod tests {
                 {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}},
                 {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}},
                 {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBER", "filename": "a.pdf"}},
+                {"type": "file", "file": {"file_data": "data:text/plain;charset=utf-8;base64,SGVsbG8sIOKCrA==", "filename": "n.txt"}},
                 {"type": "text", "text": "Describe."}
             ]}]}),
         );
@@ -1186,9 +1248,25 @@ mod tests {
                 {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
                 {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
                 {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBER"}, "title": "a.pdf"},
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Hello, €"}, "title": "n.txt"},
                 {"type": "text", "text": "Describe."}
             ])
         );
+        for bad in ["data:text/plain;base64,//79", "data:text/plain;base64,%%%"] {
+            let e = build_request(
+                &request(
+                    json!({"model": "m", "messages": [{"role": "user", "content": [
+                    {"type": "file", "file": {"file_data": bad}}]}]}),
+                ),
+                "m",
+            )
+            .unwrap_err();
+            assert_eq!(
+                e.param.as_deref(),
+                Some("messages[0].content[0]"),
+                "{bad}"
+            );
+        }
         assert_eq!(
             b["max_tokens"], DEFAULT_MAX_TOKENS,
             "a default max_tokens is always sent"
@@ -1255,6 +1333,23 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("max_tokens"));
         let e = refused(json!({"model": "m", "messages": [], "reasoning": {"max_tokens": 100}}));
         assert_eq!(e.status, 400);
+        assert_eq!(e.param.as_deref(), Some("reasoning.max_tokens"));
+        let e = refused(
+            json!({"model": "m", "messages": [], "thinking": {"type": "enabled", "budget_tokens": 1000}}),
+        );
+        assert_eq!(e.param.as_deref(), Some("thinking.budget_tokens"));
+        // An effort with little room gets Anthropic's minimum budget, not a refusal.
+        let b = body(
+            json!({"model": "m", "messages": [], "reasoning_effort": "low", "max_completion_tokens": 1500}),
+        );
+        assert_eq!(b["thinking"]["budget_tokens"], MIN_THINKING_BUDGET);
+        assert_eq!(b["max_tokens"], 1500);
+        // No room at all: the length limit the client sent is named.
+        let e = refused(
+            json!({"model": "m", "messages": [], "reasoning_effort": "low", "max_completion_tokens": 1024}),
+        );
+        assert_eq!(e.param.as_deref(), Some("max_completion_tokens"));
+        assert!(e.message.contains("1024"), "{}", e.message);
         // A budget at the top of the range does not wrap around (nor panic): a clear 400.
         let e =
             refused(json!({"model": "m", "messages": [], "reasoning": {"max_tokens": u64::MAX}}));
@@ -1368,6 +1463,24 @@ mod tests {
             json!({"type": "adaptive", "display": "summarized"})
         );
         assert_eq!(b["output_config"]["effort"], "medium");
+        // `xhigh` where the model has it (Opus 4.7 on, Claude 5 on), else `high`.
+        for (model, want) in [
+            ("claude-opus-4-7", "xhigh"),
+            ("claude-opus-4-8@20260601", "xhigh"),
+            ("claude-sonnet-5", "xhigh"),
+            ("claude-opus-4-6", "high"),
+            ("claude-sonnet-4-6", "high"),
+        ] {
+            let b: Value = serde_json::from_slice(
+                &build_request(
+                    &request(json!({"model": "m", "messages": [], "reasoning_effort": "xhigh"})),
+                    model,
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(b["output_config"]["effort"], want, "{model}");
+        }
         // Off, or nothing asked: no thinking field at all (Opus 4.7 refuses `disabled`).
         for off in [json!("none"), Value::Null] {
             let b = build(json!({"model": "m", "messages": [], "reasoning_effort": off}));

@@ -441,8 +441,21 @@ fn generation_config(
     Ok(g)
 }
 
+/// Whether a Gemini model is set by thinking levels (Gemini 3 and later, and the `-latest`
+/// aliases, which name current models) rather than token budgets (2.5 and earlier).
+fn takes_thinking_levels(native_model: &str) -> bool {
+    native_model.strip_prefix("gemini-").is_some_and(|rest| {
+        rest.ends_with("-latest")
+            || rest
+                .split(['-', '.'])
+                .next()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n >= 3)
+    })
+}
+
 fn thinking_config(reasoning: Reasoning, native_model: &str) -> Option<Value> {
-    let gemini_3 = native_model.starts_with("gemini-3");
+    let gemini_3 = takes_thinking_levels(native_model);
     match reasoning {
         Reasoning::Default => None,
         // Gemini 3 and 2.5 Pro cannot stop thinking: the least they take.
@@ -1204,6 +1217,11 @@ mod tests {
             ("minimal", "gemini-3-flash-preview", "minimal"),
             ("none", "gemini-3-pro-preview", "low"),
             ("none", "gemini-3-flash-preview", "minimal"),
+            // Later generations and the `-latest` aliases take levels too; `xhigh` is `high`.
+            ("low", "gemini-4-argon", "low"),
+            ("none", "gemini-pro-latest", "low"),
+            ("none", "gemini-flash-latest", "minimal"),
+            ("xhigh", "gemini-3.1-pro-preview", "high"),
         ] {
             assert_eq!(level(effort, model), json!(want), "{effort} on {model}");
         }
@@ -1211,6 +1229,20 @@ mod tests {
             thinking(req(json!({"reasoning_effort": "none"})), "gemini-2.5-pro"),
             json!({"thinkingBudget": 128})
         );
+        assert_eq!(
+            thinking(
+                req(json!({"reasoning_effort": "xhigh"})),
+                "gemini-2.5-flash"
+            ),
+            json!({"thinkingBudget": 16384, "includeThoughts": true})
+        );
+        for budget in [
+            "gemini-2.5-flash",
+            "gemini-exp-1206",
+            "gemini-gemma-2-9b-it",
+        ] {
+            assert!(!takes_thinking_levels(budget), "{budget}");
+        }
     }
 
     #[test]
