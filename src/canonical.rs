@@ -373,6 +373,18 @@ pub struct ThinkingOptions {
     pub kind: ThinkingKind,
     #[serde(default)]
     pub budget_tokens: Option<u64>,
+    /// Anthropic's `display` (`summarized`/`omitted`): taken without effect (the gateway asks
+    /// for the summary and returns reasoning text whenever the provider sends it).
+    #[serde(default)]
+    pub display: Option<ThinkingDisplay>,
+}
+
+/// `thinking.display`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThinkingDisplay {
+    Summarized,
+    Omitted,
 }
 
 /// `thinking.type`.
@@ -632,7 +644,11 @@ pub fn compact_json(raw: &str) -> String {
 pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
     let rest = url.strip_prefix("data:")?;
     let (meta, data) = rest.split_once(',')?;
-    let mime = meta.strip_suffix(";base64")?;
+    let cut = meta.len().checked_sub(";base64".len())?;
+    let mime = meta
+        .get(cut..)
+        .filter(|tail| tail.eq_ignore_ascii_case(";base64"))
+        .and(meta.get(..cut))?;
     Some((if mime.is_empty() { "text/plain" } else { mime }, data))
 }
 
@@ -855,6 +871,16 @@ mod tests {
             r(json!({"model": "m", "messages": [], "thinking": {"type": "adaptive"}})),
             Reasoning::Effort(ReasoningEffort::High)
         );
+        assert_eq!(
+            r(
+                json!({"model": "m", "messages": [], "thinking": {"type": "adaptive", "display": "summarized"}})
+            ),
+            Reasoning::Effort(ReasoningEffort::High)
+        );
+        assert!(parse(
+            json!({"model": "m", "messages": [], "thinking": {"type": "adaptive", "display": "loud"}})
+        )
+        .is_err());
         assert_eq!(
             r(json!({"model": "m", "messages": [], "reasoning_effort": "none"})),
             Reasoning::Off

@@ -64,7 +64,7 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs)
         }
         waitingSince = 0;
         if (stalled) {
-          ended = true; // (the cancelled read reports a plain end)
+          ended = true; // (should the cancelled read report a plain end rather than reject)
           await write(onEnd(null));
           break;
         }

@@ -284,6 +284,11 @@ impl Gateway {
         if req.method == "HEAD" {
             out.body = OutBody::Empty;
         }
+        // Admin answers (a new key's secret, key listings, their errors) are for the caller
+        // alone: no cache, a browser's or a proxy's, keeps them.
+        if path_of(req.url).starts_with("/admin/") {
+            out.headers.push(("cache-control", "no-store".to_owned()));
+        }
         // A replayed answer keeps the generation id it was first given.
         if let Some(id) =
             generation_id.filter(|_| !out.headers.iter().any(|(n, _)| *n == "x-generation-id"))
@@ -414,12 +419,7 @@ impl Gateway {
                     (Route::Key(id), _) => self.delete_key(p, &id).await,
                     _ => unreachable!("methods were checked against the route"),
                 };
-                // A new key's secret, and key listings, are for the caller alone: no cache
-                // (a browser's, a proxy's) keeps them.
-                answer.map(json).map(|mut out| {
-                    out.headers.push(("cache-control", "no-store".to_owned()));
-                    out
-                })
+                answer.map(json)
             }
             Route::Teams => {
                 self.authenticate_admin(req)?;

@@ -437,6 +437,7 @@ fn a_key_id_that_is_not_one_of_ours_is_a_404_without_a_lookup_or_an_echo() {
         for (method, body) in [("DELETE", ""), ("PATCH", r#"{"name":"x"}"#)] {
             let a = w.call(method, &format!("/admin/keys/{bad}"), Some(ADMIN), body);
             assert_eq!(a.status, 404, "{method} {bad}: {}", a.text());
+            assert_eq!(a.header("cache-control"), Some("no-store"), "errors too");
             assert_eq!(a.json()["error"]["type"], "invalid_request_error");
             assert!(!a.text().contains(bad), "{method}: the id is not echoed");
         }

@@ -27,9 +27,10 @@
 //!   `thinking: {type: enabled, budget_tokens}`. Anthropic counts thinking inside
 //!   `max_tokens`; without a client limit the gateway asks for the level's budget plus
 //!   [`DEFAULT_MAX_TOKENS`]. With a client limit an effort's budget is capped at half of it.
+//!   A budget-thinking request that continues after tool results is sent without thinking:
+//!   Anthropic needs that turn's signed thinking block back, which OpenAI clients cannot send.
 //! * Left to Anthropic to reject (its 400 is passed on, named): thinking combined with a forced
-//!   `tool_choice` or a changed `temperature`, and a thinking request whose history replays
-//!   tool calls without their (signed) thinking blocks, which OpenAI clients cannot send back.
+//!   `tool_choice` or a changed `temperature`.
 
 use super::turns::Turns;
 use serde::Deserialize;
@@ -104,6 +105,11 @@ pub(crate) fn build_body(
     } else {
         let (max_tokens, budget) = max_tokens_and_budget(req)?;
         body.insert("max_tokens".into(), json!(max_tokens));
+        // A turn that continues after tool results must open with the thinking block that
+        // preceded its tool calls, signed, which OpenAI clients cannot send back: Anthropic
+        // refuses budget thinking there ("a final `assistant` message must start with a thinking
+        // block") and says to switch it off, so that turn goes on without thinking.
+        let budget = budget.filter(|_| !continues_after_tool_results(&body));
         if let Some(b) = budget {
             body.insert(
                 "thinking".into(),
@@ -179,6 +185,22 @@ fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
         ));
     }
     Ok(())
+}
+
+/// Whether the conversation in `body` ends with tool results: the last message is a user turn
+/// holding `tool_result` blocks (the answer to the assistant turn's `tool_use`).
+fn continues_after_tool_results(body: &Map<String, Value>) -> bool {
+    let Some(last) = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())
+    else {
+        return false;
+    };
+    last["role"] == "user"
+        && last["content"]
+            .as_array()
+            .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
 }
 
 /// Whether a Claude model thinks adaptively (`thinking: {type: adaptive}`, depth set by
@@ -515,6 +537,17 @@ fn image_block(url: &str, param: &str) -> Result<Value, GatewayError> {
     ))
 }
 
+/// Base64 as clients write it: padded or not, standard or URL-safe, wrapped in lines.
+fn decode_base64_leniently(data: &str) -> Option<Vec<u8>> {
+    use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
+    let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    Base64::decode_vec(&compact)
+        .or_else(|_| Base64Unpadded::decode_vec(&compact))
+        .or_else(|_| Base64Url::decode_vec(&compact))
+        .or_else(|_| Base64UrlUnpadded::decode_vec(&compact))
+        .ok()
+}
+
 fn document_block(data_url: &str, param: &str) -> Result<Value, GatewayError> {
     match parse_data_url(data_url) {
         Some(("application/pdf", data)) => Ok(
@@ -526,14 +559,12 @@ fn document_block(data_url: &str, param: &str) -> Result<Value, GatewayError> {
                 .next()
                 .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/plain")) =>
         {
-            use base64ct::Encoding;
-            let text = base64ct::Base64::decode_vec(data.trim())
-                .ok()
+            let text = decode_base64_leniently(data)
                 .and_then(|bytes| String::from_utf8(bytes).ok())
                 .ok_or_else(|| {
                     GatewayError::invalid_param(
                         param,
-                        "A `text/plain` file must be UTF-8 text in standard base64.",
+                        "A `text/plain` file must be UTF-8 text in base64.",
                     )
                 })?;
             Ok(
@@ -1252,6 +1283,21 @@ mod tests {
                 {"type": "text", "text": "Describe."}
             ])
         );
+        // Unpadded, wrapped, URL-safe, `;BASE64`: all read.
+        for (url, want) in [
+            ("data:text/plain;base64,SGk", "Hi"),
+            ("data:text/plain;base64,SGVs\nbG8=", "Hello"),
+            ("data:text/plain;BASE64,Pz8-", "??>"),
+        ] {
+            let b = body(
+                json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "file", "file": {"file_data": url}}]}]}),
+            );
+            assert_eq!(
+                b["messages"][0]["content"][0]["source"]["data"], want,
+                "{url}"
+            );
+        }
         for bad in ["data:text/plain;base64,//79", "data:text/plain;base64,%%%"] {
             let e = build_request(
                 &request(
@@ -1261,11 +1307,7 @@ mod tests {
                 "m",
             )
             .unwrap_err();
-            assert_eq!(
-                e.param.as_deref(),
-                Some("messages[0].content[0]"),
-                "{bad}"
-            );
+            assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"), "{bad}");
         }
         assert_eq!(
             b["max_tokens"], DEFAULT_MAX_TOKENS,
@@ -1298,6 +1340,26 @@ mod tests {
             b["tools"][0]["input_schema"],
             json!({"type": "object", "properties": {}})
         );
+    }
+
+    #[test]
+    fn budget_thinking_is_left_out_of_a_turn_that_continues_after_tool_results() {
+        let call = json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]});
+        let result = json!({"role": "tool", "tool_call_id": "toolu_1", "content": "42"});
+        let user = json!({"role": "user", "content": "What is f?"});
+        let b = body(
+            json!({"model": "m", "messages": [user, call, result], "reasoning_effort": "high"}),
+        );
+        assert!(b.get("thinking").is_none(), "{b}");
+        assert_eq!(b["messages"][2]["content"][0]["type"], "tool_result");
+        // A new question after the tool loop thinks again.
+        let next = json!({"role": "assistant", "content": "It is 42."});
+        let again = json!({"role": "user", "content": "And g?"});
+        let b = body(
+            json!({"model": "m", "messages": [user, call, result, next, again], "reasoning_effort": "high"}),
+        );
+        assert_eq!(b["thinking"]["type"], "enabled", "{b}");
     }
 
     #[test]

@@ -445,7 +445,8 @@ fn generation_config(
 /// aliases, which name current models) rather than token budgets (2.5 and earlier).
 fn takes_thinking_levels(native_model: &str) -> bool {
     native_model.strip_prefix("gemini-").is_some_and(|rest| {
-        rest.ends_with("-latest")
+        // `gemini-pro-latest`, not `gemini-1.5-pro-latest`
+        (rest.ends_with("-latest") && !rest.starts_with(|c: char| c.is_ascii_digit()))
             || rest
                 .split(['-', '.'])
                 .next()
@@ -1240,6 +1241,7 @@ mod tests {
             "gemini-2.5-flash",
             "gemini-exp-1206",
             "gemini-gemma-2-9b-it",
+            "gemini-1.5-pro-latest",
         ] {
             assert!(!takes_thinking_levels(budget), "{budget}");
         }

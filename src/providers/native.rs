@@ -183,6 +183,11 @@ impl StreamTransform for TranslatedStream {
         }
         if upstream_error.is_none() {
             while let Some(ev) = self.decoder.finish() {
+                // A last event without its blank line is read if it is whole; one the end cut
+                // off is not an event (the stream was cut: the translator reports it below).
+                if serde_json::from_str::<serde::de::IgnoredAny>(&ev.data).is_err() {
+                    break;
+                }
                 if crate::chat_body::too_complex(ev.data.as_bytes()) {
                     self.parts
                         .push(StreamPart::Error(crate::chat_body::too_complex_error(
@@ -328,9 +333,26 @@ mod tests {
             message.contains("message_stop") && message.contains("STREAM_IDLE_TIMEOUT_MS"),
             "{message}"
         );
-        // A stream that had finished before the provider went quiet ends cleanly.
-        let whole = ends(Some(&FetchError::Timeout), ANTHROPIC);
-        assert!(whole["error"].is_null(), "{whole}");
+        // A clean end inside an event is a cut too (the fragment is not an event).
+        let inside = &ANTHROPIC[..content_end + 30];
+        let e = ends(None, inside);
+        assert_eq!(e["error"]["code"], "stream_interrupted", "{e}");
+        // A Gemini stream whose finish came before the provider went quiet (the connection
+        // still open) ends cleanly: the answer was whole.
+        let gemini = b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}],\"role\":\"model\"},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":3,\"candidatesTokenCount\":1,\"totalTokenCount\":4}}\r\n\r\n";
+        let mut t = TranslatedStream::new(
+            Native::Gemini,
+            ChunkEncoder::new("gen_x", "google/m", 1, true),
+        );
+        let mut out = Vec::new();
+        t.push(gemini, &mut out);
+        assert!(!t.closed(), "Gemini's end is the end of its stream");
+        t.finish(&mut out, Some(&FetchError::Timeout));
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains("error") && text.contains("\"finish_reason\":\"stop\""),
+            "{text}"
+        );
     }
 
     /// The end of `ANTHROPIC`'s first content event (its text delta).
