@@ -539,7 +539,13 @@ describe('streaming fallback', () => {
     const errorIndex = events.findIndex((e) => e && typeof e === 'object' && e.error);
     assert.ok(errorIndex >= 0, `an error event was sent: ${res.text.slice(-500)}`);
     assert.equal(errorIndex, events.length - 2, 'the error event comes right before [DONE]');
-    assert.ok(events[errorIndex - 1]?.providerMetadata?.gateway?.routing, 'the routing chunk comes right before the error event');
+    const routing = events[errorIndex - 1]?.providerMetadata?.gateway?.routing;
+    assert.ok(routing, 'the routing chunk comes right before the error event');
+    assert.deepEqual(
+      routing.attempts.map((a) => [a.provider, a.status, a.errorKind]),
+      [['anthropic', 200, 'stream_failed']],
+      'the serving attempt is marked as failed after its content',
+    );
     const err = events[errorIndex].error;
     assert.equal(typeof err.message, 'string');
     assert.ok(err.message.length > 0);
@@ -633,7 +639,7 @@ describe('stream faults', () => {
       assert.ok(error, `an error event right before [DONE]: ${res.text.slice(-400)}`);
       assert.equal(error.code, 'stream_interrupted');
       assert.match(error.message, /STREAM_IDLE_TIMEOUT_MS/);
-      assert.ok(events.at(-3)?.providerMetadata?.gateway?.routing, 'the routing chunk comes right before the error event');
+      assert.equal(events.at(-3)?.providerMetadata?.gateway?.routing?.attempts?.at(-1)?.errorKind, 'stream_failed', 'the routing chunk comes right before the error event');
       assert.equal(events.slice(0, -3).map((e) => e.choices?.[0]?.delta?.content ?? '').join(''), 'Hello from ');
       assert.ok(waited >= 700, `not before the idle limit (${waited} ms)`);
       const [quiet] = upstreamCalls();

@@ -57,10 +57,15 @@ pub fn encode_response(resp: &ChatResponse) -> Vec<u8> {
 /// keep it. Otherwise it is a last chunk of its own ([`Trailer::chunk`]) that reads like any
 /// other to an OpenAI client: one choice with an empty delta and no finish reason (a loop that
 /// reads `choices[0]` keeps working) and `usage: null`.
+///
+/// A stream that fails after its content started ends with [`Trailer::failed`]'s chunk
+/// instead (the serving attempt marked as failed), when one was given.
 #[derive(Debug, Clone, Default)]
 pub struct Trailer {
     chunk: Vec<u8>,
     field: Vec<u8>,
+    /// The routing chunk of a stream that ends with an error (empty: `chunk`).
+    failed_chunk: Vec<u8>,
 }
 
 impl Trailer {
@@ -88,7 +93,17 @@ impl Trailer {
         chunk.extend_from_slice(&field);
         chunk.extend(brace);
         chunk.extend_from_slice(b"\n\n");
-        Trailer { chunk, field }
+        Trailer {
+            chunk,
+            field,
+            failed_chunk: Vec::new(),
+        }
+    }
+
+    /// The same trailer, with `failed`'s chunk for a stream that ends with an error.
+    pub fn failed(mut self, failed: Trailer) -> Trailer {
+        self.failed_chunk = failed.chunk;
+        self
     }
 
     /// A fixed event as the trailer, never carried in another chunk (tests).
@@ -96,6 +111,7 @@ impl Trailer {
         Trailer {
             chunk: event,
             field: Vec::new(),
+            failed_chunk: Vec::new(),
         }
     }
 }
@@ -109,7 +125,8 @@ pub fn write_stream_end(
     error: Option<&GatewayError>,
 ) {
     if let Some(t) = trailer {
-        out.extend_from_slice(&t.chunk);
+        let failed = error.is_some() && !t.failed_chunk.is_empty();
+        out.extend_from_slice(if failed { &t.failed_chunk } else { &t.chunk });
     }
     if let Some(e) = error {
         out.extend_from_slice(&e.to_sse_event());

@@ -5,7 +5,10 @@ use super::{Attempt, AttemptOutcome};
 use crate::formats::openai::Trailer;
 use serde::Serialize;
 
-#[derive(Debug, Serialize)]
+/// The error kind of a serving attempt whose stream failed after its content started.
+pub const STREAM_FAILED: &str = "stream_failed";
+
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptRecord {
     pub provider: &'static str,
@@ -25,7 +28,7 @@ pub struct AttemptRecord {
     pub retryable: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoutingReport {
     pub original_model_id: String,
@@ -140,8 +143,19 @@ impl RoutingReport {
     }
 
     /// The final stream chunk carrying the metadata ([`Trailer`]).
+    /// Should the stream fail after its content started, its serving attempt (the last) shows
+    /// `errorKind: "stream_failed"` (its status stays the 200 it answered with).
     pub fn stream_trailer(&self, id: &str, model: &str, created: u64) -> Trailer {
-        Trailer::new(id, model, created, &self.provider_metadata())
+        let mut failed = self.clone();
+        if let Some(serving) = failed.attempts.last_mut() {
+            serving.error_kind = Some(STREAM_FAILED);
+        }
+        Trailer::new(id, model, created, &self.provider_metadata()).failed(Trailer::new(
+            id,
+            model,
+            created,
+            &failed.provider_metadata(),
+        ))
     }
 }
 
@@ -224,7 +238,9 @@ mod tests {
     /// reason it has) and `usage: null`.
     #[test]
     fn the_trailer_is_an_ordinary_chunk_carrying_the_metadata() {
-        let (r, _) = report();
+        let (mut r, p) = report();
+        r.record(&p[0], AttemptOutcome::Status(503), 10);
+        r.record(&p[1], AttemptOutcome::Status(200), 20);
         let t = r.stream_trailer("gen_1", "anthropic/claude-sonnet-4-6", 7);
         let mut out = Vec::new();
         crate::formats::openai::write_stream_end(&mut out, Some(&t), None);
@@ -241,6 +257,27 @@ mod tests {
             v["providerMetadata"]["gateway"]["routing"]["resolvedProvider"],
             "anthropic"
         );
+        let serving = v["providerMetadata"]["gateway"]["routing"]["attempts"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert!(serving.get("errorKind").is_none(), "{serving}");
         assert!(ev[1].is_done());
+
+        // A stream that fails after content: the serving attempt says so, before the error.
+        let mut out = Vec::new();
+        let error = crate::error::GatewayError::bad_gateway("cut");
+        crate::formats::openai::write_stream_end(&mut out, Some(&t), Some(&error));
+        let ev = crate::sse::tests::decode_pieces(&[&out]);
+        let v: Value = serde_json::from_str(&ev[0].data).unwrap();
+        let routing = &v["providerMetadata"]["gateway"]["routing"];
+        let attempts = routing["attempts"].as_array().unwrap();
+        assert_eq!(attempts.last().unwrap()["errorKind"], STREAM_FAILED);
+        assert_eq!(attempts.last().unwrap()["status"], 200);
+        assert_eq!(attempts.len(), r.attempts.len(), "nothing else changes");
+        assert!(ev[1].data.contains("\"error\""));
+        assert!(ev[2].is_done());
     }
 }
