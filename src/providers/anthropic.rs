@@ -29,8 +29,10 @@
 //!   [`DEFAULT_MAX_TOKENS`]. With a client limit an effort's budget is capped at half of it.
 //!   A budget-thinking request that continues after tool results is sent without thinking:
 //!   Anthropic needs that turn's signed thinking block back, which OpenAI clients cannot send.
-//! * Left to Anthropic to reject (its 400 is passed on, named): thinking combined with a forced
-//!   `tool_choice` or a changed `temperature`.
+//!   A forced tool call (`tool_choice` required or named) goes without thinking, which
+//!   Anthropic takes only with `auto`/`none` (an adaptive model keeps its effort level).
+//! * Left to Anthropic to reject (its 400 is passed on, named): thinking combined with a changed
+//!   `temperature`.
 
 use super::turns::Turns;
 use serde::Deserialize;
@@ -87,6 +89,12 @@ pub(crate) fn build_body(
     }
     body.insert("messages".into(), Value::Array(messages));
     let mut output_config = Map::new();
+    // Anthropic takes thinking only with `tool_choice` auto or none: a forced tool call (a
+    // constraint the client's logic relies on) goes without thinking (a depth hint).
+    let forced_tool = matches!(
+        req.tool_choice,
+        Some(ToolChoice::Required | ToolChoice::Function(_))
+    );
     if adaptive_thinking(native_model) {
         let effort = adaptive_effort(req.reasoning(), native_model);
         let max_tokens = req
@@ -96,10 +104,12 @@ pub(crate) fn build_body(
         if let Some(e) = effort {
             // Opus 4.7 and later omit the thinking text unless asked for its summary (what
             // earlier models send by default); the client asked to see reasoning.
-            body.insert(
-                "thinking".into(),
-                json!({"type": "adaptive", "display": "summarized"}),
-            );
+            if !forced_tool {
+                body.insert(
+                    "thinking".into(),
+                    json!({"type": "adaptive", "display": "summarized"}),
+                );
+            }
             output_config.insert("effort".into(), json!(e.as_str()));
         }
     } else {
@@ -109,7 +119,7 @@ pub(crate) fn build_body(
         // preceded its tool calls, signed, which OpenAI clients cannot send back: Anthropic
         // refuses budget thinking there ("a final `assistant` message must start with a thinking
         // block") and says to switch it off, so that turn goes on without thinking.
-        let budget = budget.filter(|_| !continues_after_tool_results(&body));
+        let budget = budget.filter(|_| !forced_tool && !continues_after_tool_results(&body));
         if let Some(b) = budget {
             body.insert(
                 "thinking".into(),
@@ -1340,6 +1350,37 @@ mod tests {
             b["tools"][0]["input_schema"],
             json!({"type": "object", "properties": {}})
         );
+    }
+
+    #[test]
+    fn a_forced_tool_call_goes_without_thinking() {
+        let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+        for choice in [
+            json!("required"),
+            json!({"type": "function", "function": {"name": "f"}}),
+        ] {
+            for model in ["claude-sonnet-4-5", "claude-opus-4-7"] {
+                let b: Value = serde_json::from_slice(
+                    &build_request(
+                        &request(
+                            json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}],
+                            "tools": tools, "tool_choice": choice, "reasoning_effort": "high"}),
+                        ),
+                        model,
+                    )
+                    .unwrap(),
+                )
+                .unwrap();
+                assert!(b.get("thinking").is_none(), "{model} {choice}: {b}");
+                assert!(b["tool_choice"]["type"] == "any" || b["tool_choice"]["type"] == "tool");
+            }
+        }
+        // `auto` keeps it.
+        let b = body(
+            json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}],
+            "tools": tools, "tool_choice": "auto", "reasoning_effort": "high"}),
+        );
+        assert_eq!(b["thinking"]["type"], "enabled");
     }
 
     #[test]
