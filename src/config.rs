@@ -419,9 +419,14 @@ fn provider_config(
             None,
         ),
         Some(url) => match usable_base_url(&url, spec.protocol) {
-            Ok((url, note)) => {
+            Ok((mut url, note)) => {
                 if let Some(note) = note {
                     warnings.push(format!("`{var}` {note}"));
+                }
+                // A bare origin, as this provider's own SDK takes it: its API path is added.
+                let path_start = url.find("://").map_or(0, |i| i + 3);
+                if !spec.origin_path.is_empty() && !url[path_start..].contains('/') {
+                    url.push_str(spec.origin_path);
                 }
                 (url, None)
             }
@@ -713,6 +718,31 @@ pub(crate) mod tests {
             "https://Proxy.example/v1"
         );
         assert!(c2.warnings.is_empty(), "{:?}", c2.warnings);
+        // As each official SDK reads its variable: Groq's and Cerebras' take a bare origin and
+        // add their API path; a URL with a path (the OpenAI SDK's reading) is taken as given.
+        let c3 = config(&[
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9000"),
+            ("GROQ_BASE_URL", "http://127.0.0.1:9000/"),
+            ("CEREBRAS_BASE_URL", "http://127.0.0.1:9000"),
+            ("MISTRAL_BASE_URL", "https://api.mistral.ai"),
+            ("XAI_BASE_URL", "http://127.0.0.1:9000"),
+            ("FIREWORKS_BASE_URL", "http://127.0.0.1:9000/custom"),
+        ]);
+        for (provider, want) in [
+            ("openai", "http://127.0.0.1:9000"),
+            ("groq", "http://127.0.0.1:9000/openai/v1"),
+            ("cerebras", "http://127.0.0.1:9000/v1"),
+            ("mistral", "https://api.mistral.ai/v1"),
+            ("xai", "http://127.0.0.1:9000"),
+            ("fireworks", "http://127.0.0.1:9000/custom"),
+        ] {
+            assert_eq!(c3.provider(provider).unwrap().base_url, want, "{provider}");
+        }
+        let c4 = config(&[("GROQ_BASE_URL", "https://api.groq.com/openai/v1")]);
+        assert_eq!(
+            c4.provider("groq").unwrap().base_url,
+            "https://api.groq.com/openai/v1"
+        );
         assert!(c.cors_allows("https://app.example") && c.cors_allows("https://b.example"));
         let w = c.warnings.join("\n");
         assert!(

@@ -677,6 +677,8 @@ describe('errors', () => {
         CORS_ORIGINS: ['https://typed.example'],
         // The Anthropic SDK's variable is a bare origin; `/v1` given by mistake is dropped.
         ANTHROPIC_BASE_URL: `${emu.url}/v1`,
+        // groq-sdk reads GROQ_BASE_URL as a bare origin and adds /openai/v1 itself.
+        GROQ_BASE_URL: emu.url,
       },
     });
     try {
@@ -697,6 +699,9 @@ describe('errors', () => {
       const answer = await c.chat.completions.create({ model: 'anthropic/claude-sonnet-4-6', messages: userMessage('once') });
       assert.equal(answer.choices[0].message.content, 'Hello from emulator: once');
       assert.equal(lastRequest((r) => r.protocol === 'anthropic').pathname, '/v1/messages');
+      const groq = await c.chat.completions.create({ model: 'groq/llama-3.3-70b-versatile', messages: userMessage('origin') });
+      assert.equal(groq.choices[0].message.content, 'Hello from emulator: origin');
+      assert.equal(lastRequest((r) => r.protocol === 'openai').pathname, '/openai/v1/chat/completions');
     } finally {
       await typed.dispose();
     }

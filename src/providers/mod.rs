@@ -51,6 +51,11 @@ pub struct ProviderSpec {
     /// The base URL as the provider's official SDK takes it (with `/v1` where the SDK has it).
     pub default_base_url: &'static str,
     pub protocol: Protocol,
+    /// For an OpenAI-compatible provider whose own SDK takes a bare origin in
+    /// `<ENV>_BASE_URL` and adds the API path itself (Groq's `/openai/v1`, Cerebras' `/v1`):
+    /// that path, added to a base URL given as a bare origin. Empty: the URL is taken as given
+    /// (the OpenAI SDK's reading, path included).
+    pub origin_path: &'static str,
 }
 
 impl ProviderSpec {
@@ -90,17 +95,25 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         Protocol::Vertex,
     ),
     spec("xai", "XAI", "https://api.x.ai/v1", Protocol::OpenAiCompat),
-    spec(
-        "groq",
-        "GROQ",
-        "https://api.groq.com/openai/v1",
-        Protocol::OpenAiCompat,
+    // groq-sdk: `GROQ_BASE_URL` defaults to https://api.groq.com, requests go to /openai/v1/….
+    from_origin(
+        spec(
+            "groq",
+            "GROQ",
+            "https://api.groq.com/openai/v1",
+            Protocol::OpenAiCompat,
+        ),
+        "/openai/v1",
     ),
-    spec(
-        "mistral",
-        "MISTRAL",
-        "https://api.mistral.ai/v1",
-        Protocol::OpenAiCompat,
+    // mistralai: server https://api.mistral.ai, requests to /v1/….
+    from_origin(
+        spec(
+            "mistral",
+            "MISTRAL",
+            "https://api.mistral.ai/v1",
+            Protocol::OpenAiCompat,
+        ),
+        "/v1",
     ),
     spec(
         "deepseek",
@@ -108,11 +121,16 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         "https://api.deepseek.com/v1",
         Protocol::OpenAiCompat,
     ),
-    spec(
-        "cerebras",
-        "CEREBRAS",
-        "https://api.cerebras.ai/v1",
-        Protocol::OpenAiCompat,
+    // cerebras-cloud-sdk: `CEREBRAS_BASE_URL` defaults to https://api.cerebras.ai, requests to
+    // /v1/….
+    from_origin(
+        spec(
+            "cerebras",
+            "CEREBRAS",
+            "https://api.cerebras.ai/v1",
+            Protocol::OpenAiCompat,
+        ),
+        "/v1",
     ),
     spec(
         "fireworks",
@@ -139,6 +157,15 @@ const fn spec(
         env,
         default_base_url,
         protocol,
+        origin_path: "",
+    }
+}
+
+/// A provider whose SDK reads `<ENV>_BASE_URL` as a bare origin and adds `origin_path`.
+const fn from_origin(spec: ProviderSpec, origin_path: &'static str) -> ProviderSpec {
+    ProviderSpec {
+        origin_path,
+        ..spec
     }
 }
 
