@@ -122,6 +122,16 @@ impl<'a> RawObject<'a> {
     /// The object re-encoded for a provider: `model` set to `model`, the gateway's own
     /// `providerOptions` left out, every other field as sent.
     pub fn to_json_with_model(&self, model: &str) -> Vec<u8> {
+        self.to_json_for(model, Some)
+    }
+
+    /// [`Self::to_json_with_model`], each other top-level field written under the name
+    /// `rename` gives it (`None`: left out), for providers whose API names or lacks a field.
+    pub fn to_json_for<'k>(
+        &'k self,
+        model: &str,
+        rename: impl Fn(&'k str) -> Option<&'k str>,
+    ) -> Vec<u8> {
         let size: usize = self
             .fields
             .iter()
@@ -140,10 +150,18 @@ impl<'a> RawObject<'a> {
                 }
                 wrote_model = true;
             }
+            let key: &str = if key == "model" {
+                key
+            } else {
+                match rename(key) {
+                    Some(k) => k,
+                    None => continue,
+                }
+            };
             if out.len() > 1 {
                 out.push(b',');
             }
-            serde_json::to_writer(&mut out, key.as_ref()).expect("a string serializes");
+            serde_json::to_writer(&mut out, key).expect("a string serializes");
             out.push(b':');
             if key == "model" {
                 serde_json::to_writer(&mut out, model).expect("a string serializes");

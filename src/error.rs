@@ -169,7 +169,10 @@ impl GatewayError {
             || matches!(
                 self.code.as_deref(),
                 Some(
-                    "idempotency_key_reused" | "upstream_response_too_large" | "upstream_redirect"
+                    "idempotency_key_reused"
+                        | "upstream_response_too_large"
+                        | "upstream_redirect"
+                        | "upstream_payment_required"
                 )
             )
     }

@@ -21,7 +21,7 @@ use crate::platform::{
     Clock, FetchError, Kv, Progress, StreamTransform, Upstream, UpstreamRequest,
 };
 use crate::providers::native::{Native, TranslatedStream};
-use crate::providers::openai_compat::PassThroughStream;
+use crate::providers::openai_compat::{self, PassThroughStream};
 use crate::providers::ProviderSpec;
 use crate::routing::{
     self, backoff_ms, retry_after_ms, Attempt, AttemptOutcome, Draws, RoutingOptions, RoutingReport,
@@ -399,7 +399,10 @@ impl Gateway {
                         let counts =
                             retryable && own_time && failure.outcome != AttemptOutcome::StaleToken;
                         // (A 403 moves on to the provider's next key without counting.)
-                        if counts || credential_refused {
+                        if counts
+                            || credential_refused
+                            || failure.outcome == AttemptOutcome::Status(402)
+                        {
                             self.breakers
                                 .borrow_mut()
                                 .record_failure(breaker, p.now_ms());
@@ -412,8 +415,14 @@ impl Gateway {
                         if !not_sent || last.is_none() {
                             last = Some(failure.error);
                         }
-                        // (A redirect is not asked again: it does not change in a backoff.)
-                        if key_refused || not_sent || failure.outcome == AttemptOutcome::Redirected
+                        // (A redirect is not asked again: it does not change in a backoff; nor is
+                        // an account that cannot pay, whose breaker counts it.)
+                        if key_refused
+                            || not_sent
+                            || matches!(
+                                failure.outcome,
+                                AttemptOutcome::Redirected | AttemptOutcome::Status(402)
+                            )
                         {
                             continue 'targets;
                         }
@@ -579,7 +588,14 @@ impl Gateway {
                         ("content-type", "application/json".to_owned()),
                         ("x-request-id", ids.request.to_owned()),
                     ],
-                    body: obj.to_json_with_model(&target.native_model),
+                    body: {
+                        let sets_max_completion = obj
+                            .get("max_completion_tokens")
+                            .is_some_and(|v| v.get() != "null");
+                        obj.to_json_for(&target.native_model, |key| {
+                            openai_compat::request_field(provider.name, sets_max_completion, key)
+                        })
+                    },
                 };
                 (req, secret)
             }
@@ -656,6 +672,21 @@ impl Gateway {
             }
             if resp.status == 401 || error.is_credential_refused() {
                 error = credential_refused(target);
+            }
+            if resp.status == 402 {
+                // The account behind the gateway's credential cannot pay (DeepSeek's
+                // "Insufficient Balance"): the operator's to settle, not the request's fault.
+                let var = target.provider.credential_variable(target.number());
+                error = GatewayError::upstream(
+                    502,
+                    format!(
+                        "The provider `{}` refused to serve on the gateway's credential ({var}) \
+                         for want of payment ({}); your gateway key is fine, the gateway's \
+                         operator must settle that account.",
+                        provider.name, error.message
+                    ),
+                )
+                .with_code(PAYMENT_REQUIRED);
             }
             if (300..400).contains(&resp.status) {
                 // Not followed (it would take the key and the prompt elsewhere): the base URL
@@ -977,6 +1008,10 @@ pub const MAX_PREFIX_BYTES: usize = 1024 * 1024;
 
 /// The most of a provider's error body the gateway reads (its message is all it needs).
 pub const MAX_ERROR_BODY_BYTES: usize = 1024 * 1024;
+
+/// The code of the error for a provider that answered 402 (the account behind the gateway's
+/// credential cannot pay): a 502, final, naming the credential's variable.
+pub const PAYMENT_REQUIRED: &str = "upstream_payment_required";
 
 /// The error for a provider that refused the gateway's credential (HTTP 401): a 502
 /// `upstream_authentication_failed` (as the native providers' translators and the Vertex token

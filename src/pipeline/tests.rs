@@ -583,6 +583,40 @@ fn chat_is_forwarded_with_the_native_model_and_every_other_field_as_sent() {
 }
 
 #[test]
+fn mistral_gets_its_own_names_for_the_fields_it_would_refuse() {
+    let w = World::with(&[("MISTRAL_API_KEY", "mistral-secret")]);
+    let (_, key) = w.new_key();
+    let sent_body = |body: &str| -> Value {
+        w.reply(reply(200, "text/event-stream", "data: [DONE]\n\n"));
+        let a = w.chat(&key, body);
+        assert_eq!(a.status, 200, "{}", a.text());
+        let sent = w.p.sent.borrow();
+        serde_json::from_slice(&sent.last().unwrap().body).unwrap()
+    };
+    let v = sent_body(
+        r#"{"model":"mistral/mistral-large-latest","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"max_tokens":10,"max_completion_tokens":20}"#,
+    );
+    assert!(v.get("stream_options").is_none(), "{v}");
+    assert!(v.get("max_completion_tokens").is_none(), "{v}");
+    assert_eq!(
+        v["max_tokens"], 20,
+        "max_completion_tokens wins, as at OpenAI"
+    );
+    assert_eq!(v["model"], "mistral-large-latest");
+    // A null max_completion_tokens leaves max_tokens standing.
+    let v = sent_body(
+        r#"{"model":"mistral/mistral-large-latest","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":10,"max_completion_tokens":null}"#,
+    );
+    assert_eq!(v["max_tokens"], 10, "{v}");
+    // Other providers get the fields as sent.
+    let v = sent_body(
+        r#"{"model":"xai/grok-3","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":20}"#,
+    );
+    assert_eq!(v["stream_options"]["include_usage"], true);
+    assert_eq!(v["max_completion_tokens"], 20);
+}
+
+#[test]
 fn unknown_models_of_known_providers_are_forwarded_as_is() {
     let w = World::new();
     let (_, key) = w.new_key();
@@ -1984,6 +2018,80 @@ fn first_key_refused_second_serves(
         "{attempts}"
     );
     a
+}
+
+#[test]
+fn an_account_that_cannot_pay_moves_on_and_is_the_operators_502_when_nothing_serves() {
+    let broke = || {
+        reply(
+            402,
+            "application/json",
+            r#"{"error":{"message":"Insufficient Balance","type":"unknown_error","param":null,"code":"invalid_request_error"}}"#,
+        )
+    };
+    let w = World::with(&[("OPENAI_API_KEY_2", "sk-openai-second-secret")]);
+    let (_, key) = w.new_key();
+    // The provider's other key serves.
+    first_key_refused_second_serves(
+        &w,
+        &key,
+        &gpt(""),
+        (broke(), reply(200, "application/json", OK_JSON)),
+        "openai",
+        402,
+    );
+    // Both keys' accounts cannot pay: the fallback model serves (the request is not at fault).
+    w.reply(broke());
+    w.reply(broke());
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat_with_xai_fallback(&key);
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(a
+        .header("x-switchyard-attempts")
+        .unwrap()
+        .ends_with("xai:200"));
+    assert_eq!(
+        routing_of(&a)["attempts"][0]["errorKind"],
+        "payment_required"
+    );
+    // Nothing else to try: the operator's 502, final, naming the variable.
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.reply(broke());
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 502, "{}", a.text());
+    let e = &a.json()["error"];
+    assert_eq!(e["code"], "upstream_payment_required");
+    assert_eq!(a.header("x-should-retry"), Some("false"));
+    let m = e["message"].as_str().unwrap();
+    assert!(
+        m.contains("OPENAI_API_KEY") && m.contains("Insufficient Balance"),
+        "{m}"
+    );
+    assert_eq!(
+        w.p.sent.borrow().len(),
+        1,
+        "not asked again on the same key"
+    );
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:402"));
+}
+
+#[test]
+fn groqs_flex_capacity_498_is_retried() {
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.reply(reply(
+        498,
+        "application/json",
+        r#"{"error":{"message":"Flex tier capacity exceeded","type":"capacity_exceeded"}}"#,
+    ));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:498,openai:200")
+    );
 }
 
 /// A provider that refuses one of the gateway's keys (401/403) is tried with its next key; with

@@ -1,4 +1,6 @@
-//! OpenAI-compatible providers: the stream passes through byte for byte. This scanner reads only
+//! OpenAI-compatible providers: the request goes as the client wrote it (a provider's own names
+//! for a few top-level fields aside, [`request_field`]) and the stream passes through byte for
+//! byte. This scanner reads only
 //! what the gateway must know: whether content has started (until then a failure may fall back
 //! to another provider), where `[DONE]` is (the routing trailer goes just before it), and whether
 //! the stream was cut (then it closes with an error event and `[DONE]`, never silently).
@@ -9,6 +11,25 @@ use crate::platform::{FetchError, Progress, StreamTransform};
 use crate::routing::AttemptOutcome;
 use crate::sse::{self, SseDecoder};
 use serde::Deserialize;
+
+/// The name under which `provider` takes the request's top-level field `key` (`None`: left out),
+/// where its API differs from OpenAI's and refuses the request otherwise. Mistral answers 422
+/// `extra_forbidden` to `stream_options` (its streams carry usage in their last chunk anyway)
+/// and to `max_completion_tokens` (its name is `max_tokens`, which then gives way to it, as
+/// `max_completion_tokens` wins at OpenAI). `max_completion_tokens`: whether the request sets it
+/// (not null).
+pub fn request_field<'k>(
+    provider: &str,
+    max_completion_tokens: bool,
+    key: &'k str,
+) -> Option<&'k str> {
+    match (provider, key) {
+        ("mistral", "stream_options") => None,
+        ("mistral", "max_tokens") if max_completion_tokens => None,
+        ("mistral", "max_completion_tokens") => max_completion_tokens.then_some("max_tokens"),
+        _ => Some(key),
+    }
+}
 
 /// The pass-through stream transform for OpenAI-compatible providers.
 pub struct PassThroughStream {

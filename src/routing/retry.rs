@@ -40,7 +40,10 @@ impl AttemptOutcome {
     /// Whether another attempt (same provider after a pause, or the next one) may succeed.
     pub fn is_retryable(self) -> bool {
         match self {
-            AttemptOutcome::Status(s) => matches!(s, 408 | 409 | 429 | 500 | 502 | 503 | 504 | 529),
+            // (498: Groq's flex tier out of capacity, to be retried with a backoff.)
+            AttemptOutcome::Status(s) => {
+                matches!(s, 408 | 409 | 429 | 498 | 500 | 502 | 503 | 504 | 529)
+            }
             AttemptOutcome::Network
             | AttemptOutcome::Timeout
             | AttemptOutcome::Malformed
@@ -59,6 +62,8 @@ impl AttemptOutcome {
         match self {
             AttemptOutcome::Status(200..=299) => None,
             AttemptOutcome::Status(429) => Some("rate_limited"),
+            AttemptOutcome::Status(402) => Some("payment_required"),
+            AttemptOutcome::Status(498) => Some("capacity_exceeded"),
             AttemptOutcome::Status(s) if s >= 500 => Some("upstream_error"),
             AttemptOutcome::Status(_) => Some("client_error"),
             AttemptOutcome::Network => Some("connection_failed"),
