@@ -197,9 +197,19 @@ impl StreamEnd {
     /// Writes the end, or holds it until [`StreamEnd::set_trailer`].
     pub fn write(&mut self, out: &mut Vec<u8>, error: Option<&GatewayError>) {
         match &self.trailer {
-            Some(trailer) => write_stream_end(out, (!self.carried).then_some(trailer), error),
+            Some(trailer) => write_stream_end(out, self.routing_chunk(trailer, error), error),
             None => self.held = Some(error.cloned()),
         }
+    }
+
+    /// The routing chunk the end carries: none when a usage chunk took the metadata, unless
+    /// the stream then failed (the failed metadata goes last, after the usage chunk's).
+    fn routing_chunk<'t>(
+        &self,
+        trailer: &'t Trailer,
+        error: Option<&GatewayError>,
+    ) -> Option<&'t Trailer> {
+        (!self.carried || (error.is_some() && !trailer.failed_chunk.is_empty())).then_some(trailer)
     }
 
     /// Sets the trailer; what waited for it is written to `out` now.
@@ -212,7 +222,11 @@ impl StreamEnd {
             }
         }
         if let Some(error) = self.held.take() {
-            write_stream_end(out, (!self.carried).then_some(&trailer), error.as_ref());
+            write_stream_end(
+                out,
+                self.routing_chunk(&trailer, error.as_ref()),
+                error.as_ref(),
+            );
         }
         self.trailer = Some(trailer);
     }
@@ -649,6 +663,56 @@ mod tests {
             cached_tokens: Some(20),
             cache_write_tokens: Some(5),
             reasoning_tokens: Some(7),
+        }
+    }
+
+    #[test]
+    fn a_stream_failing_after_its_usage_chunk_took_the_metadata_ends_with_the_failed_one() {
+        let trailer = || {
+            Trailer::new("gen_1", "m", 1, br#"{"ok":true}"#).failed(Trailer::new(
+                "gen_1",
+                "m",
+                1,
+                br#"{"ok":false}"#,
+            ))
+        };
+        let usage_chunk = b"data: {\"choices\":[],\"usage\":{\"total_tokens\":3}}\n\n";
+        let brace = usage_chunk.len() - 3;
+        let error = GatewayError::bad_gateway("cut");
+        // Trailer known before the usage chunk, and set only after the end was reached.
+        for late in [false, true] {
+            let mut end = if late {
+                StreamEnd::awaiting_trailer()
+            } else {
+                let mut e = StreamEnd::awaiting_trailer();
+                e.set_trailer(trailer(), &mut Vec::new());
+                e
+            };
+            let mut out = usage_chunk.to_vec();
+            end.carry(&mut out, brace);
+            end.write(&mut out, Some(&error));
+            if late {
+                end.set_trailer(trailer(), &mut out);
+            }
+            let text = String::from_utf8(out).unwrap();
+            let ok = text
+                .find(r#"{"ok":true}"#)
+                .expect("the usage chunk carries it");
+            let failed = text
+                .find(r#"{"ok":false}"#)
+                .expect("the failed one follows");
+            let err = text.find("\"cut\"").unwrap();
+            assert!(ok < failed && failed < err, "late {late}: {text}");
+            assert!(text.ends_with("data: [DONE]\n\n"));
+            // A clean end adds nothing after the usage chunk's metadata.
+            let mut end = StreamEnd::awaiting_trailer();
+            end.set_trailer(trailer(), &mut Vec::new());
+            let mut out = usage_chunk.to_vec();
+            end.carry(&mut out, brace);
+            end.write(&mut out, None);
+            let text = String::from_utf8(out).unwrap();
+            assert!(!text.contains(r#"{"ok":false}"#), "{text}");
+            assert_eq!(text.matches(r#"{"ok":true}"#).count(), 1, "{text}");
         }
     }
 

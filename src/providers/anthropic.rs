@@ -97,9 +97,13 @@ pub(crate) fn build_body(
     );
     if adaptive_thinking(native_model) {
         let effort = adaptive_effort(req.reasoning(), native_model);
+        let thinking_room = match effort {
+            Some(e) if !forced_tool => e.budget_tokens(),
+            _ => 0,
+        };
         let max_tokens = req
             .max_output_tokens()
-            .unwrap_or(DEFAULT_MAX_TOKENS + effort.map_or(0, ReasoningEffort::budget_tokens));
+            .unwrap_or(DEFAULT_MAX_TOKENS + thinking_room);
         body.insert("max_tokens".into(), json!(max_tokens));
         if let Some(e) = effort {
             // Opus 4.7 and later omit the thinking text unless asked for its summary (what
@@ -113,13 +117,18 @@ pub(crate) fn build_body(
             output_config.insert("effort".into(), json!(e.as_str()));
         }
     } else {
-        let (max_tokens, budget) = max_tokens_and_budget(req)?;
+        // (No budget to check or make room for when none is sent.)
+        let (max_tokens, budget) = if forced_tool {
+            (req.max_output_tokens().unwrap_or(DEFAULT_MAX_TOKENS), None)
+        } else {
+            max_tokens_and_budget(req)?
+        };
         body.insert("max_tokens".into(), json!(max_tokens));
         // A turn that continues after tool results must open with the thinking block that
         // preceded its tool calls, signed, which OpenAI clients cannot send back: Anthropic
         // refuses budget thinking there ("a final `assistant` message must start with a thinking
         // block") and says to switch it off, so that turn goes on without thinking.
-        let budget = budget.filter(|_| !forced_tool && !continues_after_tool_results(&body));
+        let budget = budget.filter(|_| !continues_after_tool_results(&body));
         if let Some(b) = budget {
             body.insert(
                 "thinking".into(),
@@ -1373,8 +1382,21 @@ mod tests {
                 .unwrap();
                 assert!(b.get("thinking").is_none(), "{model} {choice}: {b}");
                 assert!(b["tool_choice"]["type"] == "any" || b["tool_choice"]["type"] == "tool");
+                assert_eq!(
+                    b["max_tokens"], DEFAULT_MAX_TOKENS,
+                    "no room kept for thinking"
+                );
+                if model == "claude-opus-4-7" {
+                    assert_eq!(b["output_config"]["effort"], "high", "the effort stays");
+                }
             }
         }
+        // A limit too small for a budget that is not sent is no reason to refuse.
+        let b = body(
+            json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}],
+            "tools": tools, "tool_choice": "required", "reasoning_effort": "low", "max_tokens": 1000}),
+        );
+        assert_eq!(b["max_tokens"], 1000);
         // `auto` keeps it.
         let b = body(
             json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}],
