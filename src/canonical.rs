@@ -111,11 +111,77 @@ pub enum Message {
         /// A reference to an earlier audio answer: no translated provider can take it back.
         #[serde(default)]
         audio: Option<Value>,
+        /// The reasoning the gateway returned with this turn (`reasoning_details`), sent back so
+        /// the provider continues from it (Claude's signed thinking before its tool calls).
+        #[serde(default)]
+        reasoning_details: Option<Vec<InboundReasoningDetail>>,
     },
     Tool {
         content: Content,
         tool_call_id: String,
     },
+}
+
+/// A piece of the model's reasoning the provider needs back whole and unchanged to continue
+/// from it: Anthropic's signed thinking and its redacted thinking. Clients see it as
+/// `reasoning_details` (`reasoning.text` with a `signature`, `reasoning.encrypted` with `data`,
+/// `format: "anthropic-claude-v1"`), the shape OpenRouter and the Vercel AI Gateway use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReasoningDetail {
+    Text { text: String, signature: String },
+    Encrypted { data: String },
+}
+
+/// The `format` of the reasoning details Claude's API takes back.
+pub const ANTHROPIC_REASONING_FORMAT: &str = "anthropic-claude-v1";
+
+/// One item of an assistant message's `reasoning_details` as a client sends it back: items of
+/// other types or formats (another provider's) are kept out of the translation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type")]
+pub enum InboundReasoningDetail {
+    #[serde(rename = "reasoning.text")]
+    Text {
+        #[serde(default)]
+        text: Option<String>,
+        #[serde(default)]
+        signature: Option<String>,
+        #[serde(default)]
+        format: Option<String>,
+    },
+    #[serde(rename = "reasoning.encrypted")]
+    Encrypted {
+        #[serde(default)]
+        data: Option<String>,
+        #[serde(default)]
+        format: Option<String>,
+    },
+    #[serde(other)]
+    Other,
+}
+
+impl InboundReasoningDetail {
+    /// The detail as Claude takes it back, if it is one of Claude's (signed, or redacted).
+    pub fn for_anthropic(&self) -> Option<ReasoningDetail> {
+        let claude = |f: &Option<String>| f.as_deref() == Some(ANTHROPIC_REASONING_FORMAT);
+        match self {
+            InboundReasoningDetail::Text {
+                text,
+                signature: Some(signature),
+                format,
+            } if claude(format) && !signature.is_empty() => Some(ReasoningDetail::Text {
+                text: text.clone().unwrap_or_default(),
+                signature: signature.clone(),
+            }),
+            InboundReasoningDetail::Encrypted {
+                data: Some(data),
+                format,
+            } if claude(format) && !data.is_empty() => {
+                Some(ReasoningDetail::Encrypted { data: data.clone() })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Message content: a plain string or a list of parts.
@@ -728,6 +794,12 @@ pub enum StreamPart {
     },
     TextDelta(String),
     ReasoningDelta(String),
+    /// A whole piece of reasoning the client must send back to continue from it (see
+    /// [`ReasoningDetail`]), the `index`-th of the response.
+    ReasoningDetail {
+        index: u32,
+        detail: ReasoningDetail,
+    },
     /// A tool call begins; `index` is its position among the response's tool calls.
     ToolCallStart {
         index: u32,
@@ -772,6 +844,8 @@ pub struct AssistantMessage {
     pub content: Option<String>,
     /// Thinking text, if the provider returned any.
     pub reasoning: Option<String>,
+    /// The reasoning to send back to continue from it (`reasoning_details`), in order.
+    pub reasoning_details: Vec<ReasoningDetail>,
     pub tool_calls: Vec<ResponseToolCall>,
 }
 

@@ -657,6 +657,48 @@ describe('reasoning', () => {
       assert.equal(body.output_config, undefined);
     });
 
+    test(`anthropic: signed thinking goes out as reasoning_details and, given back, keeps a tool loop thinking (Claude 4.5), ${mode(stream)}`, async () => {
+      const SONNET = { model: 'anthropic/claude-sonnet-4-5', native: 'claude-sonnet-4-5-20250929' };
+      const thinking = 'The user wants the weather: call get_weather.';
+      const signature = Buffer.from(`emulator-signature:${thinking}`).toString('base64');
+      emu.script({ match: { model: SONNET.native }, thinking, toolCalls: [{ name: 'get_weather', arguments: { city: 'Paris' } }] });
+      const first = await chat({ model: SONNET.model, messages: user('Weather in Paris?'), tools: TOOLS, reasoning_effort: 'high' }, { stream });
+      // The assistant turn as a client keeps it: reasoning_details included.
+      let turn;
+      if (stream) {
+        const a = assemble(first.chunks, { response: first.response, model: SONNET.model });
+        const details = first.chunks.flatMap((c) => c.choices[0]?.delta?.reasoning_details ?? []);
+        turn = {
+          role: 'assistant',
+          content: null,
+          reasoning_details: details,
+          tool_calls: a.tools.map((t) => ({ id: t.id, type: 'function', function: { name: t.name, arguments: t.args } })),
+        };
+      } else {
+        turn = first.data.choices[0].message;
+      }
+      assert.deepEqual(turn.reasoning_details, [{ type: 'reasoning.text', text: thinking, signature, format: 'anthropic-claude-v1', index: 0 }]);
+      const toolResult = { role: 'tool', tool_call_id: turn.tool_calls[0].id, content: '{"sky":"clear"}' };
+
+      // Given back: the turn opens with its signed thinking, and the request still thinks.
+      emu.reset();
+      emu.script({ match: { model: SONNET.native }, text: 'Clear skies.' });
+      await chat({ model: SONNET.model, messages: [...user('Weather in Paris?'), turn, toolResult], tools: TOOLS, reasoning_effort: 'high' }, { stream });
+      let { body } = onlyUpstream();
+      assert.deepEqual(body.thinking, { type: 'enabled', budget_tokens: 16384 });
+      assert.deepEqual(body.messages[1].content[0], { type: 'thinking', thinking, signature });
+      assert.equal(body.messages[1].content[1].type, 'tool_use');
+
+      // Not given back (a client that drops it): the turn goes on without thinking, no 400.
+      emu.reset();
+      emu.script({ match: { model: SONNET.native }, text: 'Clear skies.' });
+      const { reasoning_details: _dropped, ...bare } = turn;
+      await chat({ model: SONNET.model, messages: [...user('Weather in Paris?'), bare, toolResult], tools: TOOLS, reasoning_effort: 'high' }, { stream });
+      ({ body } = onlyUpstream());
+      assert.equal(body.thinking, undefined);
+      assert.equal(body.messages[1].content[0].type, 'tool_use');
+    });
+
     test(`gemini 3: reasoning_effort high → thinkingLevel, thoughts surfaced, ${mode(stream)}`, async () => {
       emu.script({ match: { model: GEMINI.native }, thinking: 'Two plus two is four.', text: 'Four.' });
       const res = await chat({ model: GEMINI.model, messages: user('What is 2+2?'), reasoning_effort: 'high' }, { stream });

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::canonical::{ChatResponse, FinishReason, StreamPart, Usage};
+use crate::canonical::{ChatResponse, FinishReason, ReasoningDetail, StreamPart, Usage};
 use crate::error::GatewayError;
 use crate::sse::{write_data, DONE};
 
@@ -26,6 +26,13 @@ pub fn encode_response(resp: &ChatResponse) -> Vec<u8> {
                     role: "assistant",
                     content: c.message.content.as_deref(),
                     reasoning: c.message.reasoning.as_deref(),
+                    reasoning_details: c
+                        .message
+                        .reasoning_details
+                        .iter()
+                        .enumerate()
+                        .map(|(i, d)| ReasoningDetailOut::of(i as u32, d))
+                        .collect(),
                     tool_calls: c
                         .message
                         .tool_calls
@@ -312,6 +319,14 @@ impl ChunkEncoder {
                 None,
             ),
             StreamPart::TextDelta(_) | StreamPart::ReasoningDelta(_) => {}
+            StreamPart::ReasoningDetail { index, detail } => self.write_delta(
+                out,
+                Delta {
+                    reasoning_details: Some([ReasoningDetailOut::of(index, &detail)]),
+                    ..Delta::default()
+                },
+                None,
+            ),
             StreamPart::ToolCallStart { index, id, name } => {
                 let call = ToolDelta {
                     index,
@@ -455,8 +470,49 @@ struct MessageOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    reasoning_details: Vec<ReasoningDetailOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<ToolCallOut<'a>>,
     refusal: Option<()>,
+}
+
+/// One item of `reasoning_details` (OpenRouter's shape, which the Vercel AI Gateway shares).
+#[derive(Serialize)]
+struct ReasoningDetailOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a str>,
+    format: &'static str,
+    index: u32,
+}
+
+impl<'a> ReasoningDetailOut<'a> {
+    fn of(index: u32, detail: &'a ReasoningDetail) -> Self {
+        let (kind, text, signature, data) = match detail {
+            ReasoningDetail::Text { text, signature } => (
+                "reasoning.text",
+                Some(text.as_str()),
+                Some(signature.as_str()),
+                None,
+            ),
+            ReasoningDetail::Encrypted { data } => {
+                ("reasoning.encrypted", None, None, Some(data.as_str()))
+            }
+        };
+        ReasoningDetailOut {
+            kind,
+            text,
+            signature,
+            data,
+            format: crate::canonical::ANTHROPIC_REASONING_FORMAT,
+            index,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -544,6 +600,8 @@ struct Delta<'a> {
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_details: Option<[ReasoningDetailOut<'a>; 1]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[ToolDelta<'a>; 1]>,
 }
@@ -727,6 +785,13 @@ mod tests {
                 message: AssistantMessage {
                     content: Some("hi".into()),
                     reasoning: Some("think".into()),
+                    reasoning_details: vec![
+                        ReasoningDetail::Text {
+                            text: "think".into(),
+                            signature: "sig".into(),
+                        },
+                        ReasoningDetail::Encrypted { data: "enc".into() },
+                    ],
                     tool_calls: vec![ResponseToolCall {
                         id: "call_1".into(),
                         name: "f".into(),
@@ -744,6 +809,10 @@ mod tests {
                 "id": "msg_1", "object": "chat.completion", "created": 1_700_000_000u64, "model": "gw/model",
                 "choices": [{"index": 0, "message": {
                     "role": "assistant", "content": "hi", "reasoning": "think", "refusal": null,
+                    "reasoning_details": [
+                        {"type": "reasoning.text", "text": "think", "signature": "sig", "format": "anthropic-claude-v1", "index": 0},
+                        {"type": "reasoning.encrypted", "data": "enc", "format": "anthropic-claude-v1", "index": 1}
+                    ],
                     "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]
                 }, "logprobs": null, "finish_reason": "tool_calls"}],
                 "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42,

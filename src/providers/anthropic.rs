@@ -41,8 +41,8 @@ use serde_json::{json, Map, Value};
 
 use crate::canonical::{
     compact_json, parse_data_url, AssistantMessage, ChatRequest, ChatResponse, Choice, Content,
-    ContentPart, FinishReason, Message, Reasoning, ReasoningEffort, ResponseFormat,
-    ResponseToolCall, StreamPart, ToolChoice, Usage,
+    ContentPart, FinishReason, Message, Reasoning, ReasoningDetail, ReasoningEffort,
+    ResponseFormat, ResponseToolCall, StreamPart, ToolChoice, Usage,
 };
 use crate::error::GatewayError;
 use crate::sse::SseEvent;
@@ -125,16 +125,21 @@ pub(crate) fn build_body(
         };
         body.insert("max_tokens".into(), json!(max_tokens));
         // A turn that continues after tool results must open with the thinking block that
-        // preceded its tool calls, signed, which OpenAI clients cannot send back: Anthropic
-        // refuses budget thinking there ("a final `assistant` message must start with a thinking
-        // block") and says to switch it off, so that turn goes on without thinking.
-        let budget = budget.filter(|_| !continues_after_tool_results(&body));
+        // preceded its tool calls, signed (given back as `reasoning_details`): without it
+        // Anthropic refuses budget thinking there ("a final `assistant` message must start with
+        // a thinking block") and says to switch it off, so that turn goes on without thinking.
+        let budget = budget.filter(|_| !continues_after_tool_results_without_thinking(&body));
         if let Some(b) = budget {
             body.insert(
                 "thinking".into(),
                 json!({"type": "enabled", "budget_tokens": b}),
             );
         }
+    }
+    if !body.contains_key("thinking") {
+        // Thinking given back is for a request that thinks (Anthropic refuses it in the final
+        // assistant turn otherwise).
+        strip_thinking_blocks(&mut body);
     }
     insert_sampling(req, &mut body);
     insert_tools(req, &mut body)?;
@@ -206,20 +211,46 @@ fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// Whether the conversation in `body` ends with tool results: the last message is a user turn
-/// holding `tool_result` blocks (the answer to the assistant turn's `tool_use`).
-fn continues_after_tool_results(body: &Map<String, Value>) -> bool {
-    let Some(last) = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .and_then(|m| m.last())
-    else {
+fn is_thinking_block(block: &Value) -> bool {
+    block["type"] == "thinking" || block["type"] == "redacted_thinking"
+}
+
+/// Whether the conversation in `body` ends with tool results (the last message is a user turn
+/// holding `tool_result` blocks, the answer to the assistant turn's `tool_use`) and that
+/// assistant turn does not open with its thinking.
+fn continues_after_tool_results_without_thinking(body: &Map<String, Value>) -> bool {
+    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
         return false;
     };
-    last["role"] == "user"
+    let Some(last) = messages.last() else {
+        return false;
+    };
+    let after_tools = last["role"] == "user"
         && last["content"]
             .as_array()
-            .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
+            .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"));
+    let opens_with_thinking = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "assistant")
+        .and_then(|m| m["content"].as_array()?.first().map(is_thinking_block))
+        .unwrap_or(false);
+    after_tools && !opens_with_thinking
+}
+
+/// Removes the thinking blocks given back in assistant turns (and a turn left empty by it).
+fn strip_thinking_blocks(body: &mut Map<String, Value>) {
+    let Some(messages) = body.get_mut("messages").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for m in messages.iter_mut() {
+        if m["role"] == "assistant" {
+            if let Some(blocks) = m["content"].as_array_mut() {
+                blocks.retain(|b| !is_thinking_block(b));
+            }
+        }
+    }
+    messages.retain(|m| m["content"].as_array().is_none_or(|b| !b.is_empty()));
 }
 
 /// Whether a Claude model thinks adaptively (`thinking: {type: adaptive}`, depth set by
@@ -413,11 +444,25 @@ fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Ga
                 tool_calls,
                 refusal,
                 audio,
+                reasoning_details,
             } => {
                 if audio.as_ref().is_some_and(|a| !a.is_null()) {
                     return Err(super::native::audio_reference_refused(i, PROVIDER));
                 }
                 let mut blocks = Vec::new();
+                // The turn's thinking first, as Claude wrote it (build_request leaves it out
+                // again when the request does not think).
+                for detail in reasoning_details.iter().flatten() {
+                    match detail.for_anthropic() {
+                        Some(ReasoningDetail::Text { text, signature }) => blocks.push(
+                            json!({"type": "thinking", "thinking": text, "signature": signature}),
+                        ),
+                        Some(ReasoningDetail::Encrypted { data }) => {
+                            blocks.push(json!({"type": "redacted_thinking", "data": data}))
+                        }
+                        None => {}
+                    }
+                }
                 if let Some(c) = content {
                     push_text(&mut blocks, c.text_only(&param)?);
                 }
@@ -627,6 +672,12 @@ enum ResponseBlock {
     },
     Thinking {
         thinking: String,
+        #[serde(default)]
+        signature: String,
+    },
+    RedactedThinking {
+        #[serde(default)]
+        data: String,
     },
     ToolUse {
         id: String,
@@ -720,12 +771,29 @@ pub fn translate_response(body: &[u8]) -> Result<ChatResponse, GatewayError> {
                 .content
                 .get_or_insert_with(String::new)
                 .push_str(&text),
-            // (A thinking block whose text was omitted adds no empty `reasoning`.)
-            ResponseBlock::Thinking { thinking } if thinking.is_empty() => {}
-            ResponseBlock::Thinking { thinking } => message
-                .reasoning
-                .get_or_insert_with(String::new)
-                .push_str(&thinking),
+            ResponseBlock::Thinking {
+                thinking,
+                signature,
+            } => {
+                // (A thinking block whose text was omitted adds no empty `reasoning`, but its
+                // signature still goes back.)
+                if !thinking.is_empty() {
+                    message
+                        .reasoning
+                        .get_or_insert_with(String::new)
+                        .push_str(&thinking);
+                }
+                if !signature.is_empty() {
+                    message.reasoning_details.push(ReasoningDetail::Text {
+                        text: thinking,
+                        signature,
+                    });
+                }
+            }
+            ResponseBlock::RedactedThinking { data } if !data.is_empty() => message
+                .reasoning_details
+                .push(ReasoningDetail::Encrypted { data }),
+            ResponseBlock::RedactedThinking { .. } => {}
             ResponseBlock::ToolUse { id, name } => {
                 let input: ToolInput = serde_json::from_str(raw.get()).map_err(|_| unreadable())?;
                 let arguments = input
@@ -877,7 +945,10 @@ enum StartBlock {
         #[serde(default)]
         thinking: String,
     },
-    RedactedThinking,
+    RedactedThinking {
+        #[serde(default)]
+        data: String,
+    },
     ToolUse {
         id: String,
         name: String,
@@ -896,6 +967,9 @@ enum BlockDelta {
     },
     ThinkingDelta {
         thinking: String,
+    },
+    SignatureDelta {
+        signature: String,
     },
     InputJsonDelta {
         #[serde(default)]
@@ -932,6 +1006,11 @@ pub struct StreamTranslator {
     /// The kind of every block started so far, at Anthropic's content index (0, 1, 2, …).
     blocks: Vec<Option<BlockKind>>,
     tool_count: u32,
+    /// The text of the thinking block under way, for its `reasoning_details` item once its
+    /// signature arrives (the client sends both back to continue from it).
+    thinking: String,
+    /// How many `reasoning_details` items have been sent.
+    detail_count: u32,
     usage: RawUsage,
     stop_reason: Option<String>,
     /// `message_stop` or an error arrived: the stream is over.
@@ -1041,10 +1120,18 @@ impl StreamTranslator {
                 BlockKind::Text
             }
             StartBlock::Thinking { thinking } => {
+                self.thinking.clear();
+                self.thinking.push_str(&thinking);
                 push_nonempty(out, thinking, StreamPart::ReasoningDelta);
                 BlockKind::Thinking
             }
-            StartBlock::RedactedThinking | StartBlock::Other => BlockKind::Other,
+            StartBlock::RedactedThinking { data } => {
+                if !data.is_empty() {
+                    self.push_detail(ReasoningDetail::Encrypted { data }, out);
+                }
+                BlockKind::Other
+            }
+            StartBlock::Other => BlockKind::Other,
             StartBlock::ToolUse { id, name, input } => {
                 let tool_index = self.tool_count;
                 self.tool_count += 1;
@@ -1075,7 +1162,15 @@ impl StreamTranslator {
                 push_nonempty(out, text, StreamPart::TextDelta)
             }
             (Some(BlockKind::Thinking), BlockDelta::ThinkingDelta { thinking }) => {
+                self.thinking.push_str(&thinking);
                 push_nonempty(out, thinking, StreamPart::ReasoningDelta)
+            }
+            // The block's signature comes last: the whole block goes out to be given back.
+            (Some(BlockKind::Thinking), BlockDelta::SignatureDelta { signature })
+                if !signature.is_empty() =>
+            {
+                let text = std::mem::take(&mut self.thinking);
+                self.push_detail(ReasoningDetail::Text { text, signature }, out);
             }
             (
                 Some(BlockKind::Tool { index: tool, .. }),
@@ -1093,9 +1188,17 @@ impl StreamTranslator {
                     },
                 );
             }
-            // signature deltas, citations, empty JSON deltas, deltas of unknown blocks
+            // citations, empty JSON deltas, deltas of unknown blocks
             _ => {}
         }
+    }
+
+    fn push_detail(&mut self, detail: ReasoningDetail, out: &mut Vec<StreamPart>) {
+        out.push(StreamPart::ReasoningDetail {
+            index: self.detail_count,
+            detail,
+        });
+        self.detail_count += 1;
     }
 
     fn stop_block(&mut self, index: u64, out: &mut Vec<StreamPart>) {
@@ -1403,6 +1506,55 @@ mod tests {
             "tools": tools, "tool_choice": "auto", "reasoning_effort": "high"}),
         );
         assert_eq!(b["thinking"]["type"], "enabled");
+    }
+
+    #[test]
+    fn thinking_given_back_opens_its_turn_and_keeps_thinking_on_after_tool_results() {
+        let call = json!({"role": "assistant", "content": null,
+            "reasoning": "I should call f.",
+            "reasoning_details": [
+                {"type": "reasoning.text", "text": "I should call f.", "signature": "sig-1", "format": "anthropic-claude-v1", "index": 0},
+                {"type": "reasoning.encrypted", "data": "enc-2", "format": "anthropic-claude-v1", "index": 1},
+                {"type": "reasoning.text", "text": "unsigned", "format": "anthropic-claude-v1"},
+                {"type": "reasoning.encrypted", "data": "gemini", "format": "google-gemini-v1"},
+                {"type": "reasoning.summary", "summary": "s"}
+            ],
+            "tool_calls": [{"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]});
+        let result = json!({"role": "tool", "tool_call_id": "toolu_1", "content": "42"});
+        let user = json!({"role": "user", "content": "What is f?"});
+        let messages = json!([user, call, result]);
+        for model in ["claude-sonnet-4-5", "claude-opus-4-7"] {
+            let b: Value = serde_json::from_slice(
+                &build_request(
+                    &request(
+                        json!({"model": "m", "messages": messages, "reasoning_effort": "high"}),
+                    ),
+                    model,
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            assert!(
+                b.get("thinking").is_some(),
+                "{model}: thinking stays on: {b}"
+            );
+            assert_eq!(
+                b["messages"][1]["content"],
+                json!([
+                    {"type": "thinking", "thinking": "I should call f.", "signature": "sig-1"},
+                    {"type": "redacted_thinking", "data": "enc-2"},
+                    {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}
+                ]),
+                "{model}"
+            );
+        }
+        // A request that does not think sends no thinking back.
+        let b = body(json!({"model": "m", "messages": messages}));
+        assert!(b.get("thinking").is_none());
+        assert_eq!(
+            b["messages"][1]["content"],
+            json!([{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}])
+        );
     }
 
     #[test]
@@ -1714,6 +1866,16 @@ mod tests {
             c.message.reasoning.as_deref(),
             Some("The user wants me to call checkSandboxErrors immediately.")
         );
+        match c.message.reasoning_details.as_slice() {
+            [ReasoningDetail::Text { text, signature }] => {
+                assert_eq!(
+                    text,
+                    "The user wants me to call checkSandboxErrors immediately."
+                );
+                assert!(signature.starts_with("Eq4CCpIBCBIYAipAM"), "{signature}");
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             c.message.tool_calls,
             vec![ResponseToolCall {
@@ -1760,11 +1922,56 @@ mod tests {
     fn thinking_omitted_by_the_model_adds_no_empty_reasoning() {
         // Opus 4.7+ without `display: "summarized"`: the block comes with its signature only.
         let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"c",
-            "content":[{"type":"thinking","thinking":"","signature":"EqQB"},{"type":"text","text":"Four."}],
+            "content":[{"type":"thinking","thinking":"","signature":"EqQB"},{"type":"redacted_thinking","data":"EmwK"},{"type":"text","text":"Four."}],
             "stop_reason":"end_turn","usage":{"input_tokens":5,"output_tokens":7}}"#;
         let m = &translate_response(body).unwrap().choices[0].message;
         assert_eq!(m.content.as_deref(), Some("Four."));
         assert_eq!(m.reasoning, None);
+        // Both still go back to the client, to be given back.
+        assert_eq!(
+            m.reasoning_details,
+            vec![
+                ReasoningDetail::Text {
+                    text: String::new(),
+                    signature: "EqQB".into()
+                },
+                ReasoningDetail::Encrypted {
+                    data: "EmwK".into()
+                }
+            ]
+        );
+        // Streamed: the redacted block as it starts, as `delta.reasoning_details`.
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        for data in [
+            r#"{"type":"message_start","message":{"id":"msg_1","model":"c","usage":{"input_tokens":5}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"redacted_thinking","data":"EmwK"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+        ] {
+            t.on_event(
+                &SseEvent {
+                    event: None,
+                    data: data.into(),
+                },
+                &mut parts,
+            );
+        }
+        assert!(parts.contains(&StreamPart::ReasoningDetail {
+            index: 0,
+            detail: ReasoningDetail::Encrypted {
+                data: "EmwK".into()
+            }
+        }));
+        let mut enc = crate::formats::openai::ChunkEncoder::new("gen_1", "anthropic/c", 1, false);
+        let mut out = Vec::new();
+        for p in parts {
+            enc.encode(p, &mut out);
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#""delta":{"reasoning_details":[{"type":"reasoning.encrypted","data":"EmwK","format":"anthropic-claude-v1","index":0}]}"#),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1886,8 +2093,25 @@ mod tests {
     }
 
     #[test]
-    fn golden_thinking_stream_streams_reasoning_and_ignores_signatures() {
+    fn golden_thinking_stream_streams_reasoning_and_gives_the_signed_block_back() {
         let (parts, a) = replay("thinking_then_text.sse");
+        // The whole block with its signature, once, when the signature arrives (its empty
+        // start signature is not one).
+        let details: Vec<_> = parts
+            .iter()
+            .filter_map(|p| match p {
+                StreamPart::ReasoningDetail { index, detail } => Some((*index, detail.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(details.len(), 1, "{details:?}");
+        match &details[0] {
+            (0, ReasoningDetail::Text { text, signature }) => {
+                assert_eq!(text, &a.reasoning);
+                assert!(signature.starts_with("EvQBCkYICxgCKkAxhD4"), "{signature}");
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             a.reasoning,
             "The previous result was 925. Now I need to divide that by 5.\n\n925 ÷ 5 = 185"

@@ -158,11 +158,13 @@ fn convert_messages(
             Message::User { content } => {
                 contents.push("user", user_parts(content, &param, provider)?)
             }
+            // (`reasoning_details` are Claude's: Gemini's thought signatures are not kept.)
             Message::Assistant {
                 content,
                 tool_calls,
                 refusal,
                 audio,
+                ..
             } => {
                 if audio.as_ref().is_some_and(|a| !a.is_null()) {
                     return Err(super::native::audio_reference_refused(i, provider));
