@@ -123,17 +123,31 @@ pub enum Message {
 }
 
 /// A piece of the model's reasoning the provider needs back whole and unchanged to continue
-/// from it: Anthropic's signed thinking and its redacted thinking. Clients see it as
-/// `reasoning_details` (`reasoning.text` with a `signature`, `reasoning.encrypted` with `data`,
-/// `format: "anthropic-claude-v1"`), the shape OpenRouter and the Vercel AI Gateway use.
+/// from it: Anthropic's signed thinking and its redacted thinking, Gemini's thought signature of
+/// a function call. Clients see it as `reasoning_details` (`reasoning.text` with a `signature`,
+/// `reasoning.encrypted` with `data`, and the tool call's `id` for Gemini; `format`
+/// `anthropic-claude-v1` or `google-gemini-v1`), the shape OpenRouter and the Vercel AI Gateway
+/// use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReasoningDetail {
-    Text { text: String, signature: String },
-    Encrypted { data: String },
+    Text {
+        text: String,
+        signature: String,
+    },
+    Encrypted {
+        data: String,
+    },
+    /// Gemini's `thoughtSignature` on the function call the response names `id`.
+    ToolCallSignature {
+        id: String,
+        data: String,
+    },
 }
 
 /// The `format` of the reasoning details Claude's API takes back.
 pub const ANTHROPIC_REASONING_FORMAT: &str = "anthropic-claude-v1";
+/// The `format` of the thought signatures Gemini's API takes back.
+pub const GEMINI_REASONING_FORMAT: &str = "google-gemini-v1";
 
 /// One item of an assistant message's `reasoning_details` as a client sends it back: items of
 /// other types or formats (another provider's) are kept out of the translation.
@@ -155,6 +169,9 @@ pub enum InboundReasoningDetail {
         data: Option<String>,
         #[serde(default)]
         format: Option<String>,
+        /// The tool call a Gemini thought signature belongs to.
+        #[serde(default)]
+        id: Option<String>,
     },
     #[serde(other)]
     Other,
@@ -176,8 +193,23 @@ impl InboundReasoningDetail {
             InboundReasoningDetail::Encrypted {
                 data: Some(data),
                 format,
+                ..
             } if claude(format) && !data.is_empty() => {
                 Some(ReasoningDetail::Encrypted { data: data.clone() })
+            }
+            _ => None,
+        }
+    }
+
+    /// Gemini's thought signature for the tool call `call_id`, if this is it.
+    pub fn gemini_signature_for(&self, call_id: &str) -> Option<&str> {
+        match self {
+            InboundReasoningDetail::Encrypted {
+                data: Some(data),
+                format: Some(format),
+                id: Some(id),
+            } if format == GEMINI_REASONING_FORMAT && id == call_id && !data.is_empty() => {
+                Some(data)
             }
             _ => None,
         }

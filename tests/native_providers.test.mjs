@@ -441,9 +441,15 @@ describe('tools', () => {
   const ARGS = { unit: 'celsius', city: 'Paris' };
 
   /** First turn: the model calls get_weather. Returns the tool call the client saw. */
+  // The reasoning_details of the last first turn (what a client keeps to give back).
+  let firstTurnDetails = [];
+
   async function firstTurn(m, stream, toolCall) {
     emu.script({ match: { model: m.native }, toolCalls: [toolCall] });
     const res = await chat({ model: m.model, messages: user('Weather in Paris?'), tools: TOOLS }, { stream });
+    firstTurnDetails = stream
+      ? res.chunks.flatMap((c) => c.choices[0]?.delta?.reasoning_details ?? [])
+      : (res.data.choices[0].message.reasoning_details ?? []);
     if (stream) {
       const a = assemble(res.chunks, { response: res.response, model: m.model });
       assert.deepEqual(a.finish, ['tool_calls']);
@@ -505,11 +511,20 @@ describe('tools', () => {
       assert.equal(contents[1].role, 'model');
       assert.equal(contents[1].parts.length, 1);
       assert.deepEqual(contents[1].parts[0].functionCall, { name: 'get_weather', args: ARGS });
-      assert.equal(typeof contents[1].parts[0].thoughtSignature, 'string', 'a replayed call carries a thought signature');
+      assert.equal(contents[1].parts[0].thoughtSignature, 'skip_thought_signature_validator', 'a call replayed without its signature carries the placeholder');
       assert.deepEqual(contents[2], {
         role: 'user',
         parts: [{ functionResponse: { name: 'get_weather', response: { temp_c: 21, sky: 'clear' } } }],
       });
+
+      // Its own signature went out as a reasoning_details item naming the call; given back, it
+      // goes back with the call.
+      const signature = Buffer.from('emulator-thought-signature:Weather in Paris?').toString('base64');
+      assert.deepEqual(firstTurnDetails, [{ type: 'reasoning.encrypted', data: signature, id: call.id, format: 'google-gemini-v1', index: 0 }]);
+      emu.reset();
+      const [question, turn, result] = secondTurnMessages(call);
+      await chat({ model: GEMINI.model, messages: [question, { ...turn, reasoning_details: firstTurnDetails }, result], tools: TOOLS }, { stream });
+      assert.equal(onlyUpstream().body.contents[1].parts[0].thoughtSignature, signature);
     });
   }
 

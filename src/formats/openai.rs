@@ -487,31 +487,38 @@ struct ReasoningDetailOut<'a> {
     signature: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
     format: &'static str,
     index: u32,
 }
 
 impl<'a> ReasoningDetailOut<'a> {
     fn of(index: u32, detail: &'a ReasoningDetail) -> Self {
-        let (kind, text, signature, data) = match detail {
-            ReasoningDetail::Text { text, signature } => (
-                "reasoning.text",
-                Some(text.as_str()),
-                Some(signature.as_str()),
-                None,
-            ),
-            ReasoningDetail::Encrypted { data } => {
-                ("reasoning.encrypted", None, None, Some(data.as_str()))
-            }
-        };
-        ReasoningDetailOut {
-            kind,
-            text,
-            signature,
-            data,
-            format: crate::canonical::ANTHROPIC_REASONING_FORMAT,
+        use crate::canonical::{ANTHROPIC_REASONING_FORMAT, GEMINI_REASONING_FORMAT};
+        let mut out = ReasoningDetailOut {
+            kind: "reasoning.encrypted",
+            text: None,
+            signature: None,
+            data: None,
+            id: None,
+            format: ANTHROPIC_REASONING_FORMAT,
             index,
+        };
+        match detail {
+            ReasoningDetail::Text { text, signature } => {
+                out.kind = "reasoning.text";
+                out.text = Some(text);
+                out.signature = Some(signature);
+            }
+            ReasoningDetail::Encrypted { data } => out.data = Some(data),
+            ReasoningDetail::ToolCallSignature { id, data } => {
+                out.data = Some(data);
+                out.id = Some(id);
+                out.format = GEMINI_REASONING_FORMAT;
+            }
         }
+        out
     }
 }
 

@@ -460,7 +460,7 @@ fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Ga
                         Some(ReasoningDetail::Encrypted { data }) => {
                             blocks.push(json!({"type": "redacted_thinking", "data": data}))
                         }
-                        None => {}
+                        Some(ReasoningDetail::ToolCallSignature { .. }) | None => {}
                     }
                 }
                 if let Some(c) = content {

@@ -33,8 +33,8 @@ use serde_json::{json, Map, Value};
 
 use crate::canonical::{
     compact_json, parse_data_url, AssistantMessage, ChatRequest, ChatResponse, Choice, Content,
-    ContentPart, FinishReason, Message, Reasoning, ResponseFormat, ResponseToolCall, StreamPart,
-    ToolChoice, Usage,
+    ContentPart, FinishReason, Message, Reasoning, ReasoningDetail, ResponseFormat,
+    ResponseToolCall, StreamPart, ToolChoice, Usage,
 };
 use crate::error::GatewayError;
 use crate::sse::SseEvent;
@@ -158,13 +158,12 @@ fn convert_messages(
             Message::User { content } => {
                 contents.push("user", user_parts(content, &param, provider)?)
             }
-            // (`reasoning_details` are Claude's: Gemini's thought signatures are not kept.)
             Message::Assistant {
                 content,
                 tool_calls,
                 refusal,
                 audio,
-                ..
+                reasoning_details,
             } => {
                 if audio.as_ref().is_some_and(|a| !a.is_null()) {
                     return Err(super::native::audio_reference_refused(i, provider));
@@ -179,8 +178,17 @@ fn convert_messages(
                     let args = super::anthropic::parse_arguments(&tc.function.arguments, i, j)?;
                     let mut part =
                         json!({"functionCall": {"name": tc.function.name, "args": args}});
-                    if j == 0 {
-                        part["thoughtSignature"] = json!(SKIP_THOUGHT_SIGNATURE);
+                    // The call's own signature when the client gave it back
+                    // (`reasoning_details`); else Google's placeholder on the first call,
+                    // which Gemini 3 requires one on.
+                    let given = reasoning_details
+                        .iter()
+                        .flatten()
+                        .find_map(|d| d.gemini_signature_for(&tc.id));
+                    match given {
+                        Some(signature) => part["thoughtSignature"] = json!(signature),
+                        None if j == 0 => part["thoughtSignature"] = json!(SKIP_THOUGHT_SIGNATURE),
+                        None => {}
                     }
                     parts.push(part);
                 }
@@ -557,6 +565,10 @@ struct Part {
     thought: Option<bool>,
     #[serde(default)]
     function_call: Option<FunctionCallPart>,
+    /// Gemini 3's signature of the thinking behind this part; the one on a function call must
+    /// come back with it.
+    #[serde(default)]
+    thought_signature: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -735,8 +747,17 @@ fn candidate_choice(
         if let Some(fc) = part.function_call {
             let Some(name) = fc.name else { continue };
             let index = message.tool_calls.len() as u32;
+            let id = call_id(fc.id, index, scope);
+            if let Some(data) = part.thought_signature.filter(|s| !s.is_empty()) {
+                message
+                    .reasoning_details
+                    .push(ReasoningDetail::ToolCallSignature {
+                        id: id.clone(),
+                        data,
+                    });
+            }
             message.tool_calls.push(ResponseToolCall {
-                id: call_id(fc.id, index, scope),
+                id,
                 name,
                 arguments: arguments_text(fc.args.as_deref()),
             });
@@ -881,6 +902,8 @@ pub struct StreamTranslator {
     provider: &'static str,
     started: bool,
     tool_count: u32,
+    /// How many `reasoning_details` items (function calls' thought signatures) have been sent.
+    detail_count: u32,
     usage: Option<UsageMetadata>,
     finish: Option<FinishReason>,
     failed: bool,
@@ -911,6 +934,7 @@ impl StreamTranslator {
             provider,
             started: false,
             tool_count: 0,
+            detail_count: 0,
             usage: None,
             finish: None,
             failed: false,
@@ -994,11 +1018,18 @@ impl StreamTranslator {
                 let Some(name) = fc.name else { continue };
                 let index = self.tool_count;
                 self.tool_count += 1;
-                out.push(StreamPart::ToolCallStart {
-                    index,
-                    id: call_id(fc.id, index, self.response_id.as_deref()),
-                    name,
-                });
+                let id = call_id(fc.id, index, self.response_id.as_deref());
+                if let Some(data) = part.thought_signature.filter(|s| !s.is_empty()) {
+                    out.push(StreamPart::ReasoningDetail {
+                        index: self.detail_count,
+                        detail: ReasoningDetail::ToolCallSignature {
+                            id: id.clone(),
+                            data,
+                        },
+                    });
+                    self.detail_count += 1;
+                }
+                out.push(StreamPart::ToolCallStart { index, id, name });
                 let args = arguments_text(fc.args.as_deref());
                 out.push(StreamPart::ToolCallArgs { index, delta: args });
             } else if let Some(text) = part.text.filter(|t| !t.is_empty()) {
@@ -1578,6 +1609,69 @@ mod tests {
     }
 
     /// Generated ids must not repeat across the turns of a conversation: a history with two
+    #[test]
+    fn a_function_calls_thought_signature_goes_out_and_comes_back_with_it() {
+        // Out: non-streamed and streamed, named by the call's id.
+        let data = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"f","args":{}},"thoughtSignature":"c2lnLWY="},{"functionCall":{"name":"g","args":{}}}]},"finishReason":"STOP"}],"responseId":"r1"}"#;
+        let m = &translate_response(data.as_bytes()).unwrap().choices[0].message;
+        assert_eq!(
+            m.reasoning_details,
+            vec![ReasoningDetail::ToolCallSignature {
+                id: "call_r1_0".into(),
+                data: "c2lnLWY=".into()
+            }]
+        );
+        let mut t = StreamTranslator::new();
+        let mut parts = Vec::new();
+        t.on_event(
+            &SseEvent {
+                event: None,
+                data: data.into(),
+            },
+            &mut parts,
+        );
+        assert_eq!(
+            parts[1..3],
+            [
+                StreamPart::ReasoningDetail {
+                    index: 0,
+                    detail: ReasoningDetail::ToolCallSignature {
+                        id: "call_r1_0".into(),
+                        data: "c2lnLWY=".into()
+                    }
+                },
+                StreamPart::ToolCallStart {
+                    index: 0,
+                    id: "call_r1_0".into(),
+                    name: "f".into()
+                }
+            ],
+            "{parts:?}"
+        );
+        // Back: each call gets its own signature; without one, the first gets the placeholder.
+        let turn = |details: Value| {
+            body(json!({"model": "m", "messages": [
+                {"role": "user", "content": "Go"},
+                {"role": "assistant", "content": null, "reasoning_details": details, "tool_calls": [
+                    {"id": "call_r1_0", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+                    {"id": "call_r1_1", "type": "function", "function": {"name": "g", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "call_r1_0", "content": "1"},
+                {"role": "tool", "tool_call_id": "call_r1_1", "content": "2"}
+            ]}))["contents"][1]["parts"]
+                .clone()
+        };
+        let given = turn(json!([
+            {"type": "reasoning.text", "text": "claude's", "signature": "x", "format": "anthropic-claude-v1"},
+            {"type": "reasoning.encrypted", "data": "c2lnLWc=", "id": "call_r1_1", "format": "google-gemini-v1", "index": 1},
+            {"type": "reasoning.encrypted", "data": "c2lnLWY=", "id": "call_r1_0", "format": "google-gemini-v1", "index": 0}
+        ]));
+        assert_eq!(given[0]["thoughtSignature"], "c2lnLWY=");
+        assert_eq!(given[1]["thoughtSignature"], "c2lnLWc=");
+        let none = turn(json!([]));
+        assert_eq!(none[0]["thoughtSignature"], SKIP_THOUGHT_SIGNATURE);
+        assert!(none[1].get("thoughtSignature").is_none());
+    }
+
     /// `call_0`s is refused by Anthropic ("`tool_use` ids must be unique").
     #[test]
     fn generated_call_ids_are_unique_across_responses() {
