@@ -113,8 +113,10 @@ pub enum Message {
         audio: Option<Value>,
         /// The reasoning the gateway returned with this turn (`reasoning_details`), sent back so
         /// the provider continues from it (Claude's signed thinking before its tool calls).
-        #[serde(default)]
-        reasoning_details: Option<Vec<InboundReasoningDetail>>,
+        /// Read leniently: an item the gateway cannot use (another shape, a client's own) is
+        /// skipped, never a reason to refuse the request.
+        #[serde(default, deserialize_with = "lenient_details")]
+        reasoning_details: Vec<InboundReasoningDetail>,
     },
     Tool {
         content: Content,
@@ -162,6 +164,9 @@ pub enum InboundReasoningDetail {
         signature: Option<String>,
         #[serde(default)]
         format: Option<String>,
+        /// Streamed, a block comes in pieces sharing its index (the signature in the last).
+        #[serde(default)]
+        index: Option<u64>,
     },
     #[serde(rename = "reasoning.encrypted")]
     Encrypted {
@@ -177,38 +182,85 @@ pub enum InboundReasoningDetail {
     Other,
 }
 
-impl InboundReasoningDetail {
-    /// The detail as Claude takes it back, if it is one of Claude's (signed, or redacted).
-    pub fn for_anthropic(&self) -> Option<ReasoningDetail> {
-        let claude = |f: &Option<String>| f.as_deref() == Some(ANTHROPIC_REASONING_FORMAT);
-        match self {
+/// `reasoning_details` as far as it can be used: the items of an array that parse.
+fn lenient_details<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<InboundReasoningDetail>, D::Error> {
+    let value = Option::<Value>::deserialize(d)?;
+    Ok(match value {
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|item| serde_json::from_value(item).ok())
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// Claude's thinking among `items` as Claude takes it back, in order: a `reasoning.text`
+/// block kept as streamed (its pieces, then its signature, under one `index`) or whole; only
+/// signed blocks, and redacted ones. An item without `format`, as some clients keep them, is
+/// taken as Claude's; one naming a tool call (`id`) is Gemini's.
+pub fn anthropic_thinking(items: &[InboundReasoningDetail]) -> Vec<ReasoningDetail> {
+    let claude = |f: &Option<String>| f.as_deref().is_none_or(|f| f == ANTHROPIC_REASONING_FORMAT);
+    let mut out = Vec::new();
+    // The text block being put together: (its index, text so far, signature).
+    let mut open: Option<(Option<u64>, String, Option<String>)> = None;
+    let close = |open: &mut Option<(Option<u64>, String, Option<String>)>,
+                 out: &mut Vec<ReasoningDetail>| {
+        if let Some((_, text, Some(signature))) = open.take() {
+            out.push(ReasoningDetail::Text { text, signature });
+        }
+    };
+    for item in items {
+        match item {
             InboundReasoningDetail::Text {
                 text,
-                signature: Some(signature),
+                signature,
                 format,
-            } if claude(format) && !signature.is_empty() => Some(ReasoningDetail::Text {
-                text: text.clone().unwrap_or_default(),
-                signature: signature.clone(),
-            }),
+                index,
+            } if claude(format) => {
+                // A piece of the same block (same index, no signature yet) adds to it.
+                let same = matches!(&open, Some((i, _, None)) if i.is_some() && i == index);
+                if !same {
+                    close(&mut open, &mut out);
+                    open = Some((*index, String::new(), None));
+                }
+                let (_, whole, sig) = open.as_mut().expect("opened above");
+                whole.push_str(text.as_deref().unwrap_or_default());
+                if let Some(s) = signature.as_ref().filter(|s| !s.is_empty()) {
+                    *sig = Some(s.clone());
+                }
+            }
             InboundReasoningDetail::Encrypted {
                 data: Some(data),
                 format,
-                ..
+                id: None,
             } if claude(format) && !data.is_empty() => {
-                Some(ReasoningDetail::Encrypted { data: data.clone() })
+                close(&mut open, &mut out);
+                out.push(ReasoningDetail::Encrypted { data: data.clone() });
             }
-            _ => None,
+            _ => {}
         }
     }
+    close(&mut open, &mut out);
+    out
+}
 
-    /// Gemini's thought signature for the tool call `call_id`, if this is it.
+impl InboundReasoningDetail {
+    /// Gemini's thought signature for the tool call `call_id`, if this is it (the `format`
+    /// may be missing: the call's id says whose it is).
     pub fn gemini_signature_for(&self, call_id: &str) -> Option<&str> {
         match self {
             InboundReasoningDetail::Encrypted {
                 data: Some(data),
-                format: Some(format),
+                format,
                 id: Some(id),
-            } if format == GEMINI_REASONING_FORMAT && id == call_id && !data.is_empty() => {
+            } if format
+                .as_deref()
+                .is_none_or(|f| f == GEMINI_REASONING_FORMAT)
+                && id == call_id
+                && !data.is_empty() =>
+            {
                 Some(data)
             }
             _ => None,
@@ -826,8 +878,16 @@ pub enum StreamPart {
     },
     TextDelta(String),
     ReasoningDelta(String),
-    /// A whole piece of reasoning the client must send back to continue from it (see
-    /// [`ReasoningDetail`]), the `index`-th of the response.
+    /// Reasoning text that is also part of the `index`-th [`ReasoningDetail`] of the response
+    /// (a Claude thinking block, whose signature follows as a `ReasoningDetail` of the same
+    /// index): clients that keep `reasoning_details` put the pieces of one index together.
+    SignedReasoningDelta {
+        index: u32,
+        text: String,
+    },
+    /// A piece of reasoning the client must send back to continue from it (see
+    /// [`ReasoningDetail`]), the `index`-th of the response; streamed, a thinking block's comes
+    /// with an empty text once its [`StreamPart::SignedReasoningDelta`]s have carried it.
     ReasoningDetail {
         index: u32,
         detail: ReasoningDetail,
@@ -959,6 +1019,51 @@ mod tests {
         assert_eq!(req.tool_choice, Some(ToolChoice::Required));
         assert_eq!(req.stop.unwrap().to_vec().len(), 2);
         assert!(parse(json!({"model": "m", "messages": [], "tool_choice": "sometimes"})).is_err());
+    }
+
+    #[test]
+    fn claudes_thinking_given_back_is_put_together_as_streamed_or_whole() {
+        let items = |v: Value| -> Vec<InboundReasoningDetail> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|i| serde_json::from_value(i.clone()).unwrap())
+                .collect()
+        };
+        let text = |t: &str, s: &str| ReasoningDetail::Text {
+            text: t.into(),
+            signature: s.into(),
+        };
+        // As streamed: pieces, then the signature, under one index; then a redacted block.
+        let streamed = items(json!([
+            {"type": "reasoning.text", "text": "Let me ", "format": "anthropic-claude-v1", "index": 0},
+            {"type": "reasoning.text", "text": "think.", "format": "anthropic-claude-v1", "index": 0},
+            {"type": "reasoning.text", "text": "", "signature": "s0", "format": "anthropic-claude-v1", "index": 0},
+            {"type": "reasoning.encrypted", "data": "r1", "format": "anthropic-claude-v1", "index": 1},
+            {"type": "reasoning.text", "text": "More.", "index": 2},
+            {"type": "reasoning.text", "signature": "s2", "index": 2}
+        ]));
+        assert_eq!(
+            anthropic_thinking(&streamed),
+            vec![
+                text("Let me think.", "s0"),
+                ReasoningDetail::Encrypted { data: "r1".into() },
+                text("More.", "s2")
+            ]
+        );
+        // Whole (as a non-streamed answer gives them), unsigned or foreign items left out.
+        let whole = items(json!([
+            {"type": "reasoning.text", "text": "A", "signature": "sa", "format": "anthropic-claude-v1", "index": 0},
+            {"type": "reasoning.text", "text": "B", "signature": "sb", "format": "anthropic-claude-v1", "index": 1},
+            {"type": "reasoning.text", "text": "unsigned", "index": 2},
+            {"type": "reasoning.encrypted", "data": "g", "id": "call_1", "format": "google-gemini-v1"},
+            {"type": "reasoning.encrypted", "data": "o", "format": "openai-responses-v1"},
+            {"type": "reasoning.summary", "summary": "s"}
+        ]));
+        assert_eq!(
+            anthropic_thinking(&whole),
+            vec![text("A", "sa"), text("B", "sb")]
+        );
     }
 
     #[test]

@@ -682,7 +682,16 @@ describe('reasoning', () => {
       let turn;
       if (stream) {
         const a = assemble(first.chunks, { response: first.response, model: SONNET.model });
+        // Each reasoning piece comes as `reasoning` and as its block's item in the same chunk
+        // (clients read one or the other); the signature last, under the same index. Kept as
+        // streamed, unmerged, as a naive client would.
         const details = first.chunks.flatMap((c) => c.choices[0]?.delta?.reasoning_details ?? []);
+        for (const c of first.chunks) {
+          const d = c.choices[0]?.delta;
+          if (d?.reasoning) assert.deepEqual(d.reasoning_details, [{ type: 'reasoning.text', text: d.reasoning, format: 'anthropic-claude-v1', index: 0 }]);
+        }
+        assert.equal(details.map((d) => d.text ?? '').join(''), thinking);
+        assert.deepEqual(details.at(-1), { type: 'reasoning.text', text: '', signature, format: 'anthropic-claude-v1', index: 0 });
         turn = {
           role: 'assistant',
           content: null,
@@ -691,8 +700,8 @@ describe('reasoning', () => {
         };
       } else {
         turn = first.data.choices[0].message;
+        assert.deepEqual(turn.reasoning_details, [{ type: 'reasoning.text', text: thinking, signature, format: 'anthropic-claude-v1', index: 0 }]);
       }
-      assert.deepEqual(turn.reasoning_details, [{ type: 'reasoning.text', text: thinking, signature, format: 'anthropic-claude-v1', index: 0 }]);
       const toolResult = { role: 'tool', tool_call_id: turn.tool_calls[0].id, content: '{"sky":"clear"}' };
 
       // Given back: the turn opens with its signed thinking, and the request still thinks.

@@ -319,6 +319,19 @@ impl ChunkEncoder {
                 None,
             ),
             StreamPart::TextDelta(_) | StreamPart::ReasoningDelta(_) => {}
+            // The piece as `reasoning` and as its block's `reasoning_details` item, in one
+            // chunk (as OpenRouter streams it): clients read one or the other, never both.
+            StreamPart::SignedReasoningDelta { index, text } if !text.is_empty() => self
+                .write_delta(
+                    out,
+                    Delta {
+                        reasoning: Some(&text),
+                        reasoning_details: Some([ReasoningDetailOut::text_piece(index, &text)]),
+                        ..Delta::default()
+                    },
+                    None,
+                ),
+            StreamPart::SignedReasoningDelta { .. } => {}
             StreamPart::ReasoningDetail { index, detail } => self.write_delta(
                 out,
                 Delta {
@@ -494,6 +507,19 @@ struct ReasoningDetailOut<'a> {
 }
 
 impl<'a> ReasoningDetailOut<'a> {
+    /// A piece of the text of a Claude thinking block (its signature comes in a later item).
+    fn text_piece(index: u32, text: &'a str) -> Self {
+        ReasoningDetailOut {
+            kind: "reasoning.text",
+            text: Some(text),
+            signature: None,
+            data: None,
+            id: None,
+            format: crate::canonical::ANTHROPIC_REASONING_FORMAT,
+            index,
+        }
+    }
+
     fn of(index: u32, detail: &'a ReasoningDetail) -> Self {
         use crate::canonical::{ANTHROPIC_REASONING_FORMAT, GEMINI_REASONING_FORMAT};
         let mut out = ReasoningDetailOut {

@@ -592,9 +592,10 @@ impl Gateway {
                         let sets_max_completion = obj
                             .get("max_completion_tokens")
                             .is_some_and(|v| v.get() != "null");
-                        obj.to_json_for(&target.native_model, |key| {
+                        let body = obj.to_json_for(&target.native_model, |key| {
                             openai_compat::request_field(provider.name, sets_max_completion, key)
-                        })
+                        });
+                        openai_compat::without_reasoning_details(&body).unwrap_or(body)
                     },
                 };
                 (req, secret)

@@ -136,11 +136,10 @@ pub(crate) fn build_body(
             );
         }
     }
-    if !body.contains_key("thinking") {
-        // Thinking given back is for a request that thinks (Anthropic refuses it in the final
-        // assistant turn otherwise).
-        strip_thinking_blocks(&mut body);
-    }
+    // Thinking given back is for a request that thinks (Anthropic refuses it in the final
+    // assistant turn otherwise), and only the current turn's.
+    let thinks = body.contains_key("thinking");
+    strip_thinking_blocks(&mut body, !thinks);
     insert_sampling(req, &mut body);
     insert_tools(req, &mut body)?;
     if let Some(ResponseFormat::JsonSchema { json_schema }) = &req.response_format {
@@ -215,9 +214,24 @@ fn is_thinking_block(block: &Value) -> bool {
     block["type"] == "thinking" || block["type"] == "redacted_thinking"
 }
 
-/// Whether the conversation in `body` ends with tool results (the last message is a user turn
-/// holding `tool_result` blocks, the answer to the assistant turn's `tool_use`) and that
-/// assistant turn does not open with its thinking.
+fn holds_tool_results(message: &Value) -> bool {
+    message["content"]
+        .as_array()
+        .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
+}
+
+/// Where the assistant's current turn starts: after the last user message that is not tool
+/// results (a tool loop is one assistant turn, its messages alternating with tool results).
+fn current_turn_start(messages: &[Value]) -> usize {
+    messages
+        .iter()
+        .rposition(|m| m["role"] == "user" && !holds_tool_results(m))
+        .map_or(0, |i| i + 1)
+}
+
+/// Whether the conversation in `body` ends with tool results (a tool loop under way) and the
+/// turn's first assistant message does not open with its thinking (which Anthropic requires
+/// back, signed, when thinking is on).
 fn continues_after_tool_results_without_thinking(body: &Map<String, Value>) -> bool {
     let Some(messages) = body.get("messages").and_then(Value::as_array) else {
         return false;
@@ -225,25 +239,28 @@ fn continues_after_tool_results_without_thinking(body: &Map<String, Value>) -> b
     let Some(last) = messages.last() else {
         return false;
     };
-    let after_tools = last["role"] == "user"
-        && last["content"]
-            .as_array()
-            .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"));
-    let opens_with_thinking = messages
+    let after_tools = last["role"] == "user" && holds_tool_results(last);
+    let opens_with_thinking = messages[current_turn_start(messages)..]
         .iter()
-        .rev()
         .find(|m| m["role"] == "assistant")
         .and_then(|m| m["content"].as_array()?.first().map(is_thinking_block))
         .unwrap_or(false);
     after_tools && !opens_with_thinking
 }
 
-/// Removes the thinking blocks given back in assistant turns (and a turn left empty by it).
-fn strip_thinking_blocks(body: &mut Map<String, Value>) {
+/// Removes thinking given back from assistant messages: from all of them (`all`), or from
+/// those of earlier turns (which Anthropic does not need, and whose signatures another model
+/// of a fallback would refuse). A message left empty goes too.
+fn strip_thinking_blocks(body: &mut Map<String, Value>, all: bool) {
     let Some(messages) = body.get_mut("messages").and_then(Value::as_array_mut) else {
         return;
     };
-    for m in messages.iter_mut() {
+    let keep_from = if all {
+        messages.len()
+    } else {
+        current_turn_start(messages)
+    };
+    for m in messages[..keep_from].iter_mut() {
         if m["role"] == "assistant" {
             if let Some(blocks) = m["content"].as_array_mut() {
                 blocks.retain(|b| !is_thinking_block(b));
@@ -452,15 +469,15 @@ fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Ga
                 let mut blocks = Vec::new();
                 // The turn's thinking first, as Claude wrote it (build_request leaves it out
                 // again when the request does not think).
-                for detail in reasoning_details.iter().flatten() {
-                    match detail.for_anthropic() {
-                        Some(ReasoningDetail::Text { text, signature }) => blocks.push(
+                for detail in crate::canonical::anthropic_thinking(reasoning_details) {
+                    match detail {
+                        ReasoningDetail::Text { text, signature } => blocks.push(
                             json!({"type": "thinking", "thinking": text, "signature": signature}),
                         ),
-                        Some(ReasoningDetail::Encrypted { data }) => {
+                        ReasoningDetail::Encrypted { data } => {
                             blocks.push(json!({"type": "redacted_thinking", "data": data}))
                         }
-                        Some(ReasoningDetail::ToolCallSignature { .. }) | None => {}
+                        ReasoningDetail::ToolCallSignature { .. } => {}
                     }
                 }
                 if let Some(c) = content {
@@ -489,6 +506,12 @@ fn convert_messages(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Ga
     if turns.is_empty() && !system.is_empty() {
         // Only instructions (OpenAI answers those; Anthropic needs a turn): they are the turn.
         turns.push(json!({"role": "user", "content": std::mem::take(&mut system)}));
+    }
+    // A turn merged from several assistant messages opens with all their thinking.
+    for turn in turns.iter_mut().filter(|t| t["role"] == "assistant") {
+        if let Some(blocks) = turn["content"].as_array_mut() {
+            blocks.sort_by_key(|b| !is_thinking_block(b));
+        }
     }
     trim_prefill(&mut turns);
     Ok((system, turns))
@@ -1006,10 +1029,10 @@ pub struct StreamTranslator {
     /// The kind of every block started so far, at Anthropic's content index (0, 1, 2, …).
     blocks: Vec<Option<BlockKind>>,
     tool_count: u32,
-    /// The text of the thinking block under way, for its `reasoning_details` item once its
-    /// signature arrives (the client sends both back to continue from it).
-    thinking: String,
-    /// How many `reasoning_details` items have been sent.
+    /// The `reasoning_details` index of the thinking block under way (its text pieces and its
+    /// signature go out under it).
+    thinking_index: u32,
+    /// How many `reasoning_details` indexes (thinking and redacted blocks) have been used.
     detail_count: u32,
     usage: RawUsage,
     stop_reason: Option<String>,
@@ -1120,14 +1143,18 @@ impl StreamTranslator {
                 BlockKind::Text
             }
             StartBlock::Thinking { thinking } => {
-                self.thinking.clear();
-                self.thinking.push_str(&thinking);
-                push_nonempty(out, thinking, StreamPart::ReasoningDelta);
+                self.thinking_index = self.detail_count;
+                self.detail_count += 1;
+                self.push_thinking(thinking, out);
                 BlockKind::Thinking
             }
             StartBlock::RedactedThinking { data } => {
                 if !data.is_empty() {
-                    self.push_detail(ReasoningDetail::Encrypted { data }, out);
+                    out.push(StreamPart::ReasoningDetail {
+                        index: self.detail_count,
+                        detail: ReasoningDetail::Encrypted { data },
+                    });
+                    self.detail_count += 1;
                 }
                 BlockKind::Other
             }
@@ -1162,15 +1189,19 @@ impl StreamTranslator {
                 push_nonempty(out, text, StreamPart::TextDelta)
             }
             (Some(BlockKind::Thinking), BlockDelta::ThinkingDelta { thinking }) => {
-                self.thinking.push_str(&thinking);
-                push_nonempty(out, thinking, StreamPart::ReasoningDelta)
+                self.push_thinking(thinking, out)
             }
-            // The block's signature comes last: the whole block goes out to be given back.
+            // The block's signature comes last, under the index its text went out with.
             (Some(BlockKind::Thinking), BlockDelta::SignatureDelta { signature })
                 if !signature.is_empty() =>
             {
-                let text = std::mem::take(&mut self.thinking);
-                self.push_detail(ReasoningDetail::Text { text, signature }, out);
+                out.push(StreamPart::ReasoningDetail {
+                    index: self.thinking_index,
+                    detail: ReasoningDetail::Text {
+                        text: String::new(),
+                        signature,
+                    },
+                });
             }
             (
                 Some(BlockKind::Tool { index: tool, .. }),
@@ -1193,12 +1224,13 @@ impl StreamTranslator {
         }
     }
 
-    fn push_detail(&mut self, detail: ReasoningDetail, out: &mut Vec<StreamPart>) {
-        out.push(StreamPart::ReasoningDetail {
-            index: self.detail_count,
-            detail,
-        });
-        self.detail_count += 1;
+    fn push_thinking(&self, text: String, out: &mut Vec<StreamPart>) {
+        if !text.is_empty() {
+            out.push(StreamPart::SignedReasoningDelta {
+                index: self.thinking_index,
+                text,
+            });
+        }
     }
 
     fn stop_block(&mut self, index: u64, out: &mut Vec<StreamPart>) {
@@ -1555,6 +1587,68 @@ mod tests {
             b["messages"][1]["content"],
             json!([{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}])
         );
+    }
+
+    #[test]
+    fn thinking_given_back_belongs_to_the_current_turn_and_opens_it() {
+        let details = json!([{"type": "reasoning.text", "text": "plan", "signature": "sig-1", "format": "anthropic-claude-v1", "index": 0}]);
+        let call = |id: &str| json!([{"id": id, "type": "function", "function": {"name": "f", "arguments": "{}"}}]);
+        let result = |id: &str| json!({"role": "tool", "tool_call_id": id, "content": "1"});
+        let thinking = json!({"type": "thinking", "thinking": "plan", "signature": "sig-1"});
+        // A second tool round: the turn's first message carries the thinking, the later one
+        // none (Claude before 4.6 thinks once per turn); thinking stays on.
+        let b = body(
+            json!({"model": "m", "reasoning_effort": "high", "messages": [
+                {"role": "user", "content": "Go"},
+                {"role": "assistant", "content": null, "reasoning_details": details, "tool_calls": call("t1")},
+                result("t1"),
+                {"role": "assistant", "content": null, "tool_calls": call("t2")},
+                result("t2")
+            ]}),
+        );
+        assert_eq!(b["thinking"]["type"], "enabled", "{b}");
+        assert_eq!(b["messages"][1]["content"][0], thinking);
+        // An earlier turn's thinking is not given back.
+        let b = body(
+            json!({"model": "m", "reasoning_effort": "high", "messages": [
+                {"role": "user", "content": "Go"},
+                {"role": "assistant", "content": "Done.", "reasoning_details": details},
+                {"role": "user", "content": "Again"}
+            ]}),
+        );
+        assert_eq!(
+            b["messages"][1]["content"],
+            json!([{"type": "text", "text": "Done."}])
+        );
+        // Assistant messages merged into one turn: its thinking opens it.
+        let b = body(
+            json!({"model": "m", "reasoning_effort": "high", "messages": [
+                {"role": "user", "content": "Go"},
+                {"role": "assistant", "content": "Let me check. "},
+                {"role": "assistant", "content": null, "reasoning_details": details, "tool_calls": call("t1")},
+                result("t1")
+            ]}),
+        );
+        assert_eq!(b["messages"][1]["content"][0], thinking, "{b}");
+        assert_eq!(b["messages"][1]["content"][1]["type"], "text");
+        assert_eq!(b["messages"][1]["content"][2]["type"], "tool_use");
+        assert_eq!(b["thinking"]["type"], "enabled");
+        // What the gateway cannot use is skipped, never refused.
+        for odd in [
+            json!("x"),
+            json!([1, {"type": 3}, {"no": "type"}]),
+            json!({}),
+        ] {
+            let b = body(json!({"model": "m", "messages": [
+                {"role": "user", "content": "Go"},
+                {"role": "assistant", "content": "Hi", "reasoning_details": odd},
+                {"role": "user", "content": "Again"}
+            ]}));
+            assert_eq!(
+                b["messages"][1]["content"],
+                json!([{"type": "text", "text": "Hi"}])
+            );
+        }
     }
 
     #[test]
@@ -2095,8 +2189,16 @@ mod tests {
     #[test]
     fn golden_thinking_stream_streams_reasoning_and_gives_the_signed_block_back() {
         let (parts, a) = replay("thinking_then_text.sse");
-        // The whole block with its signature, once, when the signature arrives (its empty
-        // start signature is not one).
+        // The block's text in pieces under its index, then its signature once, when it
+        // arrives (the empty start signature is not one).
+        let pieces: String = parts
+            .iter()
+            .filter_map(|p| match p {
+                StreamPart::SignedReasoningDelta { index: 0, text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pieces, a.reasoning);
         let details: Vec<_> = parts
             .iter()
             .filter_map(|p| match p {
@@ -2107,7 +2209,7 @@ mod tests {
         assert_eq!(details.len(), 1, "{details:?}");
         match &details[0] {
             (0, ReasoningDetail::Text { text, signature }) => {
-                assert_eq!(text, &a.reasoning);
+                assert_eq!(text, "");
                 assert!(signature.starts_with("EvQBCkYICxgCKkAxhD4"), "{signature}");
             }
             other => panic!("{other:?}"),

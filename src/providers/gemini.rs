@@ -183,7 +183,6 @@ fn convert_messages(
                     // which Gemini 3 requires one on.
                     let given = reasoning_details
                         .iter()
-                        .flatten()
                         .find_map(|d| d.gemini_signature_for(&tc.id));
                     match given {
                         Some(signature) => part["thoughtSignature"] = json!(signature),

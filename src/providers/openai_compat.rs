@@ -31,6 +31,25 @@ pub fn request_field<'k>(
     }
 }
 
+/// `body` without the `reasoning_details` of its assistant messages: the gateway returns them
+/// for Claude and Gemini to have back, and OpenAI-compatible providers take none (Groq and
+/// Mistral refuse the request), as after a fallback from a translated model. `None`: nothing to
+/// take out (the usual case costs one substring search), or a body too large to rewrite.
+pub fn without_reasoning_details(body: &[u8]) -> Option<Vec<u8>> {
+    memchr::memmem::find(body, b"\"reasoning_details\"")?;
+    if crate::chat_body::too_complex(body) {
+        return None;
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut changed = false;
+    for m in v.get_mut("messages")?.as_array_mut()? {
+        if let Some(m) = m.as_object_mut() {
+            changed |= m.remove("reasoning_details").is_some();
+        }
+    }
+    changed.then(|| serde_json::to_vec(&v).expect("a JSON value serializes"))
+}
+
 /// The pass-through stream transform for OpenAI-compatible providers.
 pub struct PassThroughStream {
     provider: &'static str,
@@ -758,6 +777,23 @@ mod tests {
         assert_eq!(last["providerMetadata"], serde_json::json!({"g": 1}));
         assert!(last["usage"].is_null());
         assert_eq!(last["choices"][0]["delta"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn reasoning_details_given_back_are_taken_out_for_openai_compatible_providers() {
+        assert_eq!(
+            without_reasoning_details(
+                br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#
+            ),
+            None
+        );
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a","reasoning":"r","reasoning_details":[{"type":"reasoning.text","text":"r","signature":"s"}]}],"temperature":0.5}"#;
+        let v: serde_json::Value =
+            serde_json::from_slice(&without_reasoning_details(body).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a","reasoning":"r"}],"temperature":0.5})
+        );
     }
 
     #[test]
