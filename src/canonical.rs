@@ -219,8 +219,10 @@ pub fn anthropic_thinking(items: &[InboundReasoningDetail]) -> Vec<ReasoningDeta
                 format,
                 index,
             } if claude(format) => {
-                // A piece of the same block (same index, no signature yet) adds to it.
-                let same = matches!(&open, Some((i, _, None)) if i.is_some() && i == index);
+                // A piece of the block under way (no signature yet; the same index, or none
+                // given on either side) adds to it.
+                let same = matches!(&open, Some((i, _, None))
+                    if i == index || i.is_none() || index.is_none());
                 if !same {
                     close(&mut open, &mut out);
                     open = Some((*index, String::new(), None));
@@ -1041,14 +1043,18 @@ mod tests {
             {"type": "reasoning.text", "text": "", "signature": "s0", "format": "anthropic-claude-v1", "index": 0},
             {"type": "reasoning.encrypted", "data": "r1", "format": "anthropic-claude-v1", "index": 1},
             {"type": "reasoning.text", "text": "More.", "index": 2},
-            {"type": "reasoning.text", "signature": "s2", "index": 2}
+            {"type": "reasoning.text", "signature": "s2", "index": 2},
+            // A client that kept no index: its pieces still make one block.
+            {"type": "reasoning.text", "text": "No "},
+            {"type": "reasoning.text", "text": "index.", "signature": "s3"}
         ]));
         assert_eq!(
             anthropic_thinking(&streamed),
             vec![
                 text("Let me think.", "s0"),
                 ReasoningDetail::Encrypted { data: "r1".into() },
-                text("More.", "s2")
+                text("More.", "s2"),
+                text("No index.", "s3")
             ]
         );
         // Whole (as a non-streamed answer gives them), unsigned or foreign items left out.

@@ -174,6 +174,62 @@ impl<'a> RawObject<'a> {
     }
 }
 
+impl RawObject<'_> {
+    /// The object written back, without the fields `keep` turns down, the `replace` field's
+    /// value swapped for the given raw JSON; every other byte as it was.
+    fn write(&self, out: &mut Vec<u8>, keep: impl Fn(&str) -> bool, replace: (&str, &[u8])) {
+        out.push(b'{');
+        let mut first = true;
+        for (key, value) in &self.fields {
+            if !keep(key) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut *out, key.as_ref()).expect("a string serializes");
+            out.push(b':');
+            if key == replace.0 {
+                out.extend_from_slice(replace.1);
+            } else {
+                out.extend_from_slice(value.get().as_bytes());
+            }
+        }
+        out.push(b'}');
+    }
+}
+
+/// `body` (a chat request) with the field `field` taken out of its `messages`, every other
+/// byte as sent (key order, numbers). `None`: no message holds it, or the body is not one the
+/// gateway parsed.
+pub fn without_message_field(body: &[u8], field: &str) -> Option<Vec<u8>> {
+    let top = RawObject::parse(body).ok()?;
+    let messages: Vec<&RawValue> = serde_json::from_str(top.get("messages")?.get()).ok()?;
+    let mut array = Vec::with_capacity(body.len());
+    array.push(b'[');
+    let mut changed = false;
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            array.push(b',');
+        }
+        match RawObject::parse(m.get().as_bytes()) {
+            Ok(message) if message.get(field).is_some() => {
+                changed = true;
+                message.write(&mut array, |k| k != field, ("", b""));
+            }
+            _ => array.extend_from_slice(m.get().as_bytes()),
+        }
+    }
+    array.push(b']');
+    if !changed {
+        return None;
+    }
+    let mut out = Vec::with_capacity(array.len() + body.len() / 4);
+    top.write(&mut out, |_| true, ("messages", &array));
+    Some(out)
+}
+
 /// The most JSON values a provider's answer, error or stream event may hold to be parsed
 /// (turned into a tree of the isolate's memory, 16 bytes or more a value against 2 or 3 of
 /// text): an answer the gateway translates holds far fewer (logprobs are not translated).

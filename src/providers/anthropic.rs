@@ -1639,16 +1639,25 @@ mod tests {
             json!([1, {"type": 3}, {"no": "type"}]),
             json!({}),
         ] {
-            let b = body(json!({"model": "m", "messages": [
-                {"role": "user", "content": "Go"},
-                {"role": "assistant", "content": "Hi", "reasoning_details": odd},
-                {"role": "user", "content": "Again"}
-            ]}));
+            let b = body(
+                json!({"model": "m", "reasoning_effort": "high", "messages": [
+                    {"role": "user", "content": "Go"},
+                    {"role": "assistant", "content": "Hi", "reasoning_details": odd}
+                ]}),
+            );
             assert_eq!(
                 b["messages"][1]["content"],
                 json!([{"type": "text", "text": "Hi"}])
             );
         }
+        // Among them, a usable item still counts.
+        let b = body(
+            json!({"model": "m", "reasoning_effort": "high", "messages": [
+                {"role": "user", "content": "Go"},
+                {"role": "assistant", "content": "Hi", "reasoning_details": [1, {"type": 3}, details[0]]}
+            ]}),
+        );
+        assert_eq!(b["messages"][1]["content"][0], thinking);
     }
 
     #[test]

@@ -33,21 +33,11 @@ pub fn request_field<'k>(
 
 /// `body` without the `reasoning_details` of its assistant messages: the gateway returns them
 /// for Claude and Gemini to have back, and OpenAI-compatible providers take none (Groq and
-/// Mistral refuse the request), as after a fallback from a translated model. `None`: nothing to
-/// take out (the usual case costs one substring search), or a body too large to rewrite.
+/// Mistral refuse the request), as after a fallback from a translated model; every other byte
+/// as sent. `None`: nothing to take out (the usual case costs one substring search).
 pub fn without_reasoning_details(body: &[u8]) -> Option<Vec<u8>> {
     memchr::memmem::find(body, b"\"reasoning_details\"")?;
-    if crate::chat_body::too_complex(body) {
-        return None;
-    }
-    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let mut changed = false;
-    for m in v.get_mut("messages")?.as_array_mut()? {
-        if let Some(m) = m.as_object_mut() {
-            changed |= m.remove("reasoning_details").is_some();
-        }
-    }
-    changed.then(|| serde_json::to_vec(&v).expect("a JSON value serializes"))
+    crate::chat_body::without_message_field(body, "reasoning_details")
 }
 
 /// The pass-through stream transform for OpenAI-compatible providers.
@@ -787,12 +777,12 @@ mod tests {
             ),
             None
         );
-        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a","reasoning":"r","reasoning_details":[{"type":"reasoning.text","text":"r","signature":"s"}]}],"temperature":0.5}"#;
-        let v: serde_json::Value =
-            serde_json::from_slice(&without_reasoning_details(body).unwrap()).unwrap();
+        // Everything else byte for byte: key order (a schema's properties), numbers no tree
+        // would keep, messages that are not objects.
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a","reasoning_details":[{"type":"reasoning.text","text":"r","signature":"s"}],"reasoning":"r"},7],"response_format":{"type":"json_schema","json_schema":{"schema":{"properties":{"steps":{},"answer":{}}}}},"seed":1e400,"n":123456789012345678901234567890}"#;
         assert_eq!(
-            v,
-            serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a","reasoning":"r"}],"temperature":0.5})
+            String::from_utf8(without_reasoning_details(body).unwrap()).unwrap(),
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a","reasoning":"r"},7],"response_format":{"type":"json_schema","json_schema":{"schema":{"properties":{"steps":{},"answer":{}}}}},"seed":1e400,"n":123456789012345678901234567890}"#
         );
     }
 
