@@ -567,6 +567,8 @@ async function main() {
     ANTHROPIC_BASE_URL: UPSTREAM,
     GOOGLE_API_KEY: 'bench-google',
     GOOGLE_BASE_URL: UPSTREAM,
+    // Settings to compare (A/B), e.g. BENCH_GATEWAY_VARS='{"STREAM_IDLE_TIMEOUT_MS":"0"}'.
+    ...JSON.parse(process.env.BENCH_GATEWAY_VARS || '{}'),
   };
   const q = (s) => JSON.stringify(s);
   const tmpl = fs.readFileSync(path.join(BENCH, 'config.capnp.tmpl'), 'utf8');
