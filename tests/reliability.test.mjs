@@ -152,6 +152,24 @@ async function rawStream(body, { gateway = gw, apiKey = key } = {}) {
   return { status: res.status, headers: res.headers, text, events, cut };
 }
 
+/**
+ * A raw stream that failed after its content: the gateway ended it itself with the routing chunk
+ * (its serving attempt marked `stream_failed`), one error event and one `[DONE]`, in that order.
+ * Returns the error and the events before the routing chunk.
+ */
+function failedAfterContent(res) {
+  assert.equal(res.cut, null, `the gateway ended the stream itself (${res.cut?.message})`);
+  const { events } = res;
+  assert.equal(events.at(-1), '[DONE]');
+  assert.equal(events.filter((e) => e === '[DONE]').length, 1);
+  const error = events.at(-2)?.error;
+  assert.ok(error, `an error event right before [DONE]: ${res.text.slice(-400)}`);
+  const routingAt = events.findIndex((e) => e?.providerMetadata?.gateway?.routing);
+  assert.equal(routingAt, events.length - 3, 'the routing chunk comes right before the error event');
+  assert.equal(events[routingAt].providerMetadata.gateway.routing.attempts.at(-1).errorKind, 'stream_failed');
+  return { error, before: events.slice(0, -3) };
+}
+
 before(async () => {
   emu = await startEmulator();
   // A port with nothing listening, for "connection refused".
@@ -631,16 +649,10 @@ describe('stream faults', () => {
       const started = Date.now();
       const res = await rawStream({ model: GPT, messages: userMessage('go quiet now please') }, { gateway: idle, apiKey: k });
       const waited = Date.now() - started;
-      assert.equal(res.cut, null, `the gateway ended the stream itself (${res.cut?.message})`);
-      const { events } = res;
-      assert.equal(events.at(-1), '[DONE]');
-      assert.equal(events.filter((e) => e === '[DONE]').length, 1);
-      const error = events.at(-2)?.error;
-      assert.ok(error, `an error event right before [DONE]: ${res.text.slice(-400)}`);
+      const { error, before } = failedAfterContent(res);
       assert.equal(error.code, 'stream_interrupted');
       assert.match(error.message, /STREAM_IDLE_TIMEOUT_MS/);
-      assert.equal(events.at(-3)?.providerMetadata?.gateway?.routing?.attempts?.at(-1)?.errorKind, 'stream_failed', 'the routing chunk comes right before the error event');
-      assert.equal(events.slice(0, -3).map((e) => e.choices?.[0]?.delta?.content ?? '').join(''), 'Hello from ');
+      assert.equal(before.map((e) => e.choices?.[0]?.delta?.content ?? '').join(''), 'Hello from ');
       assert.ok(waited >= 700, `not before the idle limit (${waited} ms)`);
       const [quiet] = upstreamCalls();
       assert.ok(quiet.stalled);
@@ -674,17 +686,11 @@ describe('stream faults', () => {
     emu.reset();
     emu.script({ match: { model: 'gpt-4o' }, cutAfter: 3, persistent: true });
     const res = await rawStream({ model: GPT, messages: userMessage('cut me off please'), ...gatewayOptions({ models: [GROK] }) });
-    assert.equal(res.cut, null, `the gateway ended the stream itself (${res.cut?.message})`);
-    const { events } = res;
-    assert.equal(events.at(-1), '[DONE]');
-    assert.equal(events.filter((e) => e === '[DONE]').length, 1);
-    const error = events.at(-2)?.error;
-    assert.ok(error, `an error event right before [DONE]: ${res.text.slice(-400)}`);
+    const { error, before } = failedAfterContent(res);
     assert.equal(error.provider, 'openai');
-    const routingAt = events.findIndex((e) => e?.providerMetadata?.gateway?.routing);
-    assert.equal(routingAt, events.length - 3, 'the routing chunk comes right before the error event');
-    assert.ok(events.slice(0, -2).every((e) => !e.choices?.[0]?.finish_reason), 'no fake finish');
-    assert.ok(events.slice(0, -2).map((e) => e.choices?.[0]?.delta?.content ?? '').join('').length > 0, 'the content sent is kept');
+    assert.equal(error.code, 'stream_interrupted');
+    assert.ok(before.every((e) => !e.choices?.[0]?.finish_reason), 'no fake finish');
+    assert.ok(before.map((e) => e.choices?.[0]?.delta?.content ?? '').join('').length > 0, 'the content sent is kept');
     assert.deepEqual(providersCalled(), ['openai'], 'no fallback once content was sent');
   });
 
