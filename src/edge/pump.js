@@ -9,11 +9,12 @@ const FAILED_TAIL = new TextEncoder().encode(
 // and cancels the provider's request) into workerd's native IdentityTransformStream, whose
 // readable side is the response body. `onEnd(error)` gives the stream's closing bytes (error:
 // undefined for a clean end, null when the provider went quiet, else a message). `onDone()`
-// runs once, last. A client that goes away makes a write fail; the reader is then cancelled, which cancels the provider's request. `clientGone` (the
-// inbound request's signal) says so at once, also while the provider is quiet. A provider that
-// sends nothing for `idleMs` while the loop waits on it (0: no limit; time spent waiting for
-// the client to take a chunk does not count) is cancelled and the stream ends through
-// `onEnd(null)`: timed out. One timer per stream, re-armed only when it fires.
+// runs once, last. A client that goes away makes a write fail; the reader is then cancelled,
+// which cancels the provider's request. `clientGone` (the inbound request's signal) says so at
+// once, also while the provider is quiet. A provider that sends nothing for `idleMs` while the
+// loop waits on it (0: no limit; time spent waiting for the client to take a chunk does not
+// count) is cancelled and the stream ends through `onEnd(null)`: timed out. One timer per
+// stream, re-armed only when it fires.
 export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs) {
   let out, writer, reader;
   try {
