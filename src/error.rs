@@ -34,6 +34,9 @@ pub enum ErrorKind {
 
 /// The code of an error that says a provider refused the gateway's credential.
 pub const CREDENTIAL_REFUSED: &str = "upstream_authentication_failed";
+/// The code of the error for a provider that answered 402 (the account behind the gateway's
+/// credential cannot pay): a 502, final, naming the credential's variable.
+pub const PAYMENT_REQUIRED: &str = "upstream_payment_required";
 
 /// A gateway error: cause, status, and the four OpenAI error fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,12 +172,10 @@ impl GatewayError {
             || matches!(
                 self.code.as_deref(),
                 Some(
-                    "idempotency_key_reused"
-                        | "upstream_response_too_large"
-                        | "upstream_redirect"
-                        | "upstream_payment_required"
+                    "idempotency_key_reused" | "upstream_response_too_large" | "upstream_redirect"
                 )
             )
+            || self.code.as_deref() == Some(PAYMENT_REQUIRED)
     }
 
     /// A failure of the key store as the caller reports it: a missing binding stays what it is

@@ -687,7 +687,7 @@ impl Gateway {
                         provider.name, error.message
                     ),
                 )
-                .with_code(PAYMENT_REQUIRED);
+                .with_code(crate::error::PAYMENT_REQUIRED);
             }
             if (300..400).contains(&resp.status) {
                 // Not followed (it would take the key and the prompt elsewhere): the base URL
@@ -1009,10 +1009,6 @@ pub const MAX_PREFIX_BYTES: usize = 1024 * 1024;
 
 /// The most of a provider's error body the gateway reads (its message is all it needs).
 pub const MAX_ERROR_BODY_BYTES: usize = 1024 * 1024;
-
-/// The code of the error for a provider that answered 402 (the account behind the gateway's
-/// credential cannot pay): a 502, final, naming the credential's variable.
-pub const PAYMENT_REQUIRED: &str = "upstream_payment_required";
 
 /// The error for a provider that refused the gateway's credential (HTTP 401): a 502
 /// `upstream_authentication_failed` (as the native providers' translators and the Vertex token
