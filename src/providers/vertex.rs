@@ -225,13 +225,15 @@ pub fn publisher_for(native_model: &str) -> Publisher {
     }
 }
 
-/// The regional host: `https://{location}-aiplatform.googleapis.com`, or
-/// `https://aiplatform.googleapis.com` for the `global` location.
+/// The host for `location`: `https://{location}-aiplatform.googleapis.com` for a region,
+/// `https://aiplatform.googleapis.com` for `global`, and the multi-region endpoints
+/// `https://aiplatform.{us|eu}.rep.googleapis.com` for `us` and `eu` (Google's multi-region
+/// endpoint documentation; `eu-aiplatform.googleapis.com` does not serve them).
 pub fn default_base_url(location: &str) -> String {
-    if location == "global" {
-        "https://aiplatform.googleapis.com".to_owned()
-    } else {
-        format!("https://{location}-aiplatform.googleapis.com")
+    match location {
+        "global" => "https://aiplatform.googleapis.com".to_owned(),
+        "us" | "eu" => format!("https://aiplatform.{location}.rep.googleapis.com"),
+        region => format!("https://{region}-aiplatform.googleapis.com"),
     }
 }
 
@@ -542,6 +544,14 @@ mod tests {
         assert_eq!(
             default_base_url("global"),
             "https://aiplatform.googleapis.com"
+        );
+        assert_eq!(
+            default_base_url("eu"),
+            "https://aiplatform.eu.rep.googleapis.com"
+        );
+        assert_eq!(
+            default_base_url("us"),
+            "https://aiplatform.us.rep.googleapis.com"
         );
         let base = location_base(&default_base_url("us-east5"), "p1", "us-east5");
         assert_eq!(
