@@ -200,10 +200,10 @@ impl RawObject<'_> {
     }
 }
 
-/// `body` (a chat request) with the field `field` taken out of its `messages`, every other
-/// byte as sent (key order, numbers). `None`: no message holds it, or the body is not one the
+/// `body` (a chat request) with the fields `fields` taken out of its `messages`, every other
+/// byte as sent (key order, numbers). `None`: no message holds one, or the body is not one the
 /// gateway parsed.
-pub fn without_message_field(body: &[u8], field: &str) -> Option<Vec<u8>> {
+pub fn without_message_fields(body: &[u8], fields: &[&str]) -> Option<Vec<u8>> {
     let top = RawObject::parse(body).ok()?;
     let messages: Vec<&RawValue> = serde_json::from_str(top.get("messages")?.get()).ok()?;
     let mut array = Vec::with_capacity(body.len());
@@ -214,9 +214,9 @@ pub fn without_message_field(body: &[u8], field: &str) -> Option<Vec<u8>> {
             array.push(b',');
         }
         match RawObject::parse(m.get().as_bytes()) {
-            Ok(message) if message.get(field).is_some() => {
+            Ok(message) if fields.iter().any(|f| message.get(f).is_some()) => {
                 changed = true;
-                message.write(&mut array, |k| k != field, ("", b""));
+                message.write(&mut array, |k| !fields.contains(&k), ("", b""));
             }
             _ => array.extend_from_slice(m.get().as_bytes()),
         }

@@ -595,7 +595,7 @@ impl Gateway {
                         let body = obj.to_json_for(&target.native_model, |key| {
                             openai_compat::request_field(provider.name, sets_max_completion, key)
                         });
-                        openai_compat::without_reasoning_details(&body).unwrap_or(body)
+                        openai_compat::without_fields_not_sent(provider.name, &body).unwrap_or(body)
                     },
                 };
                 (req, secret)

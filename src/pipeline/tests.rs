@@ -583,7 +583,7 @@ fn chat_is_forwarded_with_the_native_model_and_every_other_field_as_sent() {
 }
 
 #[test]
-fn mistral_gets_its_own_names_for_the_fields_it_would_refuse() {
+fn mistral_and_deepseek_get_their_own_names_for_the_fields_they_refuse_or_ignore() {
     let w = World::with(&[("MISTRAL_API_KEY", "mistral-secret")]);
     let (_, key) = w.new_key();
     let sent_body = |body: &str| -> Value {
@@ -608,12 +608,35 @@ fn mistral_gets_its_own_names_for_the_fields_it_would_refuse() {
         r#"{"model":"mistral/mistral-large-latest","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":10,"max_completion_tokens":null}"#,
     );
     assert_eq!(v["max_tokens"], 10, "{v}");
+    // `seed` is `random_seed` there.
+    let v = sent_body(
+        r#"{"model":"mistral/mistral-large-latest","messages":[{"role":"user","content":"hi"}],"stream":true,"seed":7}"#,
+    );
+    assert!(v.get("seed").is_none(), "{v}");
+    assert_eq!(v["random_seed"], 7, "{v}");
+    // DeepSeek takes the budget as `max_tokens` only (it ignores the other name).
+    let w2 = World::with(&[("DEEPSEEK_API_KEY", "deepseek-secret")]);
+    let (_, key2) = w2.new_key();
+    w2.reply(reply(200, "text/event-stream", "data: [DONE]\n\n"));
+    let a = w2.chat(
+        &key2,
+        r#"{"model":"deepseek/deepseek-chat","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":10,"max_completion_tokens":5,"seed":7}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v: Value = serde_json::from_slice(&w2.p.sent.borrow().last().unwrap().body).unwrap();
+    assert!(v.get("max_completion_tokens").is_none(), "{v}");
+    assert_eq!(v["max_tokens"], 5, "{v}");
+    assert_eq!(v["seed"], 7, "{v}");
     // Other providers get the fields as sent.
     let v = sent_body(
         r#"{"model":"xai/grok-3","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":20}"#,
     );
     assert_eq!(v["stream_options"]["include_usage"], true);
     assert_eq!(v["max_completion_tokens"], 20);
+    let v = sent_body(
+        r#"{"model":"xai/grok-3","messages":[{"role":"user","content":"hi"}],"stream":true,"seed":7}"#,
+    );
+    assert_eq!(v["seed"], 7);
 }
 
 #[test]

@@ -13,11 +13,12 @@ use crate::sse::{self, SseDecoder};
 use serde::Deserialize;
 
 /// The name under which `provider` takes the request's top-level field `key` (`None`: left out),
-/// where its API differs from OpenAI's and refuses the request otherwise. Mistral answers 422
-/// `extra_forbidden` to `stream_options` (its streams carry usage in their last chunk anyway)
-/// and to `max_completion_tokens` (its name is `max_tokens`, which then gives way to it, as
-/// `max_completion_tokens` wins at OpenAI). `max_completion_tokens`: whether the request sets it
-/// (not null).
+/// where its API differs from OpenAI's and refuses or ignores the field otherwise. Mistral
+/// answers 422 `extra_forbidden` to `stream_options` (its streams carry usage in their last
+/// chunk anyway) and to `seed` (its name is `random_seed`). Mistral and DeepSeek name the answer
+/// budget `max_tokens` (Mistral refuses `max_completion_tokens`, DeepSeek ignores it and answers
+/// at length), which then gives way to it, as `max_completion_tokens` wins at OpenAI.
+/// `max_completion_tokens`: whether the request sets it (not null).
 pub fn request_field<'k>(
     provider: &str,
     max_completion_tokens: bool,
@@ -25,19 +26,38 @@ pub fn request_field<'k>(
 ) -> Option<&'k str> {
     match (provider, key) {
         ("mistral", "stream_options") => None,
-        ("mistral", "max_tokens") if max_completion_tokens => None,
-        ("mistral", "max_completion_tokens") => max_completion_tokens.then_some("max_tokens"),
+        ("mistral", "seed") => Some("random_seed"),
+        ("mistral" | "deepseek", "max_tokens") if max_completion_tokens => None,
+        ("mistral" | "deepseek", "max_completion_tokens") => {
+            max_completion_tokens.then_some("max_tokens")
+        }
         _ => Some(key),
     }
 }
 
-/// `body` without the `reasoning_details` of its assistant messages: the gateway returns them
-/// for Claude and Gemini to have back, and OpenAI-compatible providers take none (Groq and
-/// Mistral refuse the request), as after a fallback from a translated model; every other byte
-/// as sent. `None`: nothing to take out (the usual case costs one substring search).
-pub fn without_reasoning_details(body: &[u8]) -> Option<Vec<u8>> {
-    memchr::memmem::find(body, b"\"reasoning_details\"")?;
-    crate::chat_body::without_message_field(body, "reasoning_details")
+/// The fields of an assistant message that `provider` is not sent: the gateway's own
+/// `reasoning` and `reasoning_details` (which it returns for Claude and Gemini to have back; no
+/// OpenAI-compatible provider takes them: Groq and Mistral refuse the request, as after a
+/// fallback from a translated model), and for Mistral, which refuses every field its schema
+/// lacks, the `refusal` and `annotations` of OpenAI's answers given back as they came.
+fn fields_not_sent(provider: &str) -> &'static [&'static str] {
+    const REASONING: &[&str] = &["reasoning", "reasoning_details"];
+    const MISTRAL: &[&str] = &["reasoning", "reasoning_details", "refusal", "annotations"];
+    match provider {
+        "mistral" => MISTRAL,
+        _ => REASONING,
+    }
+}
+
+/// `body` without the message fields [`fields_not_sent`] to `provider`, every other byte as
+/// sent. `None`: nothing to take out (the usual case costs a substring search or three).
+pub fn without_fields_not_sent(provider: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let fields = fields_not_sent(provider);
+    let present = |f: &str| memchr::memmem::find(body, format!("\"{f}\"").as_bytes()).is_some();
+    if !fields.iter().any(|f| present(f)) {
+        return None;
+    }
+    crate::chat_body::without_message_fields(body, fields)
 }
 
 /// The pass-through stream transform for OpenAI-compatible providers.
@@ -770,19 +790,45 @@ mod tests {
     }
 
     #[test]
-    fn reasoning_details_given_back_are_taken_out_for_openai_compatible_providers() {
+    fn reasoning_given_back_is_taken_out_for_openai_compatible_providers() {
         assert_eq!(
-            without_reasoning_details(
-                br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#
+            without_fields_not_sent(
+                "groq",
+                br#"{"model":"m","messages":[{"role":"user","content":"say \"reasoning\""}]}"#
             ),
             None
         );
         // Everything else byte for byte: key order (a schema's properties), numbers no tree
         // would keep, messages that are not objects.
-        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a","reasoning_details":[{"type":"reasoning.text","text":"r","signature":"s"}],"reasoning":"r"},7],"response_format":{"type":"json_schema","json_schema":{"schema":{"properties":{"steps":{},"answer":{}}}}},"seed":1e400,"n":123456789012345678901234567890}"#;
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a","reasoning_details":[{"type":"reasoning.text","text":"r","signature":"s"}],"reasoning":"r","refusal":null,"annotations":[]},{"role":"assistant","content":"b","reasoning":"r2"},7],"response_format":{"type":"json_schema","json_schema":{"schema":{"properties":{"steps":{},"answer":{}}}}},"seed":1e400,"n":123456789012345678901234567890}"#;
+        let rest = r#"],"response_format":{"type":"json_schema","json_schema":{"schema":{"properties":{"steps":{},"answer":{}}}}},"seed":1e400,"n":123456789012345678901234567890}"#;
+        for provider in ["openai", "groq", "xai", "deepseek", "cerebras"] {
+            assert_eq!(
+                String::from_utf8(without_fields_not_sent(provider, body).unwrap()).unwrap(),
+                format!(
+                    r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}},{{"role":"assistant","content":"a","refusal":null,"annotations":[]}},{{"role":"assistant","content":"b"}},7{rest}"#
+                ),
+                "{provider}"
+            );
+        }
+        // Mistral refuses any field its schema lacks, also OpenAI's own answer fields.
         assert_eq!(
-            String::from_utf8(without_reasoning_details(body).unwrap()).unwrap(),
-            r#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a","reasoning":"r"},7],"response_format":{"type":"json_schema","json_schema":{"schema":{"properties":{"steps":{},"answer":{}}}}},"seed":1e400,"n":123456789012345678901234567890}"#
+            String::from_utf8(without_fields_not_sent("mistral", body).unwrap()).unwrap(),
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}},{{"role":"assistant","content":"a"}},{{"role":"assistant","content":"b"}},7{rest}"#
+            )
+        );
+        let openai_answer_given_back = br#"{"model":"m","messages":[{"role":"assistant","content":"a","refusal":null,"annotations":[]}]}"#;
+        assert_eq!(
+            without_fields_not_sent("openai", openai_answer_given_back),
+            None
+        );
+        assert_eq!(
+            String::from_utf8(
+                without_fields_not_sent("mistral", openai_answer_given_back).unwrap()
+            )
+            .unwrap(),
+            r#"{"model":"m","messages":[{"role":"assistant","content":"a"}]}"#
         );
     }
 
