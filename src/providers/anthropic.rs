@@ -10,7 +10,10 @@
 //! * `response_format: json_schema` maps to native structured outputs
 //!   (`output_config.format`); `json_object` is refused (Anthropic has no schema-less JSON mode).
 //! * Refused: `n > 1`, `logprobs`, `top_logprobs`, `logit_bias`, `seed`, non-zero
-//!   `presence_penalty`/`frequency_penalty`, `temperature > 1`, unknown top-level fields.
+//!   `presence_penalty`/`frequency_penalty`, `temperature > 1`, stop sequences that are empty
+//!   or whitespace, unknown top-level fields; sampling a model does not take (see
+//!   [`Sampling`]: both `temperature` and `top_p` on Opus 4.1 and the 4.5/4.6 models, either on
+//!   Opus 4.7 and Claude 5), where a value restating the default (1) is left out instead.
 //! * `user` (else `safety_identifier`) becomes `metadata.user_id` (as its SHA-256 when it looks
 //!   like an email address or a phone number, which Anthropic refuses); OpenAI's `metadata` (for
 //!   stored completions) and a message's `name` have no Anthropic field and are not forwarded.
@@ -140,7 +143,7 @@ pub(crate) fn build_body(
     // assistant turn otherwise), and only the current turn's.
     let thinks = body.contains_key("thinking");
     strip_thinking_blocks(&mut body, !thinks);
-    insert_sampling(req, &mut body);
+    insert_sampling(req, native_model, &mut body)?;
     insert_tools(req, &mut body)?;
     if let Some(ResponseFormat::JsonSchema { json_schema }) = &req.response_format {
         let schema = json_schema.schema_for_provider()?;
@@ -200,6 +203,16 @@ fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
     ];
     if let Some((field, _)) = checks.iter().find(|(_, bad)| *bad) {
         return Err(unsupported(field));
+    }
+    if req
+        .stop
+        .as_ref()
+        .is_some_and(|s| s.to_vec().iter().any(|s| s.trim().is_empty()))
+    {
+        return Err(GatewayError::invalid_param(
+            "stop",
+            format!("{PROVIDER} takes no stop sequence that is empty or only whitespace."),
+        ));
     }
     if req.temperature.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
         return Err(GatewayError::invalid_param(
@@ -270,33 +283,33 @@ fn strip_thinking_blocks(body: &mut Map<String, Value>, all: bool) {
     messages.retain(|m| m["content"].as_array().is_none_or(|b| !b.is_empty()));
 }
 
+/// A Claude model id's family and version: `claude-<family>-<major>[-<minor>]` (`claude-opus-4-7`
+/// → `("opus", 4, Some(7))`; `claude-sonnet-4-20250514` → `("sonnet", 4, None)`: a minor version
+/// has one or two digits, a date eight). A Vertex version suffix (`@20260416`) is ignored. `None`
+/// for the old `claude-3-5-sonnet` naming and ids that are not Claude's.
+fn claude_version(native_model: &str) -> Option<(&str, u32, Option<u32>)> {
+    let id = native_model.split('@').next().unwrap_or(native_model);
+    let mut parts = id.strip_prefix("claude-")?.split('-');
+    let family = parts
+        .next()
+        .filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphabetic()))?;
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()
+        .filter(|p| p.len() <= 2)
+        .and_then(|p| p.parse().ok());
+    Some((family, major, minor))
+}
+
 /// Whether a Claude model thinks adaptively (`thinking: {type: adaptive}`, depth set by
 /// `output_config.effort`): Claude 4.6 and every later model. From Opus 4.7 on a fixed budget
 /// (`type: enabled`) is refused; 4.6 takes both, and Anthropic recommends adaptive there.
 /// Earlier models (`claude-3-…`, `claude-<family>-4`, `-4-1` … `-4-5`) and ids the gateway
-/// does not recognise keep budgets. A Vertex version suffix (`@20260416`) is ignored.
+/// does not recognise keep budgets.
 fn adaptive_thinking(native_model: &str) -> bool {
-    let id = native_model.split('@').next().unwrap_or(native_model);
-    let Some(rest) = id.strip_prefix("claude-") else {
-        return false;
-    };
-    let mut parts = rest.split('-');
-    // `claude-<family>-<major>[-<minor>]`; the old `claude-3-5-sonnet` naming starts with digits.
-    if !parts
-        .next()
-        .is_some_and(|family| family.bytes().all(|b| b.is_ascii_alphabetic()))
-    {
-        return false;
-    }
-    let major: Option<u32> = parts.next().and_then(|p| p.parse().ok());
-    // A minor version has one or two digits (a date has eight).
-    let minor: Option<u32> = parts
-        .next()
-        .filter(|p| p.len() <= 2)
-        .and_then(|p| p.parse().ok());
-    match major {
-        Some(m) if m >= 5 => true,
-        Some(4) => minor.is_some_and(|n| n >= 6),
+    match claude_version(native_model) {
+        Some((_, major, _)) if major >= 5 => true,
+        Some((_, 4, minor)) => minor.is_some_and(|n| n >= 6),
         _ => false,
     }
 }
@@ -304,21 +317,30 @@ fn adaptive_thinking(native_model: &str) -> bool {
 /// Whether a Claude model takes the effort level `xhigh`: Opus from 4.7, every model from
 /// Claude 5 (Anthropic's effort guide; Opus and Sonnet 4.6 stop at `high` below `max`).
 fn takes_xhigh(native_model: &str) -> bool {
-    let id = native_model.split('@').next().unwrap_or(native_model);
-    let Some(rest) = id.strip_prefix("claude-") else {
-        return false;
-    };
-    let mut parts = rest.split('-');
-    let family = parts.next().unwrap_or_default();
-    let major: Option<u32> = parts.next().and_then(|p| p.parse().ok());
-    let minor: Option<u32> = parts
-        .next()
-        .filter(|p| p.len() <= 2)
-        .and_then(|p| p.parse().ok());
-    match major {
-        Some(m) if m >= 5 => family.bytes().all(|b| b.is_ascii_alphabetic()),
-        Some(4) => family == "opus" && minor.is_some_and(|n| n >= 7),
+    match claude_version(native_model) {
+        Some((_, major, _)) if major >= 5 => true,
+        Some((family, 4, minor)) => family == "opus" && minor.is_some_and(|n| n >= 7),
         _ => false,
+    }
+}
+
+/// Which sampling parameters (`temperature`, `top_p`) a Claude model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sampling {
+    /// Both, together or alone (Claude 3, Claude 4.0, ids the gateway does not recognise).
+    Both,
+    /// One of them per request: Opus 4.1 and the 4.5 and 4.6 models refuse both together.
+    OneOf,
+    /// None: Opus 4.7 and every Claude 5 model refuse them ("deprecated for this model").
+    Neither,
+}
+
+fn sampling(native_model: &str) -> Sampling {
+    match claude_version(native_model) {
+        Some((_, major, _)) if major >= 5 => Sampling::Neither,
+        Some((_, 4, Some(minor))) if minor >= 7 => Sampling::Neither,
+        Some((_, 4, Some(minor))) if minor >= 1 => Sampling::OneOf,
+        _ => Sampling::Both,
     }
 }
 
@@ -388,16 +410,60 @@ fn max_tokens_and_budget(req: &ChatRequest) -> Result<(u64, Option<u64>), Gatewa
     Ok((max, Some(budget)))
 }
 
-fn insert_sampling(req: &ChatRequest, body: &mut Map<String, Value>) {
-    if let Some(t) = req.temperature {
+/// `temperature`, `top_p` and the stop sequences, as far as `native_model` takes them (see
+/// [`Sampling`]). A value equal to Anthropic's default (1) asks for nothing and is left out where
+/// the model would refuse it; any other value it would refuse is a 400 naming it, as OpenAI
+/// answers for its reasoning models, so that a fallback can serve.
+fn insert_sampling(
+    req: &ChatRequest,
+    native_model: &str,
+    body: &mut Map<String, Value>,
+) -> Result<(), GatewayError> {
+    let (mut temperature, mut top_p) = (req.temperature, req.top_p);
+    let is_default = |v: Option<f64>| v == Some(1.0);
+    match sampling(native_model) {
+        Sampling::Both => {}
+        Sampling::OneOf if temperature.is_some() && top_p.is_some() => {
+            if is_default(top_p) {
+                top_p = None;
+            } else if is_default(temperature) {
+                temperature = None;
+            } else {
+                return Err(GatewayError::invalid_param(
+                    "top_p",
+                    format!(
+                        "`{native_model}` takes `temperature` or `top_p`, not both: {PROVIDER} \
+                         refuses the two together for this model."
+                    ),
+                ));
+            }
+        }
+        Sampling::OneOf => {}
+        Sampling::Neither => {
+            for (param, value) in [("temperature", &mut temperature), ("top_p", &mut top_p)] {
+                if value.is_some() && !is_default(*value) {
+                    return Err(GatewayError::invalid_param(
+                        param,
+                        format!(
+                            "`{native_model}` takes no `{param}` ({PROVIDER} sets its sampling \
+                             itself for this model): leave it out."
+                        ),
+                    ));
+                }
+                *value = None;
+            }
+        }
+    }
+    if let Some(t) = temperature {
         body.insert("temperature".into(), json!(t));
     }
-    if let Some(p) = req.top_p {
+    if let Some(p) = top_p {
         body.insert("top_p".into(), json!(p));
     }
     if let Some(stop) = &req.stop {
         body.insert("stop_sequences".into(), json!(stop.to_vec()));
     }
+    Ok(())
 }
 
 fn insert_tools(req: &ChatRequest, body: &mut Map<String, Value>) -> Result<(), GatewayError> {
@@ -1377,7 +1443,7 @@ mod tests {
     #[test]
     fn builds_a_full_request() {
         let b = body(json!({
-            "model": "anthropic/claude", "stream": true, "temperature": 0.5, "top_p": 0.9,
+            "model": "anthropic/claude", "stream": true, "temperature": 0.5, "top_p": 1,
             "max_tokens": 300, "stop": ["END"], "user": "u-1", "parallel_tool_calls": false,
             "tool_choice": "required",
             "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
@@ -1406,7 +1472,7 @@ mod tests {
                         {"type": "tool_result", "tool_use_id": "toolu_1", "content": "20C"},
                         {"type": "text", "text": "And tomorrow?"}]}
                 ],
-                "max_tokens": 300, "temperature": 0.5, "top_p": 0.9, "stop_sequences": ["END"],
+                "max_tokens": 300, "temperature": 0.5, "stop_sequences": ["END"],
                 "tools": [{"name": "get_weather", "description": "Weather",
                     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": true}],
                 "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
@@ -1414,6 +1480,102 @@ mod tests {
                 "stream": true
             })
         );
+    }
+
+    #[test]
+    fn sampling_parameters_go_as_far_as_each_claude_model_takes_them() {
+        let sent = |model: &str, t: Value, p: Value| -> Result<(Value, Value), GatewayError> {
+            let mut v = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+            v["temperature"] = t;
+            v["top_p"] = p;
+            let b: Value = serde_json::from_slice(&build_request(&request(v), model)?).unwrap();
+            Ok((b["temperature"].clone(), b["top_p"].clone()))
+        };
+        let null = Value::Null;
+        for model in [
+            "claude-3-7-sonnet-latest",
+            "claude-sonnet-4-20250514",
+            "claude-opus-4@20250514",
+            "some-proxy-id",
+        ] {
+            assert_eq!(
+                sent(model, json!(0.5), json!(0.9)).unwrap(),
+                (json!(0.5), json!(0.9)),
+                "{model}"
+            );
+        }
+        for model in [
+            "claude-opus-4-1",
+            "claude-sonnet-4-5",
+            "claude-haiku-4-5-20251001",
+            "claude-sonnet-4-6",
+            "claude-opus-4-6@default",
+        ] {
+            let e = sent(model, json!(0.5), json!(0.9)).unwrap_err();
+            assert_eq!(
+                (e.status, e.param.as_deref()),
+                (400, Some("top_p")),
+                "{model}"
+            );
+            assert!(e.message.contains("not both"), "{}", e.message);
+            // A default restated asks for nothing: the other one goes.
+            assert_eq!(
+                sent(model, json!(0.5), json!(1)).unwrap(),
+                (json!(0.5), null.clone())
+            );
+            assert_eq!(
+                sent(model, json!(1), json!(0.9)).unwrap(),
+                (null.clone(), json!(0.9))
+            );
+            assert_eq!(
+                sent(model, json!(0.2), null.clone()).unwrap(),
+                (json!(0.2), null.clone())
+            );
+            assert_eq!(
+                sent(model, null.clone(), json!(0.3)).unwrap(),
+                (null.clone(), json!(0.3))
+            );
+        }
+        for model in [
+            "claude-opus-4-7",
+            "claude-opus-4-7@20260416",
+            "claude-sonnet-5",
+            "claude-haiku-5-5",
+        ] {
+            for (t, p, param) in [
+                (json!(0.5), null.clone(), "temperature"),
+                (json!(0), json!(1), "temperature"),
+                (null.clone(), json!(0.9), "top_p"),
+                (json!(1), json!(0.9), "top_p"),
+            ] {
+                let e = sent(model, t, p).unwrap_err();
+                assert_eq!(
+                    (e.status, e.param.as_deref()),
+                    (400, Some(param)),
+                    "{model}"
+                );
+                assert!(e.message.contains("leave it out"), "{}", e.message);
+            }
+            assert_eq!(
+                sent(model, json!(1), json!(1)).unwrap(),
+                (null.clone(), null.clone()),
+                "{model}: the defaults restated go unsent"
+            );
+        }
+    }
+
+    #[test]
+    fn stop_sequences_of_whitespace_are_refused_naming_stop() {
+        for stop in [json!("\n"), json!(["END", ""]), json!(["\n\n", " "])] {
+            let e = refused(json!({"model": "m", "messages": [], "stop": stop}));
+            assert_eq!(
+                (e.status, e.param.as_deref()),
+                (400, Some("stop")),
+                "{stop}"
+            );
+        }
+        let b = body(json!({"model": "m", "messages": [], "stop": ["\nEND", " x "]}));
+        assert_eq!(b["stop_sequences"], json!(["\nEND", " x "]));
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //!   Thoughts are requested (`includeThoughts`) whenever reasoning is asked for.
 //! * Refused: `logprobs`/`top_logprobs` (not translated by the gateway), `logit_bias`,
 //!   `parallel_tool_calls: false` (Gemini has no switch for it), `file_id` that is not a URI,
-//!   unknown top-level fields, media URIs whose type their extension does not tell. Tool
+//!   unknown top-level fields, media URIs whose type their extension does not tell, non-zero
+//!   penalties except on `gemini-2.0-flash` ([`takes_penalties`]; zero is not sent). Tool
 //!   `strict` is accepted but Gemini has no strict mode; `user`, `safety_identifier`,
 //!   `metadata`, a message's `name`, an image's `detail` and a file's `filename` have no Gemini
 //!   field and do not change what is asked, so they are not forwarded.
@@ -403,6 +404,13 @@ fn tool_config(req: &ChatRequest) -> Option<Value> {
     Some(json!({"functionCallingConfig": config}))
 }
 
+/// Whether a Gemini model takes `presencePenalty` / `frequencyPenalty`: only `gemini-2.0-flash`
+/// (not its thinking variant) of the models served since 2025; the 2.5 and later models answer
+/// 400 "Penalty is not enabled for models/…" to any value but zero.
+fn takes_penalties(native_model: &str) -> bool {
+    native_model.starts_with("gemini-2.0-flash") && !native_model.contains("thinking")
+}
+
 fn generation_config(
     req: &ChatRequest,
     native_model: &str,
@@ -429,11 +437,25 @@ fn generation_config(
     if let Some(seed) = req.seed {
         put("seed", json!(seed));
     }
-    if let Some(p) = req.presence_penalty {
-        put("presencePenalty", json!(p));
-    }
-    if let Some(p) = req.frequency_penalty {
-        put("frequencyPenalty", json!(p));
+    for (param, field, value) in [
+        ("presence_penalty", "presencePenalty", req.presence_penalty),
+        (
+            "frequency_penalty",
+            "frequencyPenalty",
+            req.frequency_penalty,
+        ),
+    ] {
+        match value {
+            // Zero asks for nothing (and every model takes it).
+            None | Some(0.0) => {}
+            Some(p) if takes_penalties(native_model) => put(field, json!(p)),
+            Some(_) => {
+                return Err(GatewayError::invalid_param(
+                    param,
+                    format!("`{native_model}` takes no `{param}`: Google allows penalties only on `gemini-2.0-flash`."),
+                ))
+            }
+        }
     }
     match &req.response_format {
         Some(ResponseFormat::JsonObject) => put("responseMimeType", json!("application/json")),
@@ -1100,21 +1122,24 @@ mod tests {
     #[test]
     fn builds_a_full_request() {
         let params = json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": false});
-        let b = body(json!({
-            "model": "google/gemini", "temperature": 0.2, "top_p": 0.8, "max_completion_tokens": 500,
-            "stop": "END", "seed": 3, "presence_penalty": 0.1, "frequency_penalty": 0.2,
-            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
-            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": params, "strict": true}}],
-            "messages": [
-                {"role": "system", "content": "Be brief."},
-                {"role": "user", "content": "Weather in Paris and Rome?"},
-                {"role": "assistant", "content": null, "tool_calls": [
-                    {"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
-                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}}]},
-                {"role": "tool", "tool_call_id": "call_0", "content": "{\"temp\":20}"},
-                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
-            ]
-        }));
+        let b = body_for(
+            json!({
+                "model": "google/gemini", "temperature": 0.2, "top_p": 0.8, "max_completion_tokens": 500,
+                "stop": "END", "seed": 3, "presence_penalty": 0.1, "frequency_penalty": 0.2,
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+                "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": params, "strict": true}}],
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Weather in Paris and Rome?"},
+                    {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}}]},
+                    {"role": "tool", "tool_call_id": "call_0", "content": "{\"temp\":20}"},
+                    {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+                ]
+            }),
+            "gemini-2.0-flash",
+        );
         assert_eq!(
             b,
             json!({
@@ -1133,6 +1158,39 @@ mod tests {
                 "generationConfig": {"temperature": 0.2, "topP": 0.8, "maxOutputTokens": 500, "stopSequences": ["END"],
                     "seed": 3, "presencePenalty": 0.1, "frequencyPenalty": 0.2}
             })
+        );
+    }
+
+    #[test]
+    fn penalties_go_only_to_the_model_that_takes_them() {
+        let v = |p: Value, f: Value| {
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                "presence_penalty": p, "frequency_penalty": f})
+        };
+        for model in [
+            "gemini-2.5-flash",
+            "gemini-3-pro-preview",
+            "gemini-2.0-flash-thinking-exp",
+        ] {
+            for (p, f, param) in [
+                (json!(0.5), json!(0), "presence_penalty"),
+                (json!(0), json!(-0.2), "frequency_penalty"),
+            ] {
+                let e = build_request(&request(v(p, f)), model).unwrap_err();
+                assert_eq!(
+                    (e.status, e.param.as_deref()),
+                    (400, Some(param)),
+                    "{model}"
+                );
+            }
+            // Zero asks for nothing: not sent.
+            let b = body_for(v(json!(0), json!(0.0)), model);
+            assert!(b.get("generationConfig").is_none(), "{model}: {b}");
+        }
+        let b = body_for(v(json!(0.5), json!(-0.2)), "gemini-2.0-flash-001");
+        assert_eq!(
+            b["generationConfig"],
+            json!({"presencePenalty": 0.5, "frequencyPenalty": -0.2})
         );
     }
 
