@@ -952,6 +952,28 @@ describe('finish reasons', () => {
     });
   }
 
+  for (const stream of MODES) {
+    test(`gemini: an empty answer (STOP, no parts) is retried, not passed as stop, ${mode(stream)}`, async () => {
+      // Gemini's known empty answer, as recorded in LiteLLM #24442.
+      const empty = {
+        candidates: [{ content: { role: 'model' }, finishReason: 'STOP', index: 0 }],
+        usageMetadata: { promptTokenCount: 12, totalTokenCount: 12 },
+        modelVersion: GEMINI.native,
+        responseId: 'r-empty',
+      };
+      emu.script(
+        { match: { model: GEMINI.native }, ...(stream ? { stream: [empty] } : { respond: empty }) },
+        { match: { model: GEMINI.native }, text: 'Second try.' },
+      );
+      const res = await chat({ model: GEMINI.model, messages: user('go') }, { stream });
+      const text = stream ? assemble(res.chunks).text : res.data.choices[0].message.content;
+      assert.equal(text, 'Second try.');
+      assert.equal(upstream().length, 2);
+      const failed = stream ? 'stream_error' : 'malformed_response';
+      assert.equal(res.response.headers.get('x-switchyard-attempts'), `google:${failed},google:200`);
+    });
+  }
+
   test('gemini: a blocked prompt (promptFeedback, no candidates) is content_filter', async () => {
     emu.script({
       match: { model: GEMINI.native },

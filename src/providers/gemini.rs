@@ -698,6 +698,10 @@ pub(crate) fn translate_response_for(
         .into_iter()
         .map(|c| candidate_choice(c, response_id, provider))
         .collect::<Result<_, _>>()?;
+    // (With `n` > 1, one empty candidate among answers is left as it is.)
+    if !choices.is_empty() && choices.iter().all(is_empty_answer) {
+        return Err(empty_answer(provider));
+    }
     if choices.is_empty() {
         // The prompt itself was blocked: no candidate, only promptFeedback. No candidate and
         // no reason is no answer (as when a stream ends so): the attempt fails, not an empty
@@ -746,6 +750,22 @@ fn failed_finish(c: &Candidate, provider: &str) -> Option<GatewayError> {
         GatewayError::bad_gateway(format!("{provider} ended the answer with {reason}{detail}"))
             .with_code("upstream_invalid_tool_call"),
     )
+}
+
+/// An answer that ended as finished (`STOP`, `OTHER`, or no reason) with no text and no tool
+/// call: a known Gemini failure (mostly in tool loops), not an answer. Reporting `stop` would
+/// end the client's loop with nothing; the attempt fails instead (a retry usually answers).
+fn empty_answer(provider: &str) -> GatewayError {
+    GatewayError::bad_gateway(format!(
+        "{provider} ended the answer without any text or tool call."
+    ))
+    .with_code("upstream_empty_answer")
+}
+
+fn is_empty_answer(c: &Choice) -> bool {
+    matches!(c.finish_reason, None | Some(FinishReason::Stop))
+        && c.message.content.as_deref().unwrap_or_default().is_empty()
+        && c.message.tool_calls.is_empty()
 }
 
 fn candidate_choice(
@@ -928,6 +948,8 @@ pub struct StreamTranslator {
     usage: Option<UsageMetadata>,
     finish: Option<FinishReason>,
     failed: bool,
+    /// Whether any answer text or tool call has been seen.
+    answered: bool,
     /// The response id of the first event, for generated call ids.
     response_id: Option<String>,
 }
@@ -959,6 +981,7 @@ impl StreamTranslator {
             usage: None,
             finish: None,
             failed: false,
+            answered: false,
             response_id: None,
         }
     }
@@ -1001,6 +1024,9 @@ impl StreamTranslator {
             return;
         }
         match self.finish {
+            Some(FinishReason::Stop) if !self.answered => {
+                self.fail(empty_answer(self.provider), out)
+            }
             Some(reason) => {
                 if let Some(u) = self.usage {
                     out.push(StreamPart::Usage(u.to_usage()));
@@ -1050,6 +1076,7 @@ impl StreamTranslator {
                     });
                     self.detail_count += 1;
                 }
+                self.answered = true;
                 out.push(StreamPart::ToolCallStart { index, id, name });
                 let args = arguments_text(fc.args.as_deref());
                 out.push(StreamPart::ToolCallArgs { index, delta: args });
@@ -1057,6 +1084,7 @@ impl StreamTranslator {
                 out.push(if part.thought == Some(true) {
                     StreamPart::ReasoningDelta(text)
                 } else {
+                    self.answered = true;
                     StreamPart::TextDelta(text)
                 });
             }
@@ -1806,6 +1834,51 @@ mod tests {
     }
 
     /// The client's view of a stream of Gemini events (each one event's data).
+    #[test]
+    fn an_empty_finished_answer_fails_the_attempt_rather_than_passing_as_stop() {
+        // Gemini's known empty answer (recorded in LiteLLM #24442): STOP, no parts.
+        let empty = r#"{"candidates":[{"content":{"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":3130,"totalTokenCount":3130},"responseId":"r"}"#;
+        let thought_only = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"hmm","thought":true}]},"finishReason":"STOP"}]}"#;
+        let other = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":""}]},"finishReason":"OTHER"}]}"#;
+        for body in [empty, thought_only, other] {
+            let e = translate_response(body.as_bytes()).unwrap_err();
+            assert_eq!(e.status, 502, "{body}");
+            assert_eq!(e.code.as_deref(), Some("upstream_empty_answer"));
+            let a = translate_events(&[body]);
+            assert!(a.finish_reason.is_none(), "{body}");
+            assert_eq!(a.error.unwrap()["error"]["code"], "upstream_empty_answer");
+            assert!(a.done);
+        }
+        // Answers stand: text, a tool call, a length or filter finish, one empty candidate of two.
+        let text = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hi"}]},"finishReason":"STOP"}]}"#;
+        let call = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"f","args":{}}}]},"finishReason":"STOP"}]}"#;
+        let length = r#"{"candidates":[{"content":{"role":"model"},"finishReason":"MAX_TOKENS"}]}"#;
+        let safety = r#"{"candidates":[{"finishReason":"SAFETY"}]}"#;
+        let two = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hi"}]},"finishReason":"STOP","index":0},{"content":{"role":"model"},"finishReason":"STOP","index":1}]}"#;
+        for (body, finish) in [
+            (text, "stop"),
+            (call, "tool_calls"),
+            (length, "length"),
+            (safety, "content_filter"),
+        ] {
+            assert!(translate_response(body.as_bytes()).is_ok(), "{body}");
+            assert_eq!(
+                translate_events(&[body]).finish_reason.as_deref(),
+                Some(finish)
+            );
+        }
+        assert_eq!(translate_response(two.as_bytes()).unwrap().choices.len(), 2);
+        // A stream's usual ending: text, then an empty text with STOP.
+        let a = translate_events(&[
+            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hi"}]}}]}"#,
+            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":""}]},"finishReason":"STOP"}]}"#,
+        ]);
+        assert_eq!(
+            (a.text.as_str(), a.finish_reason.as_deref()),
+            ("Hi", Some("stop"))
+        );
+    }
+
     fn translate_events(events: &[&str]) -> Assembled {
         let mut t = StreamTranslator::new();
         let mut parts = Vec::new();
