@@ -196,12 +196,27 @@ fn lenient_details<'de, D: serde::Deserializer<'de>>(
     })
 }
 
+/// Whether `given` names the format `want`: once, or repeated whole, as the OpenAI Python SDK's
+/// stream helper leaves it (it joins every string field of the pieces it merges by `index`,
+/// `format` included, so a block streamed in N pieces comes back with it N times).
+fn is_format(given: &str, want: &str) -> bool {
+    !given.is_empty()
+        && given.len().is_multiple_of(want.len())
+        && given
+            .as_bytes()
+            .chunks(want.len())
+            .all(|c| c == want.as_bytes())
+}
+
 /// Claude's thinking among `items` as Claude takes it back, in order: a `reasoning.text`
 /// block kept as streamed (its pieces, then its signature, under one `index`) or whole; only
 /// signed blocks, and redacted ones. An item without `format`, as some clients keep them, is
 /// taken as Claude's; one naming a tool call (`id`) is Gemini's.
 pub fn anthropic_thinking(items: &[InboundReasoningDetail]) -> Vec<ReasoningDetail> {
-    let claude = |f: &Option<String>| f.as_deref().is_none_or(|f| f == ANTHROPIC_REASONING_FORMAT);
+    let claude = |f: &Option<String>| {
+        f.as_deref()
+            .is_none_or(|f| is_format(f, ANTHROPIC_REASONING_FORMAT))
+    };
     let mut out = Vec::new();
     // The text block being put together: (its index, text so far, signature).
     let mut open: Option<(Option<u64>, String, Option<String>)> = None;
@@ -259,7 +274,7 @@ impl InboundReasoningDetail {
                 id: Some(id),
             } if format
                 .as_deref()
-                .is_none_or(|f| f == GEMINI_REASONING_FORMAT)
+                .is_none_or(|f| is_format(f, GEMINI_REASONING_FORMAT))
                 && id == call_id
                 && !data.is_empty() =>
             {
@@ -1070,6 +1085,22 @@ mod tests {
             anthropic_thinking(&whole),
             vec![text("A", "sa"), text("B", "sb")]
         );
+        // As the OpenAI Python SDK's stream helper merges the pieces of one index: every string
+        // joined, `format` too (three pieces: three times).
+        let merged = items(json!([
+            {"type": "reasoning.text", "text": "Let me think.", "signature": "s0",
+             "format": "anthropic-claude-v1anthropic-claude-v1anthropic-claude-v1", "index": 0},
+            {"type": "reasoning.text", "text": "x", "signature": "bad",
+             "format": "anthropic-claude-v1anthropic", "index": 1},
+            {"type": "reasoning.encrypted", "data": "g", "id": "call_1",
+             "format": "google-gemini-v1google-gemini-v1"}
+        ]));
+        assert_eq!(
+            anthropic_thinking(&merged),
+            vec![text("Let me think.", "s0")]
+        );
+        assert_eq!(merged[2].gemini_signature_for("call_1"), Some("g"));
+        assert_eq!(merged[1].gemini_signature_for("call_1"), None);
     }
 
     #[test]
