@@ -22,7 +22,10 @@ export default {
       // The client's going away, as the request's signal reports it: workerd's local dev
       // runtime never fires that signal, so this one fires 300 ms in, the provider quiet.
       const gone = new AbortController();
-      setTimeout(() => gone.abort(new Error('the client went away')), 300);
+      const leave = () => gone.abort(new Error('the client went away'));
+      // (\`&gone=before\`: gone before the pump starts, as when the provider answered late.)
+      if (new URL(request.url).searchParams.get('gone') === 'before') leave();
+      else setTimeout(leave, 300);
       const [body, finished] = pump(upstream.body, enc.encode(''), () => undefined, () => enc.encode('data: [DONE]\\n\\n'), () => {}, gone.signal);
       ctx.waitUntil(finished);
       // (An event stream, as the gateway answers: not compressed, so each event goes at once.)
@@ -34,10 +37,13 @@ export default {
     if (which.startsWith('locked')) source.getReader();
     const prefix = which === 'locked-done' ? 'data: prefix\\n\\ndata: [DONE]\\n\\n' : 'data: prefix\\n\\n';
     let done = 0;
+    // \`last\`: the second chunk completes the client's stream (what the core says after [DONE]).
+    let n = 0;
+    const onChunk = which === 'last' ? () => (++n === 2 ? [enc.encode('data: 2\\n\\ndata: [DONE]\\n\\n')] : undefined) : () => undefined;
     const [body, finished] = pump(
       source,
       enc.encode(prefix),
-      () => undefined,
+      onChunk,
       (error) => enc.encode(error ? 'data: cut\\n\\n' : 'data: [DONE]\\n\\n'),
       () => { done++; },
       request.signal,
@@ -76,6 +82,11 @@ test('pump: the prefix, every chunk, then the end', async () => {
   assert.equal(text, 'data: prefix\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: [DONE]\n\n');
 });
 
+test('pump: bytes that complete the stream end it, whatever the provider still sends', async () => {
+  const res = await fetch(`${url}/?case=last`);
+  assert.equal(await res.text(), 'data: prefix\n\ndata: 1\n\ndata: 2\n\ndata: [DONE]\n\n');
+});
+
 test('pump: a source it cannot read still ends with what was read, an error event and [DONE], and frees the callbacks', async () => {
   const res = await fetch(`${url}/?case=locked`);
   const text = await res.text();
@@ -91,7 +102,7 @@ test('pump: a source it cannot read after an answer that already ended adds noth
   assert.equal(await res.text(), 'data: prefix\n\ndata: [DONE]\n\n');
 });
 
-test('pump: a client that leaves while the provider is quiet lets the provider go at once (its signal)', async () => {
+for (const gone of ['later', 'before']) test(`pump: a client that leaves (${gone}) while the provider is quiet lets the provider go at once (its signal)`, async () => {
   // The provider: one event, then silence; it records when its connection is closed.
   let closed = null;
   const provider = createServer((req, res) => {
@@ -102,11 +113,13 @@ test('pump: a client that leaves while the provider is quiet lets the provider g
   await new Promise((r) => provider.listen(0, '127.0.0.1', r));
   try {
     const upstream = `http://127.0.0.1:${provider.address().port}/`;
-    const res = await fetch(`${url}/?case=quiet&upstream=${encodeURIComponent(upstream)}`);
+    const res = await fetch(`${url}/?case=quiet&gone=${gone}&upstream=${encodeURIComponent(upstream)}`);
     const reader = res.body.getReader();
-    const first = await reader.read();
-    assert.equal(new TextDecoder().decode(first.value), 'data: 1\n\n');
     const read = Date.now();
+    if (gone === 'later') {
+      const first = await reader.read();
+      assert.equal(new TextDecoder().decode(first.value), 'data: 1\n\n');
+    }
     // No further event will come to make a write fail: only the signal can tell the pump.
     for (let i = 0; i < 40 && closed === null; i++) await new Promise((r) => setTimeout(r, 50));
     assert.ok(closed !== null, 'the provider was let go within 2 s of the client leaving');

@@ -674,6 +674,36 @@ describe('stream faults', () => {
     }
   });
 
+  test('a provider that holds its connection open after the end: the client\'s stream ends at once, the provider let go', async () => {
+    const anthropicEvents = [
+      { type: 'message_start', message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-sonnet-4-6', content: [], stop_reason: null, usage: { input_tokens: 5, output_tokens: 1 } } },
+      { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+      { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Done.' } },
+      { type: 'content_block_stop', index: 0 },
+      { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 2 } },
+      { type: 'message_stop' },
+    ];
+    for (const [model, match, events] of [
+      [GPT, { model: 'gpt-4o' }, [oaChunk({ role: 'assistant', content: 'Done.' }), oaChunk({}, 'stop'), '[DONE]']],
+      [CLAUDE, { path: ANTHROPIC_PATH }, anthropicEvents],
+    ]) {
+      emu.reset();
+      // The whole answer, then a keep-alive comment that never comes: the connection stays open.
+      emu.script({ match, stream: [...events, { raw: ': keep-alive\n\n' }], stallAfter: events.length });
+      const started = Date.now();
+      const stream = await client().chat.completions.create({ model, messages: userMessage('and hold'), stream: true });
+      const out = await Promise.race([drain(stream), sleep(5000).then(() => 'still open after 5 s')]);
+      assert.notEqual(out, 'still open after 5 s', model);
+      assert.equal(out.error, null, String(out.error));
+      assert.equal(out.text, 'Done.');
+      assert.deepEqual(out.finishReasons, ['stop']);
+      assert.ok(Date.now() - started < 5000);
+      const [held] = upstreamCalls();
+      assert.ok(held.stalled, 'the provider held its connection open');
+      assert.ok(await emu.waitFor(() => held.clientClosed, 3000).catch(() => false), `${model}: the provider's request was let go`);
+    }
+  });
+
   test('OpenAI-compatible stream: an error event before content falls back; a cut after content ends with routing, error, one [DONE]', async () => {
     emu.script({ match: { model: 'gpt-4o' }, errorAfter: 0, continueAfterError: true, persistent: true });
     const out = await drain(

@@ -72,10 +72,17 @@ pub fn client_stream(
                 chunk.copy_to(&mut chunk_buf);
                 out.clear();
                 t.push(&chunk_buf, &mut out);
-                if out == chunk_buf {
+                let bytes = if out == chunk_buf {
                     JsValue::UNDEFINED // unchanged: send the chunk itself, no copy back
                 } else {
                     js_sys::Uint8Array::from(out.as_slice()).into()
+                };
+                if t.closed() {
+                    // The last bytes: the pump closes the client's stream after them, even if
+                    // the provider holds its connection open.
+                    js_sys::Array::of1(&bytes).into()
+                } else {
+                    bytes
                 }
             },
         )

@@ -5,8 +5,10 @@ const FAILED_TAIL = new TextEncoder().encode(
 
 // Moves a provider's stream to the client: each chunk read from `source` goes through
 // `onChunk` (one synchronous call into the core; it returns the bytes to send, undefined to
-// send the chunk unchanged, or null once the client's stream is complete, which stops reading
-// and cancels the provider's request) into workerd's native IdentityTransformStream, whose
+// send the chunk unchanged, `[bytes or undefined]` when those complete the client's stream, or
+// null when it was complete already; a complete stream stops reading, cancels the provider's
+// request and closes the client's, whatever the provider still holds open) into workerd's
+// native IdentityTransformStream, whose
 // readable side is the response body. `onEnd(error)` gives the stream's closing bytes (error:
 // undefined for a clean end, null when the provider went quiet, else a message). `onDone()`
 // runs once, last. A client that goes away makes a write fail; the reader is then cancelled,
@@ -31,7 +33,8 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs)
     const failed = new Response(new Blob(ended ? [prefix] : [prefix, FAILED_TAIL])).body;
     return [failed, Promise.resolve()];
   }
-  clientGone?.addEventListener('abort', () => reader.cancel(clientGone.reason).catch(() => {}), { once: true });
+  if (clientGone?.aborted) reader.cancel(clientGone.reason).catch(() => {});
+  else clientGone?.addEventListener('abort', () => reader.cancel(clientGone.reason).catch(() => {}), { once: true });
   // The client went away (the response body was cancelled): stop reading, which cancels the
   // provider's request.
   writer.closed.catch((e) => reader.cancel(e).catch(() => {}));
@@ -71,9 +74,10 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs)
         }
         if (next.done) break;
         const bytes = onChunk(next.value);
-        if (bytes === null) {
+        if (bytes === null || Array.isArray(bytes)) {
           ended = true; // nothing more to send: the provider's request is cancelled
           reader.cancel().catch(() => {});
+          if (bytes) await write(bytes[0] ?? next.value);
           break;
         }
         await write(bytes === undefined ? next.value : bytes);
@@ -81,6 +85,8 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs)
       if (!ended) await write(onEnd(undefined));
       await writer.close();
     } catch (e) {
+      // (Where `wrangler tail` shows it: the client only gets a generic error event.)
+      console.error('switchyard: the stream pump failed:', e);
       try { await reader.cancel(e); } catch {}
       // Not a silent cut even here: if the client's side still takes bytes, end the stream
       // with an error event and [DONE] (written by JavaScript: the core may be what failed).

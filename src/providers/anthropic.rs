@@ -1163,6 +1163,11 @@ impl StreamTranslator {
         }
     }
 
+    /// Whether `message_stop` or an error has arrived: nothing more will be translated.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
     /// Ends the stream; a stream cut before `message_stop` reports an error.
     pub fn finish(&mut self, out: &mut Vec<StreamPart>) {
         if !self.ended {

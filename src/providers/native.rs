@@ -166,6 +166,11 @@ impl StreamTransform for TranslatedStream {
                 self.translator.on_event(&ev, &mut self.parts);
             }
             self.flush(out);
+            if self.translator.ended() {
+                // The provider said it is over: the client's stream ends now (its usage,
+                // routing and `[DONE]`), not when the provider's connection closes.
+                self.encoder.finish(out);
+            }
             if self.closed() {
                 return;
             }
@@ -424,7 +429,8 @@ mod tests {
 
     #[test]
     fn progress_is_pending_until_content_and_the_trailer_precedes_done() {
-        let mut t = TranslatedStream::new(Native::Anthropic, ChunkEncoder::new("g", "m", 1, false));
+        let encoder = ChunkEncoder::new("g", "m", 1, false).awaiting_trailer();
+        let mut t = TranslatedStream::new(Native::Anthropic, encoder);
         let mut out = Vec::new();
         let start = ANTHROPIC.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
         t.push(&ANTHROPIC[..start], &mut out);
@@ -435,12 +441,44 @@ mod tests {
         );
         t.push(&ANTHROPIC[start..], &mut out);
         assert_eq!(t.progress(), &Progress::Content);
+        // message_stop ended the client's stream, its end held for the trailer.
+        assert!(t.closed());
+        assert!(!out.ends_with(b"data: [DONE]\n\n"));
         t.set_trailer(
             crate::formats::openai::Trailer::fixed(b"data: {\"t\":1}\n\n".to_vec()),
-            &mut Vec::new(),
+            &mut out,
         );
         t.finish(&mut out, None);
         assert!(out.ends_with(b"data: {\"t\":1}\n\ndata: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn message_stop_ends_the_client_stream_without_waiting_for_the_connection_to_close() {
+        for native in [
+            Native::Anthropic,
+            Native::Vertex(crate::providers::vertex::Publisher::Anthropic),
+        ] {
+            let mut t = TranslatedStream::new(native, ChunkEncoder::new("g", "m", 1, false));
+            let mut out = Vec::new();
+            t.push(ANTHROPIC, &mut out);
+            assert!(t.closed(), "{native:?}");
+            assert!(out.ends_with(b"data: [DONE]\n\n"));
+            // (What the provider might still send is not read.)
+            let before = out.len();
+            t.push(b": keep-alive\n\n", &mut out);
+            t.finish(&mut out, None);
+            assert_eq!(out.len(), before);
+        }
+        // Gemini says it is over only by closing: usage may follow the finish reason.
+        let mut t = TranslatedStream::new(Native::Gemini, ChunkEncoder::new("g", "m", 1, false));
+        let mut out = Vec::new();
+        t.push(
+            b"data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Hi\"}]},\"finishReason\":\"STOP\"}]}\r\n\r\n",
+            &mut out,
+        );
+        assert!(!t.closed());
+        t.finish(&mut out, None);
+        assert!(t.closed() && out.ends_with(b"data: [DONE]\n\n"));
     }
 
     #[test]

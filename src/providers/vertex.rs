@@ -369,6 +369,16 @@ impl StreamTranslator {
             StreamTranslator::Anthropic(t) => t.finish(out),
         }
     }
+
+    /// Whether the provider has said its stream is over (Anthropic's `message_stop`), so the
+    /// client's may end without waiting for the connection to close. Gemini says so only by
+    /// closing it (usage may follow the finish reason).
+    pub fn ended(&self) -> bool {
+        match self {
+            StreamTranslator::Google(_) => false,
+            StreamTranslator::Anthropic(t) => t.ended(),
+        }
+    }
 }
 
 #[cfg(test)]
