@@ -17,11 +17,35 @@ pub trait Clock {
 }
 
 /// An HTTP request to a provider.
-#[derive(Debug)]
 pub struct UpstreamRequest {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+}
+
+/// The headers that carry a provider credential.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "x-goog-api-key"];
+
+/// Without the credential (its headers' values redacted) and without the body (the prompt, or
+/// a token exchange's signed assertion): its length only.
+impl std::fmt::Debug for UpstreamRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let secret = CREDENTIAL_HEADERS
+                    .iter()
+                    .any(|c| name.eq_ignore_ascii_case(c));
+                (*name, if secret { "<redacted>" } else { value.as_str() })
+            })
+            .collect();
+        f.debug_struct("UpstreamRequest")
+            .field("url", &self.url)
+            .field("headers", &headers)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 /// A provider's response head, with its body left unread.
@@ -140,5 +164,32 @@ pub trait StreamTransform {
     /// stream helpers take the last chunk's). `None`: the gateway's own.
     fn chunk_identity(&self) -> (Option<&str>, Option<&str>, Option<u64>) {
         (None, None, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_request_debug_shows_no_credential_and_no_body() {
+        let req = UpstreamRequest {
+            url: "https://api.anthropic.com/v1/messages".into(),
+            headers: vec![
+                ("authorization", "Bearer sk-secret-1".into()),
+                ("x-api-key", "sk-ant-secret-2".into()),
+                ("x-goog-api-key", "AIza-secret-3".into()),
+                ("x-request-id", "req-1".into()),
+            ],
+            body: b"{\"prompt\":\"private\"}".to_vec(),
+        };
+        let shown = format!("{req:?}");
+        for hidden in ["secret", "private"] {
+            assert!(!shown.contains(hidden), "{shown}");
+        }
+        assert!(
+            shown.contains("req-1") && shown.contains("api.anthropic.com"),
+            "{shown}"
+        );
     }
 }
