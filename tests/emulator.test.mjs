@@ -281,9 +281,12 @@ test('faults: reset, malformed, cutAfter, stallAfter, hang, and client abort is 
   const streaming = await fetch(emu.url + '/v1/chat/completions', { method: 'POST', headers: { ...OPENAI_AUTH, 'content-type': 'application/json' }, body: JSON.stringify({ ...req, stream: true }), signal: ac2.signal });
   const reader = streaming.body.getReader();
   await reader.read();
+  const abortedSeq = emu.requests.at(-1).seq; // (the stalled request above was aborted too)
+  assert.equal(emu.requests.at(-1).stream, true);
   ac2.abort();
-  const aborted = await emu.waitForRequest((r) => r.clientClosed && r.stream);
-  assert.ok(aborted.eventsSent < 10, 'emulator stopped sending after the client left');
+  const aborted = await emu.waitForRequest((r) => r.seq === abortedSeq && r.clientClosed);
+  assert.ok(aborted.eventsSent >= 1 && aborted.eventsSent < 10, `emulator stopped sending after the client left (${aborted.eventsSent} sent)`);
+  assert.equal(aborted.finished, false);
 });
 
 test('scripted custom stream and persistent rules; HTTP control routes', async () => {
