@@ -14,6 +14,9 @@ pub trait Clock {
     fn fill_random(&self, buf: &mut [u8]);
     /// Waits `ms` milliseconds (retry backoff).
     async fn sleep(&self, ms: u64);
+    /// The clock itself, for what outlives the request's handling (a stream reporting how it
+    /// ended).
+    fn now_source(&self) -> std::rc::Rc<dyn Fn() -> u64>;
 }
 
 /// An HTTP request to a provider.
@@ -159,6 +162,11 @@ pub trait StreamTransform {
     /// The client's stream is complete (`[DONE]` written): nothing more will be sent, so the
     /// provider's stream need not be read further.
     fn closed(&self) -> bool;
+    /// The error the client's stream ended with, if it failed (cut, silent, the provider's
+    /// error event translated).
+    fn failure(&self) -> Option<&crate::error::GatewayError> {
+        None
+    }
     /// The `id`, `model` and `created` the provider's own chunks carry, when they pass through:
     /// a chunk the gateway adds takes them (one completion's chunks share them, and the SDKs'
     /// stream helpers take the last chunk's). `None`: the gateway's own.

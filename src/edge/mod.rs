@@ -100,6 +100,10 @@ impl crate::platform::Clock for Edge {
     async fn sleep(&self, ms: u64) {
         worker::Delay::from(std::time::Duration::from_millis(ms)).await;
     }
+
+    fn now_source(&self) -> Rc<dyn Fn() -> u64> {
+        Rc::new(|| js_sys::Date::now() as u64)
+    }
 }
 
 #[event(fetch)]

@@ -157,6 +157,8 @@ pub struct StreamEnd {
     /// Where in the output (the buffer the transform writes into until the trailer is set) the
     /// usage chunk takes the metadata, once known.
     pending_at: Option<usize>,
+    /// The error the stream ended with, if it failed.
+    failure: Option<GatewayError>,
 }
 
 impl Default for StreamEnd {
@@ -176,6 +178,7 @@ impl StreamEnd {
             held: None,
             carried: false,
             pending_at: None,
+            failure: None,
         }
     }
 
@@ -201,8 +204,14 @@ impl StreamEnd {
         self.carried = true;
     }
 
+    /// The error the stream ended with, if it failed.
+    pub fn failure(&self) -> Option<&GatewayError> {
+        self.failure.as_ref()
+    }
+
     /// Writes the end, or holds it until [`StreamEnd::set_trailer`].
     pub fn write(&mut self, out: &mut Vec<u8>, error: Option<&GatewayError>) {
+        self.failure = error.cloned();
         match &self.trailer {
             Some(trailer) => write_stream_end(out, self.routing_chunk(trailer, error), error),
             None => self.held = Some(error.cloned()),
@@ -293,6 +302,11 @@ impl ChunkEncoder {
     /// Whether the stream's end (`[DONE]`, after an error or `finish`) has been written.
     pub fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// The error the stream ended with, if it failed.
+    pub fn failure(&self) -> Option<&GatewayError> {
+        self.end.failure()
     }
 
     /// Appends the events for one part. Parts after an error (or after `finish`) are ignored.

@@ -361,8 +361,11 @@ impl Gateway {
                 match result {
                     Ok(served) => {
                         report.record(attempt, AttemptOutcome::Status(200), latency);
-                        self.breakers.borrow_mut().record_success(breaker);
-                        return Ok((self.answer(served, &report, attempt, ids), false));
+                        // (A stream reports when it ends: [`routing::Watched`].)
+                        if matches!(served, Served::Json(_)) {
+                            self.breakers.borrow_mut().record_success(breaker);
+                        }
+                        return Ok((self.answer(p, served, &report, attempt, ids), false));
                     }
                     Err(failure) => {
                         report.record(attempt, failure.outcome, latency);
@@ -496,8 +499,9 @@ impl Gateway {
     }
 
     /// The client's answer from a served attempt, with routing metadata and headers.
-    fn answer<B>(
+    fn answer<B, P: Clock>(
         &self,
+        p: &P,
         served: Served<B>,
         report: &RoutingReport,
         attempt: &Attempt,
@@ -534,6 +538,12 @@ impl Gateway {
                 // A short answer may have ended within the first read: its end, held until now,
                 // goes into the prefix with the trailer.
                 transform.set_trailer(trailer, &mut prefix);
+                let transform = Box::new(routing::Watched::new(
+                    transform,
+                    self.breakers.clone(),
+                    attempt.target.key(),
+                    p.now_source(),
+                ));
                 OutBody::Stream {
                     prefix,
                     body,

@@ -236,14 +236,15 @@ pub struct Gateway {
     vertex_tokens: RefCell<std::collections::HashMap<u8, crate::providers::vertex::TokenCache>>,
     /// Idempotency slots being answered in this isolate, each until when at the most (ms).
     idempotent_in_flight: RefCell<std::collections::HashMap<String, u64>>,
-    breakers: RefCell<Breakers>,
+    /// (Shared with the streams being served, which report how they ended.)
+    breakers: std::rc::Rc<RefCell<Breakers>>,
 }
 
 impl Gateway {
     pub fn new(config: Config) -> Gateway {
         let breakers = Breakers::new(config.breaker_threshold, config.breaker_cooldown_ms);
         Gateway {
-            breakers: RefCell::new(breakers),
+            breakers: std::rc::Rc::new(RefCell::new(breakers)),
             config,
             key_cache: RefCell::new(KeyCache::default()),
             models_list: OnceCell::new(),

@@ -23,7 +23,7 @@ struct Fake {
     kv_lookups_yield: Cell<bool>,
     /// Provider calls let other requests run before they answer (requests in flight at once).
     fetch_yields: Cell<bool>,
-    now: Cell<u64>,
+    now: std::rc::Rc<Cell<u64>>,
     /// Milliseconds each streamed piece takes to arrive.
     chunk_ms: Cell<u64>,
     counter: Cell<u8>,
@@ -40,6 +40,10 @@ impl Clock for Fake {
     async fn sleep(&self, ms: u64) {
         self.slept.borrow_mut().push(ms);
         self.now.set(self.now.get() + ms);
+    }
+    fn now_source(&self) -> std::rc::Rc<dyn Fn() -> u64> {
+        let now = self.now.clone();
+        std::rc::Rc::new(move || now.get())
     }
 }
 
@@ -253,7 +257,7 @@ impl World {
         World {
             gw: Gateway::new(config(&vars)),
             p: Fake {
-                now: Cell::new(1_700_000_000_000),
+                now: std::rc::Rc::new(Cell::new(1_700_000_000_000)),
                 ..Default::default()
             },
         }
@@ -3341,4 +3345,73 @@ fn a_deferred_retry_past_the_attempt_cap_is_not_waited_for() {
         slept.len() == 3 && slept.iter().all(|&ms| ms < 1_000),
         "openai's Retry-After was not slept: {slept:?}"
     );
+}
+
+/// A stream handed to the client reports how it ended to its target's breaker: failures after
+/// content count (the attempt loop never sees them), the end of an answer is the success, and
+/// so is a client that leaves while it is served.
+#[test]
+fn streams_report_to_the_breaker_how_they_ended() {
+    let w = World::with(&[("BREAKER_THRESHOLD", "2"), ("RETRY_MAX_ATTEMPTS", "1")]);
+    let (_, key) = w.new_key();
+    let open = || w.gw.breakers.borrow().is_open(("openai", 0), w.p.now.get());
+    // Two streams cut after content: each was served (openai:200), and the breaker opens.
+    for _ in 0..2 {
+        assert!(!open());
+        w.reply(stream_reply(&[CHUNK_ROLE, CHUNK_HI], true));
+        let a = w.stream_with_xai_fallback(&key);
+        assert_eq!(a.header("x-switchyard-attempts"), Some("openai:200"));
+        assert!(a.text().contains("stream_interrupted"), "{}", a.text());
+    }
+    assert!(open());
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat_with_xai_fallback(&key);
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("xai:200"),
+        "openai is passed over"
+    );
+
+    // After the cool-down, a stream is openai's trial: it stays the one trial while it runs,
+    // and its clean end closes the breaker.
+    w.p.now.set(w.p.now.get() + 31_000);
+    w.reply(stream_reply(OK_STREAM, false));
+    let out = block_on(w.gw.handle(
+        &w.p,
+        &Inbound {
+            method: "POST",
+            url: "/v1/chat/completions",
+            authorization: Some(&bearer(&key)),
+            ..Default::default()
+        },
+        Body(gpt(r#","stream":true"#).into_bytes()),
+    ));
+    assert!(open(), "the trial is running: others keep away");
+    let a = World::answer(out);
+    assert!(a.text().ends_with("data: [DONE]\n\n") && !a.text().contains("error"));
+    assert!(!open(), "the trial's stream ended well");
+
+    // One cut after that is one failure (the count started over): still closed.
+    w.reply(stream_reply(&[CHUNK_ROLE, CHUNK_HI], true));
+    w.stream_with_xai_fallback(&key);
+    assert!(!open());
+    // A client that leaves mid-stream is no failure of the provider's: the count starts over.
+    w.reply(stream_reply(&[CHUNK_ROLE, CHUNK_HI, CHUNK_HI], true));
+    let out = block_on(w.gw.handle(
+        &w.p,
+        &Inbound {
+            method: "POST",
+            url: "/v1/chat/completions",
+            authorization: Some(&bearer(&key)),
+            ..Default::default()
+        },
+        Body(gpt(r#","stream":true"#).into_bytes()),
+    ));
+    drop(out); // (the client went away before the provider's cut)
+    w.reply(stream_reply(&[CHUNK_ROLE, CHUNK_HI], true));
+    w.stream_with_xai_fallback(&key);
+    assert!(!open(), "one failure since the client left");
+    w.reply(stream_reply(&[CHUNK_ROLE, CHUNK_HI], true));
+    w.stream_with_xai_fallback(&key);
+    assert!(open(), "two in a row");
 }

@@ -227,6 +227,10 @@ impl StreamTransform for TranslatedStream {
     fn closed(&self) -> bool {
         self.encoder.is_done()
     }
+
+    fn failure(&self) -> Option<&GatewayError> {
+        self.encoder.failure()
+    }
 }
 
 #[cfg(test)]

@@ -555,6 +555,10 @@ impl StreamTransform for PassThroughStream {
         self.done
     }
 
+    fn failure(&self) -> Option<&GatewayError> {
+        self.end.failure()
+    }
+
     fn chunk_identity(&self) -> (Option<&str>, Option<&str>, Option<u64>) {
         (self.id.as_deref(), self.model.as_deref(), self.created)
     }

@@ -5,9 +5,16 @@
 //! provider can serve (a key that is rate-limited does not take the provider's other keys down). When the
 //! cool-down has passed, the next attempt on it is its one trial (half-open): everyone else keeps
 //! away until the trial reports (or could have: at least the trial's time), and the trial's
-//! success closes the breaker, its failure reopens it.
+//! success closes the breaker, its failure reopens it. A stream reports when it ends
+//! ([`Watched`]): only then is it known to have failed or served.
 
+use crate::error::GatewayError;
+use crate::formats::openai::Trailer;
+use crate::platform::{FetchError, Progress, StreamTransform};
+use crate::routing::AttemptOutcome;
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct State {
@@ -69,6 +76,103 @@ impl Breakers {
         if s.failures >= self.threshold {
             s.open_until = Some(now_ms.saturating_add(self.cooldown_ms));
         }
+    }
+}
+
+/// A stream handed to the client, telling its target's breaker how it ended: a failure the
+/// attempt loop would count (a cut, a silence, a retryable error event) counts against the
+/// target, the end of an answer (or a client that left while it was served) is the target's
+/// success. Until then the breaker stands as it was: a half-open trial stays the one trial for
+/// as long as its stream runs.
+pub struct Watched {
+    inner: Box<dyn StreamTransform>,
+    breakers: Rc<RefCell<Breakers>>,
+    key: Key,
+    now: Rc<dyn Fn() -> u64>,
+    reported: bool,
+}
+
+impl Watched {
+    /// `inner` already has its trailer: a stream that ended within its first read reports now.
+    pub fn new(
+        inner: Box<dyn StreamTransform>,
+        breakers: Rc<RefCell<Breakers>>,
+        key: Key,
+        now: Rc<dyn Fn() -> u64>,
+    ) -> Self {
+        let mut w = Watched {
+            inner,
+            breakers,
+            key,
+            now,
+            reported: false,
+        };
+        w.report_end();
+        w
+    }
+
+    fn report_end(&mut self) {
+        if self.reported || !self.inner.closed() {
+            return;
+        }
+        let failed = self
+            .inner
+            .failure()
+            .is_some_and(|e| AttemptOutcome::Status(e.status).is_retryable());
+        self.report(failed);
+    }
+
+    fn report(&mut self, failed: bool) {
+        self.reported = true;
+        // (Never borrowed across an await: busy only if called from within the breakers.)
+        if let Ok(mut breakers) = self.breakers.try_borrow_mut() {
+            if failed {
+                breakers.record_failure(self.key, (self.now)());
+            } else {
+                breakers.record_success(self.key);
+            }
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.report(false); // the client left while the provider was serving
+        }
+    }
+}
+
+impl StreamTransform for Watched {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.inner.push(chunk, out);
+        self.report_end();
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>, upstream_error: Option<&FetchError>) {
+        self.inner.finish(out, upstream_error);
+        self.report_end();
+    }
+
+    fn progress(&self) -> &Progress {
+        self.inner.progress()
+    }
+
+    fn set_trailer(&mut self, trailer: Trailer, out: &mut Vec<u8>) {
+        self.inner.set_trailer(trailer, out);
+        self.report_end();
+    }
+
+    fn closed(&self) -> bool {
+        self.inner.closed()
+    }
+
+    fn failure(&self) -> Option<&GatewayError> {
+        self.inner.failure()
+    }
+
+    fn chunk_identity(&self) -> (Option<&str>, Option<&str>, Option<u64>) {
+        self.inner.chunk_identity()
     }
 }
 

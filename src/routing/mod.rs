@@ -11,7 +11,7 @@ mod report;
 mod resolve;
 mod retry;
 
-pub use breaker::Breakers;
+pub use breaker::{Breakers, Watched};
 pub use options::RoutingOptions;
 pub use plan::{plan, Attempt, Draws, Weights};
 pub use report::RoutingReport;
