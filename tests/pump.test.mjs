@@ -13,9 +13,12 @@ const PUMP = readFileSync(new URL('../src/edge/pump.js', import.meta.url), 'utf8
 const WORKER = `
 import { pump } from './pump.js';
 const enc = new TextEncoder();
+// How many quiet streams were given an end (\`?case=ends\`): none whose client left.
+let ends = 0;
 export default {
   async fetch(request, env, ctx) {
     const which = new URL(request.url).searchParams.get('case');
+    if (which === 'ends') return new Response(String(ends));
     if (which === 'quiet') {
       // A provider that sends one event, then says nothing more until it is let go.
       const upstream = await fetch(new URL(request.url).searchParams.get('upstream'));
@@ -26,7 +29,7 @@ export default {
       // (\`&gone=before\`: gone before the pump starts, as when the provider answered late.)
       if (new URL(request.url).searchParams.get('gone') === 'before') leave();
       else setTimeout(leave, 300);
-      const [body, finished] = pump(upstream.body, enc.encode(''), () => undefined, () => enc.encode('data: [DONE]\\n\\n'), () => {}, gone.signal);
+      const [body, finished] = pump(upstream.body, enc.encode(''), () => undefined, () => (ends++, enc.encode('data: [DONE]\\n\\n')), () => {}, gone.signal);
       ctx.waitUntil(finished);
       // (An event stream, as the gateway answers: not compressed, so each event goes at once.)
       return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
@@ -124,8 +127,10 @@ for (const gone of ['later', 'before']) test(`pump: a client that leaves (${gone
     for (let i = 0; i < 40 && closed === null; i++) await new Promise((r) => setTimeout(r, 50));
     assert.ok(closed !== null, 'the provider was let go within 2 s of the client leaving');
     assert.ok(closed - read < 2000);
-    // The client's side ends too (its stream is closed, not left hanging).
+    // The client's side ends too (its stream is closed, not left hanging), and no end was
+    // made for a client that left.
     for (;;) if ((await reader.read()).done) break;
+    assert.equal(await (await fetch(`${url}/?case=ends`)).text(), '0');
   } finally {
     provider.closeAllConnections?.();
     await new Promise((r) => provider.close(r));

@@ -8,15 +8,15 @@ const FAILED_TAIL = new TextEncoder().encode(
 // send the chunk unchanged, `[bytes or undefined]` when those complete the client's stream, or
 // null when it was complete already; a complete stream stops reading, cancels the provider's
 // request and closes the client's, whatever the provider still holds open) into workerd's
-// native IdentityTransformStream, whose
-// readable side is the response body. `onEnd(error)` gives the stream's closing bytes (error:
-// undefined for a clean end, null when the provider went quiet, else a message). `onDone()`
-// runs once, last. A client that goes away makes a write fail; the reader is then cancelled,
-// which cancels the provider's request. `clientGone` (the inbound request's signal) says so at
-// once, also while the provider is quiet. A provider that sends nothing for `idleMs` while the
-// loop waits on it (0: no limit; time spent waiting for the client to take a chunk does not
-// count) is cancelled and the stream ends through `onEnd(null)`: timed out. One timer per
-// stream, re-armed only when it fires.
+// native IdentityTransformStream, whose readable side is the response body. `onEnd(error)`
+// gives the stream's closing bytes (error: undefined for a clean end, null when the provider
+// went quiet, else a message). `onDone()` runs once, last. A client that goes away (a write
+// fails, or `clientGone`, the inbound request's signal, fires: at once, also while the
+// provider is quiet) has the reader cancelled, which cancels the provider's request, and
+// `onEnd` is not called. A provider that sends nothing for `idleMs` while the loop waits on it
+// (0: no limit; time spent waiting for the client to take a chunk does not count) is cancelled
+// and the stream ends through `onEnd(null)`: timed out. One timer per stream, re-armed only
+// when it fires.
 export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs) {
   let out, writer, reader;
   try {
@@ -33,11 +33,27 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs)
     const failed = new Response(new Blob(ended ? [prefix] : [prefix, FAILED_TAIL])).body;
     return [failed, Promise.resolve()];
   }
-  if (clientGone?.aborted) reader.cancel(clientGone.reason).catch(() => {});
-  else clientGone?.addEventListener('abort', () => reader.cancel(clientGone.reason).catch(() => {}), { once: true });
-  // The client went away (the response body was cancelled): stop reading, which cancels the
-  // provider's request.
-  writer.closed.catch((e) => reader.cancel(e).catch(() => {}));
+  // The client went away (its request's signal, or the response body cancelled): stop reading,
+  // which cancels the provider's request, and end nothing (no one to send it to; the core
+  // frees the stream as one that was being served).
+  let left = false;
+  const leave = (reason) => {
+    left = true;
+    reader.cancel(reason).catch(() => {});
+  };
+  if (clientGone?.aborted) leave(clientGone.reason);
+  else clientGone?.addEventListener('abort', () => leave(clientGone.reason), { once: true });
+  writer.closed.catch(leave);
+  // The core's own failures are logged where `wrangler tail` shows them (the client only gets
+  // a generic error event); a write to a client that left is no failure.
+  const core = (f, arg) => {
+    try {
+      return f(arg);
+    } catch (e) {
+      console.error('switchyard: the stream transform failed:', e);
+      throw e;
+    }
+  };
   // One write per chunk, awaited: the next read waits until the client side has taken it.
   const write = (bytes) => (bytes.byteLength ? writer.write(bytes) : undefined);
   // When the pending read was issued (0: no read pending), and whether the idle timer fired.
@@ -63,17 +79,17 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs)
           next = await reader.read();
         } catch (e) {
           ended = true;
-          await write(onEnd(stalled ? null : String((e && e.message) || e || 'the stream broke')));
+          if (!left) await write(core(onEnd, stalled ? null : String((e && e.message) || e || 'the stream broke')));
           break;
         }
         waitingSince = 0;
         if (stalled) {
           ended = true; // (should the cancelled read report a plain end rather than reject)
-          await write(onEnd(null));
+          if (!left) await write(core(onEnd, null));
           break;
         }
         if (next.done) break;
-        const bytes = onChunk(next.value);
+        const bytes = core(onChunk, next.value);
         if (bytes === null || Array.isArray(bytes)) {
           ended = true; // nothing more to send: the provider's request is cancelled
           reader.cancel().catch(() => {});
@@ -82,11 +98,10 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs)
         }
         await write(bytes === undefined ? next.value : bytes);
       }
-      if (!ended) await write(onEnd(undefined));
+      if (left) return writer.close().catch(() => {});
+      if (!ended) await write(core(onEnd, undefined));
       await writer.close();
     } catch (e) {
-      // (Where `wrangler tail` shows it: the client only gets a generic error event.)
-      console.error('switchyard: the stream pump failed:', e);
       try { await reader.cancel(e); } catch {}
       // Not a silent cut even here: if the client's side still takes bytes, end the stream
       // with an error event and [DONE] (written by JavaScript: the core may be what failed).
