@@ -752,6 +752,32 @@ describe('errors', () => {
     assert.match(err.headers.get('x-generation-id') ?? '', GEN_ID, 'x-generation-id on a 502 response');
   });
 
+  test('a provider that echoes its key in an error: the key is scrubbed from what the client gets', async () => {
+    for (const [model, native, provider] of [
+      ['xai/grok-3', 'grok-3', 'xai'],
+      ['anthropic/claude-sonnet-4-6', 'claude-sonnet-4-6', 'anthropic'],
+    ]) {
+      emu.reset();
+      const key = PROVIDER_KEYS[provider];
+      const message = `Incorrect API key provided: ${key}. You can find your API key in your dashboard.`;
+      emu.script({
+        match: { model: native },
+        status: 400,
+        body:
+          provider === 'anthropic'
+            ? { type: 'error', error: { type: 'invalid_request_error', message } }
+            : { error: { message, type: 'invalid_request_error', param: null, code: 'invalid_api_key' } },
+      });
+      const err = await client()
+        .chat.completions.create({ model, messages: userMessage('x') })
+        .catch((e) => e);
+      assert.ok(err instanceof OpenAI.APIError && err.status >= 400, `${model}: ${err}`);
+      const shown = JSON.stringify(err.error) + [...err.headers.entries()].join('\n');
+      assert.ok(!shown.includes(key), `${model}: the key was echoed: ${shown}`);
+      assert.match(err.error.message, /Incorrect API key provided: \[redacted\]/, `${model}: the rest of the message is kept`);
+    }
+  });
+
   test('no secret appears in any response body or header', async () => {
     const secrets = [
       ['admin token', gw.adminToken],
