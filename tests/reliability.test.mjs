@@ -683,13 +683,19 @@ describe('stream faults', () => {
       { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 2 } },
       { type: 'message_stop' },
     ];
+    const oaEvents = [oaChunk({ role: 'assistant', content: 'Done.' }), oaChunk({}, 'stop'), '[DONE]'];
+    // The same answers as one piece (a short answer's first read holds its end).
+    const oaWhole = oaEvents.map((e) => (e === '[DONE]' ? 'data: [DONE]\n\n' : `data: ${JSON.stringify(e)}\n\n`)).join('');
+    const anthropicWhole = anthropicEvents.map((e) => `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`).join('');
     for (const [model, match, events] of [
-      [GPT, { model: 'gpt-4o' }, [oaChunk({ role: 'assistant', content: 'Done.' }), oaChunk({}, 'stop'), '[DONE]']],
+      [GPT, { model: 'gpt-4o' }, oaEvents],
       [CLAUDE, { path: ANTHROPIC_PATH }, anthropicEvents],
+      [GPT, { model: 'gpt-4o' }, [{ raw: oaWhole }]],
+      [CLAUDE, { path: ANTHROPIC_PATH }, [{ raw: anthropicWhole }]],
     ]) {
       emu.reset();
       // The whole answer, then a keep-alive comment that never comes: the connection stays open.
-      emu.script({ match, stream: [...events, { raw: ': keep-alive\n\n' }], stallAfter: events.length });
+      emu.script({ match, stream: [...events, { raw: ': keep-alive\n\n' }], stallAfter: events.length, eventDelayMs: events.length > 1 ? 20 : 0 });
       const started = Date.now();
       const stream = await client().chat.completions.create({ model, messages: userMessage('and hold'), stream: true });
       const out = await Promise.race([drain(stream), sleep(5000).then(() => 'still open after 5 s')]);

@@ -57,6 +57,20 @@ pub fn client_stream(
     idle_timeout_ms: u64,
     client_gone: &web_sys::AbortSignal,
 ) -> Result<(web_sys::ReadableStream, js_sys::Promise), JsValue> {
+    if transform.closed() {
+        // The whole answer came in the first read (the prefix ends it): nothing more is read,
+        // however long the provider holds its connection open.
+        let response = body.hand_off();
+        if let Some(source) = response.body() {
+            let _ = source.cancel();
+        }
+        drop(transform); // (its end has been reported)
+        let whole = web_sys::Response::new_with_opt_buffer_source(Some(
+            &js_sys::Uint8Array::from(prefix.as_slice()),
+        ))?;
+        let stream = whole.body().map_or_else(web_sys::ReadableStream::new, Ok)?;
+        return Ok((stream, js_sys::Promise::resolve(&JsValue::UNDEFINED)));
+    }
     let transform = Rc::new(RefCell::new(transform));
     let on_chunk = {
         let transform = transform.clone();
