@@ -3415,3 +3415,32 @@ fn streams_report_to_the_breaker_how_they_ended() {
     w.stream_with_xai_fallback(&key);
     assert!(open(), "two in a row");
 }
+
+/// A provider behind Cloudflare answers 520–524 in an incident (an HTML page): retried, then the
+/// fallback serves, and the breaker counts it.
+#[test]
+fn cloudflare_origin_errors_are_retried_and_fall_back() {
+    let w = World::with(&[("BREAKER_THRESHOLD", "2")]);
+    let (_, key) = w.new_key();
+    let page = "<html><body>A timeout occurred (Error code 524)</body></html>";
+    w.reply(reply(524, "text/html", page));
+    w.reply(reply(522, "text/html", page));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat_with_xai_fallback(&key);
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:524,openai:522,xai:200")
+    );
+    assert!(w.gw.breakers.borrow().is_open(("openai", 0), w.p.now.get()));
+    // 501 is final: a retry would not change it.
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.reply(reply(
+        501,
+        "application/json",
+        r#"{"error":{"message":"not implemented"}}"#,
+    ));
+    let a = w.chat_with_xai_fallback(&key);
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:501"));
+}

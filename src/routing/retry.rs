@@ -40,9 +40,11 @@ impl AttemptOutcome {
     /// Whether another attempt (same provider after a pause, or the next one) may succeed.
     pub fn is_retryable(self) -> bool {
         match self {
-            // (498: Groq's flex tier out of capacity, to be retried with a backoff.)
+            // (498: Groq's flex tier out of capacity, to be retried with a backoff. Every 5xx
+            // but 501 and 505, which a retry does not change: also Cloudflare's 520–530, which
+            // providers behind it answer during an incident, and Anthropic's 529.)
             AttemptOutcome::Status(s) => {
-                matches!(s, 408 | 409 | 429 | 498 | 500 | 502 | 503 | 504 | 529)
+                matches!(s, 408 | 409 | 429 | 498 | 500..=599) && !matches!(s, 501 | 505)
             }
             AttemptOutcome::Network
             | AttemptOutcome::Timeout
@@ -142,10 +144,12 @@ mod tests {
 
     #[test]
     fn retryable_statuses_and_failures() {
-        for s in [408, 409, 429, 500, 502, 503, 504, 529] {
+        for s in [
+            408, 409, 429, 498, 500, 502, 503, 504, 520, 522, 524, 529, 530,
+        ] {
             assert!(AttemptOutcome::Status(s).is_retryable(), "{s}");
         }
-        for s in [200, 400, 401, 403, 404, 413, 422] {
+        for s in [200, 400, 401, 403, 404, 413, 422, 501, 505] {
             assert!(!AttemptOutcome::Status(s).is_retryable(), "{s}");
         }
         assert!(AttemptOutcome::Network.is_retryable());
