@@ -49,6 +49,9 @@ impl RoutingOptions {
         let not_object = || {
             GatewayError::invalid_param("providerOptions", "`providerOptions` must be an object.")
         };
+        if raw.get().trim() == "null" {
+            return Ok(RoutingOptions::default()); // (as clients write an unset field)
+        }
         if !raw.get().starts_with('{') {
             return Err(not_object());
         }
@@ -90,11 +93,22 @@ impl RoutingOptions {
                 format!("`{param}` takes at most {MAX_OPTIONS_BYTES} bytes of JSON."),
             ));
         }
-        let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
+        let mut fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
             .map_err(|_| {
                 GatewayError::invalid_param(param, format!("`{param}` must be an object."))
             })?;
-        const KNOWN: &[&str] = &["order", "only", "models", "timeoutMs", "totalTimeoutMs"];
+        // The Vercel AI Gateway's `user` and `tags` attribute usage in its dashboard: they ask
+        // for nothing an answer shows, so they are taken (checked) without effect.
+        const ATTRIBUTION: &[&str] = &["user", "tags"];
+        const KNOWN: &[&str] = &[
+            "order",
+            "only",
+            "models",
+            "timeoutMs",
+            "totalTimeoutMs",
+            "user",
+            "tags",
+        ];
         for (name, value) in &fields {
             let field = format!("{param}.{name}");
             if !KNOWN.contains(&name.as_str()) {
@@ -105,6 +119,7 @@ impl RoutingOptions {
             }
             let ok = match name.as_str() {
                 "timeoutMs" | "totalTimeoutMs" => value.is_u64() || value.is_null(),
+                "user" => value.is_string() || value.is_null(),
                 _ => {
                     value.is_null()
                         || value
@@ -113,10 +128,10 @@ impl RoutingOptions {
                 }
             };
             if !ok {
-                let want = if name.ends_with("Ms") {
-                    "a whole number of milliseconds"
-                } else {
-                    "an array of strings"
+                let want = match name.as_str() {
+                    _ if name.ends_with("Ms") => "a whole number of milliseconds",
+                    "user" => "a string",
+                    _ => "an array of strings",
                 };
                 return Err(GatewayError::invalid_param(
                     &field,
@@ -124,6 +139,7 @@ impl RoutingOptions {
                 ));
             }
         }
+        fields.retain(|name, _| !ATTRIBUTION.contains(&name.as_str()));
         let opts: RoutingOptions = serde_json::from_value(serde_json::Value::Object(fields))
             .map_err(|e| GatewayError::invalid_param(param, format!("Invalid `{param}`: {e}.")))?;
         opts.validate(param)?;
@@ -217,11 +233,28 @@ mod tests {
             RoutingOptions::from_provider_options(None).unwrap(),
             RoutingOptions::default()
         );
-        let r = raw(r#"{"anthropic":{}}"#);
-        assert_eq!(
-            RoutingOptions::from_provider_options(Some(&r)).unwrap(),
-            RoutingOptions::default()
-        );
+        for unset in [r#"{"anthropic":{}}"#, "null", " null "] {
+            assert_eq!(
+                RoutingOptions::from_provider_options(Some(&raw(unset))).unwrap(),
+                RoutingOptions::default(),
+                "{unset}"
+            );
+        }
+        // The Vercel AI Gateway's attribution fields are taken without effect, if well formed.
+        let r = raw(r#"{"gateway":{"user":"u-1","tags":["team-a","batch"],"only":["openai"]}}"#);
+        let o = RoutingOptions::from_provider_options(Some(&r)).unwrap();
+        assert_eq!(o.only.as_deref(), Some(&["openai".to_owned()][..]));
+        for (bad, param) in [
+            (r#"{"gateway":{"user":7}}"#, "providerOptions.gateway.user"),
+            (
+                r#"{"gateway":{"tags":"a"}}"#,
+                "providerOptions.gateway.tags",
+            ),
+            (r#"{"gateway":{"byok":{}}}"#, "providerOptions.gateway.byok"),
+        ] {
+            let e = RoutingOptions::from_provider_options(Some(&raw(bad))).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{bad}");
+        }
         // Options for a provider that ask for something are not dropped silently.
         let r = raw(r#"{"gateway":{},"anthropic":{"thinking":{"type":"enabled"}}}"#);
         let e = RoutingOptions::from_provider_options(Some(&r)).unwrap_err();
