@@ -41,18 +41,28 @@ pub struct RoutingReport {
 }
 
 impl RoutingReport {
+    /// `plan` is never empty. The resolved provider is the first of the requested model's
+    /// (a fallback model may come first in the plan, when the model's providers are out).
     pub fn new(original_model_id: &str, plan: &[Attempt]) -> RoutingReport {
+        let resolved = plan
+            .iter()
+            .position(|a| a.model_id == original_model_id)
+            .unwrap_or(0);
+        let resolved_provider = plan[resolved].target.provider.name;
         RoutingReport {
             original_model_id: original_model_id.to_owned(),
-            resolved_provider: plan[0].target.provider.name,
+            resolved_provider,
             final_provider: None,
-            fallbacks_available: plan[1..].iter().fold(Vec::new(), |mut names, a| {
-                let name = a.target.provider.name;
-                if name != plan[0].target.provider.name && !names.contains(&name) {
-                    names.push(name);
-                }
-                names
-            }),
+            fallbacks_available: plan
+                .iter()
+                .enumerate()
+                .fold(Vec::new(), |mut names, (i, a)| {
+                    let name = a.target.provider.name;
+                    if i != resolved && name != resolved_provider && !names.contains(&name) {
+                        names.push(name);
+                    }
+                    names
+                }),
             attempts: Vec::new(),
         }
     }
@@ -205,6 +215,32 @@ mod tests {
             json!({"provider":"anthropic","model":"anthropic/claude-sonnet-4-6","errorKind":"timeout","latencyMs":300})
         );
         assert_eq!(routing["attempts"][2]["status"], 200);
+    }
+
+    #[test]
+    fn the_resolved_provider_is_the_requested_models_even_when_a_fallback_goes_first() {
+        // Anthropic, the model's only provider here, is out: the fallback model goes first.
+        let c = config(&[("ANTHROPIC_API_KEY", "a"), ("OPENAI_API_KEY", "o")]);
+        let mut b = Breakers::new(1, 1000);
+        b.record_failure(("anthropic", 0), 0);
+        let opts = RoutingOptions {
+            models: Some(vec!["openai/gpt-4o".into()]),
+            ..Default::default()
+        };
+        let p = plan(
+            "anthropic/claude-sonnet-4-6",
+            &opts,
+            &c,
+            &Weights::new(),
+            &b,
+            10,
+            draws(0.0, 0.0),
+        )
+        .unwrap();
+        assert_eq!(p[0].target.provider.name, "openai");
+        let r = RoutingReport::new("anthropic/claude-sonnet-4-6", &p);
+        assert_eq!(r.resolved_provider, "anthropic");
+        assert_eq!(r.fallbacks_available, vec!["openai"]);
     }
 
     #[test]
