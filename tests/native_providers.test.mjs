@@ -1253,7 +1253,7 @@ describe('vertex ai', () => {
     assert.equal(jwt.header.alg, 'RS256');
     assert.equal(jwt.header.kid, SERVICE_ACCOUNT.private_key_id);
     assert.equal(jwt.claims.iss, SERVICE_ACCOUNT.client_email);
-    assert.equal(jwt.claims.aud, `${emu.url}/token`);
+    assert.equal(jwt.claims.aud, 'https://oauth2.googleapis.com/token', 'Google\'s endpoint, wherever the exchange is sent');
     assert.equal(jwt.claims.scope, 'https://www.googleapis.com/auth/cloud-platform');
     assert.ok(Number.isInteger(jwt.claims.iat) && Math.abs(jwt.claims.iat - Date.now() / 1000) < 300, `iat is now (${jwt.claims.iat})`);
     assert.equal(jwt.claims.exp - jwt.claims.iat, 3600);

@@ -85,7 +85,7 @@ impl Gateway {
                 sa.token_uri.clone()
             }
         });
-        let assertion = vertex::signed_assertion(sa, now, &token_url)?;
+        let assertion = vertex::signed_assertion(sa, now)?;
         // Within the attempt's time, at most TOKEN_TIMEOUT_MS.
         let started = p.now_ms();
         let timeout = timeout_ms.min(TOKEN_TIMEOUT_MS);

@@ -84,12 +84,17 @@ pub struct AssertionClaims {
     pub exp: u64,
 }
 
-/// Signs the RS256 JWT assertion for `sa`, issued at `now_secs`, valid for an hour.
-pub fn signed_assertion(
-    sa: &ServiceAccount,
-    now_secs: u64,
-    token_url: &str,
-) -> Result<String, GatewayError> {
+/// Signs the RS256 JWT assertion for `sa`, issued at `now_secs`, valid for an hour. Its
+/// audience is the account's own `token_uri` (Google's token endpoint, "always
+/// https://oauth2.googleapis.com/token" in Google's server-to-server guide), whatever URL the
+/// exchange is sent to (`VERTEX_TOKEN_URL`: a Private Service Connect endpoint or a proxy), as
+/// Google's auth libraries sign it.
+pub fn signed_assertion(sa: &ServiceAccount, now_secs: u64) -> Result<String, GatewayError> {
+    let audience = if sa.token_uri.is_empty() {
+        DEFAULT_TOKEN_URI
+    } else {
+        sa.token_uri.as_str()
+    };
     let key = RsaPrivateKey::from_pkcs8_pem(&sa.private_key).map_err(|_| {
         GatewayError::not_configured(
             "The Vertex AI service account's private_key is not a PKCS#8 PEM RSA key.",
@@ -102,7 +107,7 @@ pub fn signed_assertion(
     let claims = Claims::new(AssertionClaims {
         iss: sa.client_email.clone(),
         scope: SCOPE.to_owned(),
-        aud: token_url.to_owned(),
+        aud: audience.to_owned(),
         iat: now_secs,
         exp: now_secs + ASSERTION_TTL_SECS,
     });
@@ -436,7 +441,7 @@ mod tests {
     #[test]
     fn signs_an_rs256_assertion_that_verifies() {
         let sa = test_account();
-        let jwt = signed_assertion(&sa, 1_700_000_000, DEFAULT_TOKEN_URI).unwrap();
+        let jwt = signed_assertion(&sa, 1_700_000_000).unwrap();
         let untrusted = UntrustedToken::new(&jwt).unwrap();
         assert_eq!(untrusted.algorithm(), "RS256");
         assert_eq!(untrusted.header().key_id.as_deref(), Some("test-key-1"));
@@ -480,12 +485,7 @@ mod tests {
     fn a_bad_key_is_a_configuration_error() {
         let mut sa = test_account();
         sa.private_key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into();
-        assert_eq!(
-            signed_assertion(&sa, 0, DEFAULT_TOKEN_URI)
-                .unwrap_err()
-                .status,
-            503
-        );
+        assert_eq!(signed_assertion(&sa, 0).unwrap_err().status, 503);
     }
 
     #[test]
