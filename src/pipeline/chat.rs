@@ -369,6 +369,15 @@ impl Gateway {
                     }
                     Err(failure) => {
                         report.record(attempt, failure.outcome, latency);
+                        if failure.outcome == AttemptOutcome::StaleToken {
+                            // The cached Vertex token was refused, and dropped: the same target
+                            // again at once with a new one, not as one of its tries (the cap on
+                            // calls still bounds it; a new token refused is final).
+                            tries -= 1;
+                            state[i].tries = tries;
+                            last.get_or_insert(failure.error);
+                            continue;
+                        }
                         let retryable = failure.outcome.is_retryable();
                         // The provider refused the gateway's own key (revoked, no access; Gemini
                         // answers an invalid key with a 400 its translator recognises): the
@@ -398,9 +407,7 @@ impl Gateway {
                         // total budget) must not open a breaker every request shares.
                         let own_time = failure.outcome != AttemptOutcome::Timeout
                             || timeout >= self.config.timeout_ms.min(self.config.total_timeout_ms);
-                        // A refused cached Vertex token says nothing yet about the account.
-                        let counts =
-                            retryable && own_time && failure.outcome != AttemptOutcome::StaleToken;
+                        let counts = retryable && own_time;
                         // (A 403 moves on to the provider's next key without counting.)
                         if counts
                             || credential_refused

@@ -1372,6 +1372,20 @@ fn vertex_token_trouble_is_retried_a_refused_token_renewed_and_bad_settings_skip
         Some("Bearer ya29.two")
     );
     drop(sent);
+    // The refused cached token is not one of the target's tries, and nothing waits for it: a
+    // 503 after it is still retried.
+    w.p.slept.borrow_mut().clear();
+    w.reply(unauthenticated());
+    w.reply(token("ya29.four"));
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(200, "application/json", answer));
+    let a = w.chat(&key, claude);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("vertex:token_refused,vertex:503,vertex:200")
+    );
+    assert_eq!(w.p.slept.borrow().len(), 1, "one backoff: the 503's");
     w.p.now.set(w.p.now.get() + 3_600_000); // the cached token has expired
     w.reply(token("ya29.three"));
     w.reply(unauthenticated());
