@@ -606,11 +606,9 @@ impl Gateway {
                         ("x-request-id", ids.request.to_owned()),
                     ],
                     body: {
-                        let sets_max_completion = obj
-                            .get("max_completion_tokens")
-                            .is_some_and(|v| v.get() != "null");
+                        let sets = |field: &str| obj.get(field).is_some_and(|v| v.get() != "null");
                         let body = obj.to_json_for(&target.native_model, |key| {
-                            openai_compat::request_field(provider.name, sets_max_completion, key)
+                            openai_compat::request_field(provider.name, sets, key)
                         });
                         openai_compat::without_fields_not_sent(provider.name, &body).unwrap_or(body)
                     },

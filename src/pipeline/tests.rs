@@ -618,6 +618,19 @@ fn mistral_and_deepseek_get_their_own_names_for_the_fields_they_refuse_or_ignore
     );
     assert!(v.get("seed").is_none(), "{v}");
     assert_eq!(v["random_seed"], 7, "{v}");
+    // Its own name, also sent, wins (one key, not two).
+    w.reply(reply(200, "text/event-stream", "data: [DONE]\n\n"));
+    let a = w.chat(
+        &key,
+        r#"{"model":"mistral/mistral-large-latest","messages":[{"role":"user","content":"hi"}],"stream":true,"random_seed":3,"seed":7}"#,
+    );
+    assert_eq!(a.status, 200);
+    let sent = String::from_utf8(w.p.sent.borrow().last().unwrap().body.clone()).unwrap();
+    assert_eq!(sent.matches("random_seed").count(), 1, "{sent}");
+    assert!(
+        sent.contains(r#""random_seed":3"#) && !sent.contains("\"seed\""),
+        "{sent}"
+    );
     // DeepSeek takes the budget as `max_tokens` only (it ignores the other name).
     let w2 = World::with(&[("DEEPSEEK_API_KEY", "deepseek-secret")]);
     let (_, key2) = w2.new_key();

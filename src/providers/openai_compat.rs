@@ -18,18 +18,19 @@ use serde::Deserialize;
 /// chunk anyway) and to `seed` (its name is `random_seed`). Mistral and DeepSeek name the answer
 /// budget `max_tokens` (Mistral refuses `max_completion_tokens`, DeepSeek ignores it and answers
 /// at length), which then gives way to it, as `max_completion_tokens` wins at OpenAI.
-/// `max_completion_tokens`: whether the request sets it (not null).
+/// `sets(field)`: whether the request sets that top-level field (not null); the provider's own
+/// name, when the request also sets it, wins.
 pub fn request_field<'k>(
     provider: &str,
-    max_completion_tokens: bool,
+    sets: impl Fn(&str) -> bool,
     key: &'k str,
 ) -> Option<&'k str> {
     match (provider, key) {
         ("mistral", "stream_options") => None,
-        ("mistral", "seed") => Some("random_seed"),
-        ("mistral" | "deepseek", "max_tokens") if max_completion_tokens => None,
+        ("mistral", "seed") => (!sets("random_seed")).then_some("random_seed"),
+        ("mistral" | "deepseek", "max_tokens") if sets("max_completion_tokens") => None,
         ("mistral" | "deepseek", "max_completion_tokens") => {
-            max_completion_tokens.then_some("max_tokens")
+            sets("max_completion_tokens").then_some("max_tokens")
         }
         _ => Some(key),
     }

@@ -80,7 +80,8 @@ impl Breakers {
 }
 
 /// A stream handed to the client, telling its target's breaker how it ended: a failure the
-/// attempt loop would count (a cut, a silence, a retryable error event) counts against the
+/// attempt loop would count (a cut, a silence, a translated retryable error event; a
+/// passed-through stream's own events are not judged after content) counts against the
 /// target, the end of an answer (or a client that left while it was served) is the target's
 /// success. Until then the breaker stands as it was: a half-open trial stays the one trial for
 /// as long as its stream runs.
