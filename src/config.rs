@@ -115,8 +115,17 @@ impl Config {
             }
             None => "global".to_owned(),
         };
+        let project = non_empty("VERTEX_PROJECT");
+        if project.as_deref().is_some_and(|p| !is_project_id(p)) {
+            warnings.push(
+                "`VERTEX_PROJECT` is not a project id (lowercase letters, digits, `-`, and `.` or \
+                 `:` for a domain's, as `example.com:my-project`); Vertex AI is not called until \
+                 it is."
+                    .to_owned(),
+            );
+        }
         let vertex = VertexConfig {
-            project: non_empty("VERTEX_PROJECT"),
+            project,
             location,
             token_url: non_empty("VERTEX_TOKEN_URL"),
         };
@@ -346,6 +355,20 @@ fn cors_origin(entry: &str, warnings: &mut Vec<String>) -> Option<String> {
 /// `ROUTING_WEIGHTS`, entry by entry: a model whose value is not an object, a weight that is
 /// not a non-negative number, or a provider the gateway does not know is left out (with a
 /// warning) without losing the others.
+/// Whether `project` can be a Google Cloud project id: lowercase letters, digits and `-`, and
+/// for a domain-scoped project its domain and `:` (`example.com:my-project`). (It goes into
+/// Vertex URLs' paths.)
+pub fn is_project_id(project: &str) -> bool {
+    !project.is_empty()
+        && project.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b':')
+        })
+        && project
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
 fn parse_weights(json: &str, warnings: &mut Vec<String>) -> Weights {
     let Ok(parsed) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
     else {
@@ -549,6 +572,18 @@ pub(crate) mod tests {
             "https://europe-west4-aiplatform.googleapis.com"
         );
         assert_eq!(c.vertex.project.as_deref(), Some("p1"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        for bad in ["projects/p1", "My Project", "p1?x=1", "../p"] {
+            let c = config(&[("VERTEX_PROJECT", bad)]);
+            assert!(
+                c.warnings.iter().any(|w| w.contains("VERTEX_PROJECT")),
+                "{bad}: {:?}",
+                c.warnings
+            );
+        }
+        for good in ["my-project-123", "example.com:my-project", "123456789012"] {
+            assert!(is_project_id(good), "{good}");
+        }
         let c = config(&[
             ("VERTEX_BASE_URL", "http://127.0.0.1:1/"),
             ("VERTEX_TOKEN_URL", "http://127.0.0.1:1/token"),

@@ -1420,6 +1420,20 @@ fn vertex_token_trouble_is_retried_a_refused_token_renewed_and_bad_settings_skip
         Some("vertex:provider_not_configured,openai:200")
     );
     assert!(w.p.slept.borrow().is_empty(), "no backoff for settings");
+    // A project that is no project id would change the URL's path: not called either.
+    let sa = include_str!("../../tests/fixtures/vertex/test_service_account.json");
+    let w = World::with(&[("VERTEX_API_KEY", sa), ("VERTEX_PROJECT", "projects/p1")]);
+    let (_, key) = w.new_key();
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
+        r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}],"providerOptions":{"gateway":{"models":["openai/gpt-4o"]}}}"#,
+    );
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("vertex:provider_not_configured,openai:200")
+    );
+    assert_eq!(w.p.sent.borrow().len(), 1, "nothing went to Vertex");
 }
 
 const CHUNK_ROLE: &str = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n";

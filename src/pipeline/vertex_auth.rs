@@ -42,6 +42,14 @@ impl Gateway {
                     "Vertex AI needs a project: set VERTEX_PROJECT or use a service account with project_id.",
                 )
             })?;
+        // It goes into the URL's path: one segment of what project ids hold.
+        if !crate::config::is_project_id(&project) {
+            return Err(GatewayError::not_configured(
+                "The Vertex AI project is not a project id (lowercase letters, digits, `-`, and \
+                 `.` or `:` for a domain's): check VERTEX_PROJECT or the service account's \
+                 project_id.",
+            ));
+        }
         let base = vertex::location_base(&cfg.base_url, &project, &self.config.vertex.location);
         let now = p.now_ms() / 1000;
         if let Some(token) = self
