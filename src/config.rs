@@ -385,6 +385,18 @@ fn parse_weights(json: &str, warnings: &mut Vec<String>) -> Weights {
             ));
             continue;
         };
+        // Weights apply to a model id as requests name it: one in the catalog, or
+        // `provider/model` of a known provider.
+        let known = crate::catalog::find(&model).is_some()
+            || model
+                .split_once('/')
+                .is_some_and(|(p, m)| !m.is_empty() && crate::providers::find(p).is_some());
+        if !known {
+            warnings.push(format!(
+                "`ROUTING_WEIGHTS`: `{model}` is not a model id (`provider/model`); its weights \
+                 never apply."
+            ));
+        }
         let mut usable = HashMap::new();
         for (p, w) in per_provider {
             match (crate::providers::find(p), w.as_f64().filter(|w| *w >= 0.0)) {
@@ -621,6 +633,24 @@ pub(crate) mod tests {
         );
         assert_eq!((c.breaker_threshold, c.breaker_cooldown_ms), (2, 500));
         assert_eq!(c.weights["anthropic/claude-sonnet-4-6"]["vertex"], 1.0);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // A model id without its provider (or of no known provider) would never match.
+        for typo in ["claude-sonnet-4-6", "antropic/claude-sonnet-4-6", "openai/"] {
+            let c = config(&[(
+                "ROUTING_WEIGHTS",
+                &format!(r#"{{"{typo}":{{"anthropic":1}}}}"#),
+            )]);
+            assert!(
+                c.warnings.iter().any(|w| w.contains("never apply")),
+                "{typo}: {:?}",
+                c.warnings
+            );
+        }
+        let c = config(&[(
+            "ROUTING_WEIGHTS",
+            r#"{"openai/gpt-5-unlisted":{"openai":1}}"#,
+        )]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         // One bad entry does not lose the others.
         let c = config(&[(
             "ROUTING_WEIGHTS",
