@@ -56,6 +56,10 @@ pub struct VertexConfig {
     pub location: String,
     /// `VERTEX_TOKEN_URL`, else the service account's `token_uri`.
     pub token_url: Option<String>,
+    /// `VERTEX_STRUCTURED_OUTPUTS` (`1`/`true`): the Google Cloud organization allows Claude's
+    /// structured outputs (`output_config.format`, strict tools), which its policy
+    /// `constraints/vertexai.allowedPartnerModelFeatures` disables by default.
+    pub structured_outputs: bool,
 }
 
 pub struct Config {
@@ -128,6 +132,20 @@ impl Config {
             project,
             location,
             token_url: non_empty("VERTEX_TOKEN_URL"),
+            structured_outputs: match non_empty("VERTEX_STRUCTURED_OUTPUTS")
+                .map(|v| v.to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("0" | "false") => false,
+                Some("1" | "true") => true,
+                Some(_) => {
+                    warnings.push(
+                        "`VERTEX_STRUCTURED_OUTPUTS` is neither `1`/`true` nor `0`/`false`; off."
+                            .to_owned(),
+                    );
+                    false
+                }
+            },
         };
         let providers = PROVIDERS
             .iter()

@@ -616,8 +616,13 @@ impl Gateway {
                 (req, secret)
             }
             Some(native) => {
-                let body = translated_body(native, obj, &target.native_model)
-                    .map_err(|e| Failure::new(AttemptOutcome::Refused, e))?;
+                let body = translated_body(
+                    native,
+                    obj,
+                    &target.native_model,
+                    self.config.vertex.structured_outputs,
+                )
+                .map_err(|e| Failure::new(AttemptOutcome::Refused, e))?;
                 let (credential, base, cached) = match native {
                     Native::Vertex(_) => self
                         .vertex_session(p, target.credential, remaining(p))
@@ -926,6 +931,7 @@ fn translated_body(
     native: Native,
     obj: &RawObject<'_>,
     native_model: &str,
+    vertex_structured_outputs: bool,
 ) -> Result<Vec<u8>, GatewayError> {
     let json = obj.to_json_with_model(native_model);
     let too_complex = |n: usize| {
@@ -947,7 +953,7 @@ fn translated_body(
         return Err(too_complex(all));
     }
     chat.extra.remove("providerOptions");
-    native.build_request(&chat, native_model)
+    native.build_request(&chat, native_model, vertex_structured_outputs)
 }
 
 fn transport_failure(provider: &'static ProviderSpec, e: &FetchError) -> Failure {

@@ -1509,7 +1509,8 @@ mod tests {
                 "{url}"
             );
             let req: ChatRequest = serde_json::from_value(with_image(url)).unwrap();
-            let e = crate::providers::vertex::build_request(&req, "gemini-2.5-flash").unwrap_err();
+            let e = crate::providers::vertex::build_request(&req, "gemini-2.5-flash", false)
+                .unwrap_err();
             assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"), "{url}");
             assert!(e.message.contains("data URL"), "{}", e.message);
         }
@@ -1517,7 +1518,7 @@ mod tests {
         let yt = with_image("https://www.youtube.com/watch?v=9hE5-98ZeCg");
         let req: ChatRequest = serde_json::from_value(yt).unwrap();
         let v: Value = serde_json::from_slice(
-            &crate::providers::vertex::build_request(&req, "gemini-2.5-flash").unwrap(),
+            &crate::providers::vertex::build_request(&req, "gemini-2.5-flash", false).unwrap(),
         )
         .unwrap();
         assert_eq!(

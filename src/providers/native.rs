@@ -65,15 +65,19 @@ impl Native {
         )
     }
 
+    /// `vertex_structured_outputs`: `VERTEX_STRUCTURED_OUTPUTS` (see [`vertex::build_request`]).
     pub fn build_request(
         self,
         req: &ChatRequest,
         native_model: &str,
+        vertex_structured_outputs: bool,
     ) -> Result<Vec<u8>, GatewayError> {
         match self {
             Native::Anthropic => anthropic::build_request(req, native_model),
             Native::Gemini => gemini::build_request(req, native_model),
-            Native::Vertex(_) => vertex::build_request(req, native_model),
+            Native::Vertex(_) => {
+                vertex::build_request(req, native_model, vertex_structured_outputs)
+            }
         }
     }
 

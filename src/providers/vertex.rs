@@ -15,7 +15,7 @@ use jwt_compact::alg::{Rsa, RsaPrivateKey};
 use jwt_compact::{AlgorithmExt, Claims, Header};
 use rsa::pkcs8::DecodePrivateKey;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::{anthropic, gemini};
 use crate::canonical::{ChatRequest, ChatResponse, Content, ContentPart, Message, StreamPart};
@@ -278,6 +278,33 @@ pub fn auth_headers(access_token: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A Claude body as Vertex takes it under Google's default organization policy: tools without
+/// `strict`, and no `output_config.format` (refused naming `response_format`).
+fn without_structured_outputs(body: &mut Map<String, Value>) -> Result<(), GatewayError> {
+    if body
+        .get("output_config")
+        .is_some_and(|c| c.get("format").is_some())
+    {
+        return Err(GatewayError::invalid_param(
+            "response_format",
+            "Claude on Vertex AI answers in a JSON schema only where the Google Cloud \
+             organization allows structured outputs (constraints/vertexai.allowedPartnerModelFeatures, \
+             off by default); if yours does, set VERTEX_STRUCTURED_OUTPUTS=1.",
+        ));
+    }
+    for tool in body
+        .get_mut("tools")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = tool.as_object_mut() {
+            t.remove("strict");
+        }
+    }
+    Ok(())
+}
+
 /// Claude on Vertex AI takes images inline only ("URL sources are not supported"): an http(s)
 /// image URL is refused naming the part, before anything is sent.
 fn refuse_image_urls(req: &ChatRequest) -> Result<(), GatewayError> {
@@ -303,7 +330,15 @@ fn refuse_image_urls(req: &ChatRequest) -> Result<(), GatewayError> {
 }
 
 /// The body for `native_model`: Gemini's for Google models, Anthropic's (adjusted) for Claude.
-pub fn build_request(req: &ChatRequest, native_model: &str) -> Result<Vec<u8>, GatewayError> {
+/// `structured_outputs`: whether the organization allows Claude's structured outputs
+/// (`VERTEX_STRUCTURED_OUTPUTS`); Google's default policy refuses them, so without it a tool's
+/// `strict` is not sent (accepted without effect, as for Gemini) and a JSON schema answer is
+/// refused before anything is sent (the next target, e.g. Anthropic's own API, may serve it).
+pub fn build_request(
+    req: &ChatRequest,
+    native_model: &str,
+    structured_outputs: bool,
+) -> Result<Vec<u8>, GatewayError> {
     let body = match publisher_for(native_model) {
         Publisher::Google => gemini::build_body(req, native_model, PROVIDER)?,
         Publisher::Anthropic => {
@@ -311,6 +346,9 @@ pub fn build_request(req: &ChatRequest, native_model: &str) -> Result<Vec<u8>, G
             let mut body = anthropic::build_body(req, native_model)?;
             body.remove("model");
             body.insert("anthropic_version".into(), json!(ANTHROPIC_VERSION));
+            if !structured_outputs {
+                without_structured_outputs(&mut body)?;
+            }
             body
         }
     };
@@ -414,15 +452,66 @@ mod tests {
                 ]}]}),
             )
         };
-        let e =
-            build_request(&with("https://example.com/cat.png"), "claude-sonnet-4-6@x").unwrap_err();
+        let e = build_request(
+            &with("https://example.com/cat.png"),
+            "claude-sonnet-4-6@x",
+            false,
+        )
+        .unwrap_err();
         assert_eq!(
             (e.status, e.param.as_deref()),
             (400, Some("messages[0].content[1].image_url"))
         );
-        assert!(build_request(&with("data:image/png;base64,AAAA"), "claude-sonnet-4-6").is_ok());
+        assert!(build_request(
+            &with("data:image/png;base64,AAAA"),
+            "claude-sonnet-4-6",
+            false
+        )
+        .is_ok());
         // Gemini on Vertex fetches URLs itself.
-        assert!(build_request(&with("https://example.com/cat.png"), "gemini-2.5-flash").is_ok());
+        assert!(build_request(
+            &with("https://example.com/cat.png"),
+            "gemini-2.5-flash",
+            false
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn claude_structured_outputs_go_to_vertex_only_where_the_organization_allows_them() {
+        let req = request(
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}, "strict": true}}]}),
+        );
+        let body = |allowed: bool| -> Value {
+            serde_json::from_slice(&build_request(&req, "claude-sonnet-4-6", allowed).unwrap())
+                .unwrap()
+        };
+        // Google's default policy: the tool goes without `strict` (no effect, as for Gemini).
+        assert!(body(false)["tools"][0].get("strict").is_none());
+        assert_eq!(body(false)["tools"][0]["name"], "f");
+        assert_eq!(body(true)["tools"][0]["strict"], true);
+        // A JSON schema answer is refused before anything is sent, naming the setting.
+        let schema = request(
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}}),
+        );
+        let e = build_request(&schema, "claude-sonnet-4-6", false).unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref()),
+            (400, Some("response_format"))
+        );
+        assert!(
+            e.message.contains("VERTEX_STRUCTURED_OUTPUTS"),
+            "{}",
+            e.message
+        );
+        let b: Value =
+            serde_json::from_slice(&build_request(&schema, "claude-sonnet-4-6", true).unwrap())
+                .unwrap();
+        assert!(b["output_config"]["format"].is_object(), "{b}");
+        // Gemini on Vertex is not concerned.
+        assert!(build_request(&schema, "gemini-2.5-flash", false).is_ok());
     }
 
     #[test]
@@ -589,19 +678,20 @@ mod tests {
             json!({"model": "vertex/claude", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
         );
         let b: Value =
-            serde_json::from_slice(&build_request(&req, "claude-sonnet-4-5").unwrap()).unwrap();
+            serde_json::from_slice(&build_request(&req, "claude-sonnet-4-5", false).unwrap())
+                .unwrap();
         assert!(b.get("model").is_none());
         assert_eq!(b["anthropic_version"], ANTHROPIC_VERSION);
         assert_eq!(b["stream"], true);
         assert_eq!(b["messages"][0]["content"][0]["text"], "hi");
         let b: Value =
-            serde_json::from_slice(&build_request(&req, "gemini-2.5-pro").unwrap()).unwrap();
+            serde_json::from_slice(&build_request(&req, "gemini-2.5-pro", false).unwrap()).unwrap();
         assert_eq!(
             b["contents"][0],
             json!({"role": "user", "parts": [{"text": "hi"}]})
         );
         let bad = request(json!({"model": "m", "messages": [], "logit_bias": {"1": 1}}));
-        assert!(build_request(&bad, "gemini-2.5-pro")
+        assert!(build_request(&bad, "gemini-2.5-pro", false)
             .unwrap_err()
             .message
             .contains("Vertex AI"));
