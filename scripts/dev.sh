@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ ! -f .dev.vars ]; then
-  cp .dev.vars.example .dev.vars
+  install -m 600 .dev.vars.example .dev.vars # (it will hold keys: readable by its owner only)
   echo "[dev] created .dev.vars from .dev.vars.example: set ADMIN_TOKEN and your provider keys there" >&2
 fi
 export CLOUDFLARE_CF_FETCH_ENABLED="${CLOUDFLARE_CF_FETCH_ENABLED:-false}"

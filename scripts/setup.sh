@@ -4,6 +4,8 @@
 # and the npm packages pinned in package-lock.json (wrangler/workerd, binaryen, test clients).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where cargo installs tools, also when rustup did not put it on PATH.
+export PATH="${CARGO_INSTALL_ROOT:-${CARGO_HOME:-$HOME/.cargo}}/bin:$PATH"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -17,7 +19,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
 fi
 
 WORKER_BUILD_VERSION=0.8.7
-if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
+if ! worker-build --version 2>/dev/null | grep -qxF "$WORKER_BUILD_VERSION"; then
   say "installing worker-build $WORKER_BUILD_VERSION (a few minutes, once)"
   cargo install --locked worker-build --version "$WORKER_BUILD_VERSION"
 fi
@@ -25,7 +27,7 @@ fi
 # wasm-bindgen-cli must match the wasm-bindgen crate exactly. Installed without --locked: its
 # lockfile pins a crate release the registry mirror lacks (see ../shared/TOOLCHAIN.md).
 WB_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
-if ! wasm-bindgen --version 2>/dev/null | grep -q " $WB_VERSION\$"; then
+if ! wasm-bindgen --version 2>/dev/null | grep -qxF "wasm-bindgen $WB_VERSION"; then
   say "installing wasm-bindgen-cli $WB_VERSION (about two minutes, once)"
   cargo install wasm-bindgen-cli --version "$WB_VERSION" --force
 fi

@@ -47,7 +47,14 @@ function run(cmd, args, { env, timeoutMs = 120_000 } = {}) {
 }
 
 const python3 = await run('python3', ['--version'], { timeoutMs: 10_000 });
-const skip = python3.error?.code === 'ENOENT' || python3.code !== 0 ? `python3 is not installed (${python3.error?.message ?? python3.stderr.trim()}): the Python SDK smoke test needs it` : false;
+// Debian's python3 without python3-venv cannot make a venv with pip (no ensurepip).
+const venvable = python3.code === 0 && (await run('python3', ['-c', 'import venv, ensurepip'], { timeoutMs: 10_000 })).code === 0;
+const skip =
+  python3.error?.code === 'ENOENT' || python3.code !== 0
+    ? `python3 is not installed (${python3.error?.message ?? python3.stderr.trim()}): the Python SDK smoke test needs it`
+    : !venvable
+      ? 'python3 cannot make a virtual environment with pip (on Debian/Ubuntu install python3-venv): the Python SDK smoke test needs one'
+      : false;
 
 /** Creates the venv and installs the pinned SDK, unless that exact set is already there. */
 async function ensureSdk() {
