@@ -409,10 +409,8 @@ impl Gateway {
                             || timeout >= self.config.timeout_ms.min(self.config.total_timeout_ms);
                         let counts = retryable && own_time;
                         // (A 403 moves on to the provider's next key without counting.)
-                        if counts
-                            || credential_refused
-                            || failure.outcome == AttemptOutcome::Status(402)
-                        {
+                        let unpaid = matches!(failure.outcome, AttemptOutcome::Unpaid(_));
+                        if counts || credential_refused || unpaid {
                             self.breakers
                                 .borrow_mut()
                                 .record_failure(breaker, p.now_ms());
@@ -429,10 +427,8 @@ impl Gateway {
                         // an account that cannot pay, whose breaker counts it.)
                         if key_refused
                             || not_sent
-                            || matches!(
-                                failure.outcome,
-                                AttemptOutcome::Redirected | AttemptOutcome::Status(402)
-                            )
+                            || unpaid
+                            || failure.outcome == AttemptOutcome::Redirected
                         {
                             continue 'targets;
                         }
@@ -691,10 +687,11 @@ impl Gateway {
                     return Err(stale);
                 }
             }
-            if resp.status == 401 || error.is_credential_refused() {
+            if resp.status == 401 || error.is_credential_refused() || refuses_key(&error) {
                 error = credential_refused(target);
             }
-            if resp.status == 402 {
+            let unpaid = for_want_of_payment(resp.status, &error);
+            if unpaid {
                 // The account behind the gateway's credential cannot pay (DeepSeek's
                 // "Insufficient Balance"): the operator's to settle, not the request's fault.
                 let var = target.provider.credential_variable(target.number());
@@ -730,7 +727,11 @@ impl Gateway {
                 error.retry_after = wait.map(|ms| ms.div_ceil(1000).to_string());
             }
             return Err(Failure {
-                outcome: AttemptOutcome::Status(resp.status),
+                outcome: if unpaid {
+                    AttemptOutcome::Unpaid(resp.status)
+                } else {
+                    AttemptOutcome::Status(resp.status)
+                },
                 error: error.with_provider(provider.name),
                 retry_after_ms: wait,
             });
@@ -1047,6 +1048,26 @@ fn credential_refused(target: &routing::Target) -> GatewayError {
 /// An error answer from an OpenAI-compatible provider, kept in OpenAI's shape: its status, message,
 /// param and code, the provider named. The provider's credential is scrubbed from the message in
 /// case the provider echoes it.
+/// A 400 that is the provider refusing the gateway's key (xAI answers a wrong key so, where
+/// OpenAI answers 401, with the same words and part of the key).
+fn refuses_key(error: &GatewayError) -> bool {
+    error.status == 400
+        && (error.message.starts_with("Incorrect API key provided")
+            || error.code.as_deref() == Some("invalid_api_key"))
+}
+
+/// Whether the provider refused for want of payment: 402 (DeepSeek's "Insufficient Balance"),
+/// OpenAI's 429 `insufficient_quota` ("You exceeded your current quota": no retry ends it),
+/// Anthropic's 400 "Your credit balance is too low".
+fn for_want_of_payment(status: u16, error: &GatewayError) -> bool {
+    match status {
+        402 => true,
+        429 => error.code.as_deref() == Some("insufficient_quota"),
+        400 => error.message.contains("credit balance is too low"),
+        _ => false,
+    }
+}
+
 pub(crate) fn upstream_error(
     provider: &'static ProviderSpec,
     status: u16,

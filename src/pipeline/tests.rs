@@ -2144,6 +2144,104 @@ fn an_account_that_cannot_pay_moves_on_and_is_the_operators_502_when_nothing_ser
     assert_eq!(a.header("x-switchyard-attempts"), Some("openai:402"));
 }
 
+/// OpenAI's 429 `insufficient_quota` and Anthropic's 400 "credit balance is too low" are the
+/// same as a 402: no retry on that key, the next target serves, else the operator's 502.
+#[test]
+fn quota_exhausted_and_low_credit_are_accounts_that_cannot_pay() {
+    let quota = || {
+        reply(
+            429,
+            "application/json",
+            r#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#,
+        )
+    };
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.reply(quota());
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat_with_xai_fallback(&key);
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:429,xai:200")
+    );
+    assert_eq!(
+        routing_of(&a)["attempts"][0]["errorKind"],
+        "payment_required"
+    );
+    assert!(
+        w.p.slept.borrow().is_empty(),
+        "no backoff: a retry would not end it"
+    );
+    w.reply(quota());
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(a.status, 502, "{}", a.text());
+    assert_eq!(a.json()["error"]["code"], "upstream_payment_required");
+    assert_eq!(a.header("x-should-retry"), Some("false"));
+    // A rate limit is still a rate limit.
+    w.reply(reply(
+        429,
+        "application/json",
+        r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+    ));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(&key, &gpt(""));
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("openai:429,openai:200")
+    );
+
+    let w = World::with(&[("ANTHROPIC_API_KEY", "sk-ant-secret")]);
+    let (_, key) = w.new_key();
+    w.reply(reply(
+        400,
+        "application/json",
+        r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#,
+    ));
+    w.reply(reply(200, "application/json", OK_JSON));
+    let a = w.chat(
+        &key,
+        r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}],"providerOptions":{"gateway":{"models":["openai/gpt-4o"]}}}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("anthropic:400,openai:200")
+    );
+}
+
+/// xAI answers a wrong key with a 400 (OpenAI's words, part of the key): the gateway's key was
+/// refused, as for a 401: the provider's next key, never the provider's message.
+#[test]
+fn xais_400_for_a_wrong_key_is_a_refused_credential() {
+    let refused = || {
+        reply(
+            400,
+            "application/json",
+            r#"{"code":"Client specified an invalid argument","error":"Incorrect API key provided: xa***et. You can obtain an API key from https://console.x.ai."}"#,
+        )
+    };
+    let w = World::with(&[("XAI_API_KEY_2", "xai-second-secret")]);
+    let (_, key) = w.new_key();
+    let grok = r#"{"model":"xai/grok-3","messages":[{"role":"user","content":"hi"}]}"#;
+    first_key_refused_second_serves(
+        &w,
+        &key,
+        grok,
+        (refused(), reply(200, "application/json", OK_JSON)),
+        "xai",
+        400,
+    );
+    let w = World::new();
+    let (_, key) = w.new_key();
+    w.reply(refused());
+    let a = w.chat(&key, grok);
+    assert_eq!(a.status, 502, "{}", a.text());
+    assert_eq!(a.json()["error"]["code"], "upstream_authentication_failed");
+    let m = a.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(m.contains("XAI_API_KEY") && !m.contains("xa***"), "{m}");
+}
+
 #[test]
 fn groqs_flex_capacity_498_is_retried() {
     let w = World::new();

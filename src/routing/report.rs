@@ -77,7 +77,7 @@ impl RoutingReport {
             credential: (target.credentials > 1).then_some(target.number()),
             model: attempt.model_id.clone(),
             status: match outcome {
-                AttemptOutcome::Status(s) => Some(s),
+                AttemptOutcome::Status(s) | AttemptOutcome::Unpaid(s) => Some(s),
                 _ => None,
             },
             error_kind: outcome.kind(),

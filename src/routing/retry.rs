@@ -30,6 +30,10 @@ pub enum AttemptOutcome {
     /// A redirect, not followed (it would take the key and the prompt elsewhere): the provider
     /// is not answering at the configured address, and another may.
     Redirected,
+    /// The provider refused for want of payment, with this HTTP status (402; OpenAI's 429
+    /// `insufficient_quota`; Anthropic's 400 "credit balance is too low"): the operator's to
+    /// settle, not retried on that credential, while another may serve.
+    Unpaid(u16),
 }
 
 impl AttemptOutcome {
@@ -53,9 +57,10 @@ impl AttemptOutcome {
             | AttemptOutcome::StaleToken
             | AttemptOutcome::Redirected => true,
             AttemptOutcome::StreamError { retryable } => retryable,
-            AttemptOutcome::Refused | AttemptOutcome::Misconfigured | AttemptOutcome::TooLarge => {
-                false
-            }
+            AttemptOutcome::Refused
+            | AttemptOutcome::Misconfigured
+            | AttemptOutcome::TooLarge
+            | AttemptOutcome::Unpaid(_) => false,
         }
     }
 
@@ -64,7 +69,7 @@ impl AttemptOutcome {
         match self {
             AttemptOutcome::Status(200..=299) => None,
             AttemptOutcome::Status(429) => Some("rate_limited"),
-            AttemptOutcome::Status(402) => Some("payment_required"),
+            AttemptOutcome::Status(402) | AttemptOutcome::Unpaid(_) => Some("payment_required"),
             AttemptOutcome::Status(498) => Some("capacity_exceeded"),
             AttemptOutcome::Status(s) if s >= 500 => Some("upstream_error"),
             AttemptOutcome::Status(_) => Some("client_error"),
