@@ -205,6 +205,35 @@ describe('retries', () => {
     assert.equal(response.headers.get('x-switchyard-provider'), 'anthropic');
   });
 
+  test('a non-streamed answer whose body stalls or is cut after its head: the attempt fails (timeout, connection), the retry serves', async () => {
+    const quick = await startGateway({ emulatorUrl: emu.url, bindings: baseBindings({ DEFAULT_TIMEOUT_MS: '800' }) });
+    try {
+      const k = await quick.createKey('body');
+      const head = '{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o",';
+      for (const [fault, kind] of [
+        [{ stallAfter: 1 }, 'timeout'],
+        [{ cutAfter: 1 }, 'connection_failed'],
+      ]) {
+        emu.reset();
+        // A JSON head and the start of its body, then nothing more (or the connection cut).
+        emu.script({ match: { model: 'gpt-4o' }, stream: [{ raw: head }, { raw: '"choices":[]}' }], headers: { 'content-type': 'application/json' }, ...fault });
+        const started = Date.now();
+        const { data, response } = await client(quick, k)
+          .chat.completions.create({ model: GPT, messages: userMessage('whole body') })
+          .withResponse();
+        assert.equal(data.choices[0].message.content, 'Hello from emulator: whole body', kind);
+        assert.equal(response.headers.get('x-switchyard-attempts'), `openai:${kind},openai:200`);
+        assert.ok(Date.now() - started < 5000, `${kind}: within the attempt's time, not the total`);
+        if (fault.stallAfter) {
+          const [stalled] = upstreamCalls();
+          assert.ok(await emu.waitFor(() => stalled.clientClosed, 3000).catch(() => false), 'the stalled body was let go');
+        }
+      }
+    } finally {
+      await quick.dispose();
+    }
+  });
+
   test('every retryable status (408 409 429 500 502 503 504 529) is retried once, then succeeds', async () => {
     for (const status of [408, 409, 429, 500, 502, 503, 504, 529]) {
       emu.reset();
