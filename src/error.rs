@@ -260,7 +260,7 @@ impl GatewayError {
 
     /// This error as the end of a provider's stream cut short (`stream_interrupted`, one code
     /// for every protocol); a provider that went quiet for longer than the stream idle timeout
-    /// (`upstream` a [`FetchError::Timeout`]) makes it a timeout.
+    /// (`upstream` a [`crate::platform::FetchError::Timeout`]) makes it a timeout.
     pub fn interrupted(mut self, upstream: Option<&crate::platform::FetchError>) -> Self {
         if matches!(upstream, Some(crate::platform::FetchError::Timeout)) {
             self.kind = ErrorKind::Timeout;

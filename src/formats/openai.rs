@@ -59,9 +59,9 @@ pub fn encode_response(resp: &ChatResponse) -> Vec<u8> {
 
 /// The routing metadata of a stream, and where it goes. When the stream has a usage chunk (the
 /// last chunk, `choices: []`, when the client asked for `include_usage`), the metadata rides in
-/// it as `providerMetadata` ([`Trailer::field`]): no extra chunk, so clients that add up `usage`
+/// it as `providerMetadata` (its `field`): no extra chunk, so clients that add up `usage`
 /// over chunks count it once and the SDKs' stream helpers, which keep the last chunk's usage,
-/// keep it. Otherwise it is a last chunk of its own ([`Trailer::chunk`]) that reads like any
+/// keep it. Otherwise it is a last chunk of its own (its `chunk`) that reads like any
 /// other to an OpenAI client: one choice with an empty delta and no finish reason (a loop that
 /// reads `choices[0]` keeps working) and `usage: null`.
 ///

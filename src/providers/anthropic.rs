@@ -12,7 +12,7 @@
 //! * Refused: `n > 1`, `logprobs`, `top_logprobs`, `logit_bias`, `seed`, non-zero
 //!   `presence_penalty`/`frequency_penalty`, `temperature > 1`, stop sequences that are empty
 //!   or whitespace, unknown top-level fields; sampling a model does not take (see
-//!   [`Sampling`]: both `temperature` and `top_p` on Opus 4.1 and the 4.5/4.6 models, either on
+//!   `Sampling`: both `temperature` and `top_p` on Opus 4.1 and the 4.5/4.6 models, either on
 //!   Opus 4.7 and Claude 5), where a value restating the default (1) is left out instead.
 //! * `user` (else `safety_identifier`) becomes `metadata.user_id` (as its SHA-256 when it looks
 //!   like an email address or a phone number, which Anthropic refuses); OpenAI's `metadata` (for

@@ -20,7 +20,7 @@
 //! * Refused: `logprobs`/`top_logprobs` (not translated by the gateway), `logit_bias`,
 //!   `parallel_tool_calls: false` (Gemini has no switch for it), `file_id` that is not a URI,
 //!   unknown top-level fields, media URIs whose type their extension does not tell, non-zero
-//!   penalties except on `gemini-2.0-flash` ([`takes_penalties`]; zero is not sent). Tool
+//!   penalties except on `gemini-2.0-flash` (`takes_penalties`; zero is not sent). Tool
 //!   `strict` is accepted but Gemini has no strict mode; `user`, `safety_identifier`,
 //!   `metadata`, a message's `name`, an image's `detail` and a file's `filename` have no Gemini
 //!   field and do not change what is asked, so they are not forwarded.

@@ -50,7 +50,7 @@ fn fields_not_sent(provider: &str) -> &'static [&'static str] {
     }
 }
 
-/// `body` without the message fields [`fields_not_sent`] to `provider`, every other byte as
+/// `body` without the message fields `fields_not_sent` names for `provider`, every other byte as
 /// sent. `None`: nothing to take out (the usual case costs a substring search or three).
 pub fn without_fields_not_sent(provider: &str, body: &[u8]) -> Option<Vec<u8>> {
     let fields = fields_not_sent(provider);

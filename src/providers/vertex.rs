@@ -86,7 +86,7 @@ pub struct AssertionClaims {
 
 /// Signs the RS256 JWT assertion for `sa`, issued at `now_secs`, valid for an hour. Its
 /// audience is the account's own `token_uri` (Google's token endpoint, "always
-/// https://oauth2.googleapis.com/token" in Google's server-to-server guide), whatever URL the
+/// <https://oauth2.googleapis.com/token>" in Google's server-to-server guide), whatever URL the
 /// exchange is sent to (`VERTEX_TOKEN_URL`: a Private Service Connect endpoint or a proxy), as
 /// Google's auth libraries sign it.
 pub fn signed_assertion(sa: &ServiceAccount, now_secs: u64) -> Result<String, GatewayError> {
