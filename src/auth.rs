@@ -87,6 +87,9 @@ pub struct KeyCache {
 /// memory even when a client floods the gateway with random keys). Keys found, keys not found
 /// and revocations are kept apart, so a flood of one cannot wash out the others.
 const KEY_CACHE_CAPACITY: usize = 4096;
+/// How long a miss (no such key) is trusted at most: a key just created elsewhere should not
+/// be refused here much longer than KV takes to show it.
+pub const MISS_TTL_MS: u64 = 5_000;
 
 /// How long this isolate holds a revocation at least: Cloudflare documents up to 60 s for a KV
 /// change to be seen everywhere; twice that, or the cache TTL if longer.
@@ -105,10 +108,10 @@ impl KeyCache {
         if self.is_revoked(hash, now_ms, ttl_ms) {
             return Cached::Invalid;
         }
-        let fresh = |at: u64| now_ms.saturating_sub(at) < ttl_ms;
+        let fresh = |at: u64, ttl: u64| now_ms.saturating_sub(at) < ttl;
         match (self.entries.get(hash), self.misses.get(hash)) {
-            (Some((rec, at)), _) if fresh(*at) => Cached::Valid(rec),
-            (_, Some(at)) if fresh(*at) => Cached::Invalid,
+            (Some((rec, at)), _) if fresh(*at, ttl_ms) => Cached::Valid(rec),
+            (_, Some(at)) if fresh(*at, ttl_ms.min(MISS_TTL_MS)) => Cached::Invalid,
             _ => Cached::Unknown,
         }
     }
@@ -238,6 +241,15 @@ mod tests {
         assert_eq!(c.get("h3", 1000, 100), Cached::Unknown);
         c.forget("h1");
         assert_eq!(c.get("h1", 1001, 100), Cached::Unknown);
+        // A miss is trusted for MISS_TTL_MS at most, whatever the TTL (a key made elsewhere).
+        c.put("h4".into(), None, 1000, 60_000);
+        assert_eq!(c.get("h4", 1000 + MISS_TTL_MS - 1, 60_000), Cached::Invalid);
+        assert_eq!(c.get("h4", 1000 + MISS_TTL_MS, 60_000), Cached::Unknown);
+        c.put("h5".into(), Some(rec("k5")), 1000, 60_000);
+        assert_eq!(
+            c.get("h5", 1000 + MISS_TTL_MS, 60_000),
+            Cached::Valid(&rec("k5"))
+        );
     }
 
     #[test]

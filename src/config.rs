@@ -370,9 +370,6 @@ fn cors_origin(entry: &str, warnings: &mut Vec<String>) -> Option<String> {
     Some(format!("{scheme}://{host}"))
 }
 
-/// `ROUTING_WEIGHTS`, entry by entry: a model whose value is not an object, a weight that is
-/// not a non-negative number, or a provider the gateway does not know is left out (with a
-/// warning) without losing the others.
 /// Whether `project` can be a Google Cloud project id: lowercase letters, digits and `-`, and
 /// for a domain-scoped project its domain and `:` (`example.com:my-project`). (It goes into
 /// Vertex URLs' paths.)
@@ -387,6 +384,9 @@ pub fn is_project_id(project: &str) -> bool {
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// `ROUTING_WEIGHTS`, entry by entry: a model whose value is not an object, a weight that is
+/// not a non-negative number, or a provider the gateway does not know is left out (with a
+/// warning) without losing the others.
 fn parse_weights(json: &str, warnings: &mut Vec<String>) -> Weights {
     let Ok(parsed) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
     else {

@@ -20,7 +20,12 @@ pub fn prefixed(prefix: &str, now_ms: u64, random: [u8; 10]) -> String {
 pub fn is_prefixed(prefix: &str, s: &str) -> bool {
     s.strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('_'))
-        .is_some_and(|u| u.len() == 26 && ulid::Ulid::from_string(u).is_ok())
+        // (As issued: upper case. The decoder takes lower case too, which names no key.)
+        .is_some_and(|u| {
+            u.len() == 26
+                && !u.bytes().any(|b| b.is_ascii_lowercase())
+                && ulid::Ulid::from_string(u).is_ok()
+        })
 }
 
 /// A client's `x-request-id`, kept when it is short printable ASCII, else `None`.
@@ -71,6 +76,7 @@ mod tests {
             "key_01",
             &format!("{id}0"),
             &id.replace("key_", "key-"),
+            &id.to_lowercase(),
         ] {
             assert!(!is_prefixed("key", not), "{not}");
         }

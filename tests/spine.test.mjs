@@ -759,14 +759,14 @@ describe('errors', () => {
     ]) {
       emu.reset();
       const key = PROVIDER_KEYS[provider];
-      const message = `Incorrect API key provided: ${key}. You can find your API key in your dashboard.`;
+      const message = `The model is not available to the account of ${key}; ask for another.`;
       emu.script({
         match: { model: native },
         status: 400,
         body:
           provider === 'anthropic'
             ? { type: 'error', error: { type: 'invalid_request_error', message } }
-            : { error: { message, type: 'invalid_request_error', param: null, code: 'invalid_api_key' } },
+            : { error: { message, type: 'invalid_request_error', param: null, code: 'model_not_available' } },
       });
       const err = await client()
         .chat.completions.create({ model, messages: userMessage('x') })
@@ -774,7 +774,7 @@ describe('errors', () => {
       assert.ok(err instanceof OpenAI.APIError && err.status >= 400, `${model}: ${err}`);
       const shown = JSON.stringify(err.error) + [...err.headers.entries()].join('\n');
       assert.ok(!shown.includes(key), `${model}: the key was echoed: ${shown}`);
-      assert.match(err.error.message, /Incorrect API key provided: \[redacted\]/, `${model}: the rest of the message is kept`);
+      assert.match(err.error.message, /not available to the account of \[redacted\]; ask/, `${model}: the rest of the message is kept`);
     }
   });
 

@@ -32,6 +32,9 @@ impl InboundBody for RequestBody {
 
 #[wasm_bindgen::prelude::wasm_bindgen(module = "/src/edge/pump.js")]
 extern "C" {
+    /// See `pump.js`: reads what is left of a provider's body, for at most a second.
+    #[wasm_bindgen(js_name = drainBody)]
+    fn drain_body(source: &web_sys::ReadableStream) -> js_sys::Promise;
     /// See `pump.js`: returns `[readable, done]`.
     fn pump(
         source: &web_sys::ReadableStream,
@@ -61,15 +64,18 @@ pub fn client_stream(
         // The whole answer came in the first read (the prefix ends it): nothing more is read,
         // however long the provider holds its connection open.
         let response = body.hand_off();
-        if let Some(source) = response.body() {
-            let _ = source.cancel();
-        }
+        // Its body is read to its end (briefly; see `pump.js`), so that its connection serves
+        // again.
+        let drained = match response.body() {
+            Some(source) => drain_body(&source),
+            None => js_sys::Promise::resolve(&JsValue::UNDEFINED),
+        };
         drop(transform); // (its end has been reported)
         let whole = web_sys::Response::new_with_opt_buffer_source(Some(
             &js_sys::Uint8Array::from(prefix.as_slice()),
         ))?;
         let stream = whole.body().map_or_else(web_sys::ReadableStream::new, Ok)?;
-        return Ok((stream, js_sys::Promise::resolve(&JsValue::UNDEFINED)));
+        return Ok((stream, drained));
     }
     let transform = Rc::new(RefCell::new(transform));
     let on_chunk = {

@@ -3,11 +3,37 @@ const FAILED_TAIL = new TextEncoder().encode(
   'data: {"error":{"message":"The gateway failed while streaming this answer.","type":"server_error","param":null,"code":"internal_error"}}\n\ndata: [DONE]\n\n',
 );
 
+// How long, once the client's stream is complete, the rest of the provider's body (its
+// terminating chunk, as a rule already on its way) is waited for: a body read to its end lets
+// its connection serve the next request, one cancelled closes it. One that has not ended by
+// then (a provider holding its connection open) is cancelled.
+const DRAIN_MS = 1000;
+
+async function drainRest(reader) {
+  const timer = setTimeout(() => reader.cancel().catch(() => {}), DRAIN_MS);
+  try {
+    while (!(await reader.read()).done);
+  } catch {
+    // (cancelled, or broken: nothing to keep)
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// The provider's body of an answer that was complete in its first read (see `drainRest`).
+export function drainBody(source) {
+  try {
+    return drainRest(source.getReader());
+  } catch {
+    return Promise.resolve();
+  }
+}
+
 // Moves a provider's stream to the client: each chunk read from `source` goes through
 // `onChunk` (one synchronous call into the core; it returns the bytes to send, undefined to
 // send the chunk unchanged, `[bytes or undefined]` when those complete the client's stream, or
-// null when it was complete already; a complete stream stops reading, cancels the provider's
-// request and closes the client's, whatever the provider still holds open) into workerd's
+// null when it was complete already; a complete stream closes the client's at once, and what is
+// left of the provider's is read and dropped for at most DRAIN_MS, then cancelled) into workerd's
 // native IdentityTransformStream, whose readable side is the response body. `onEnd(error)`
 // gives the stream's closing bytes (error: undefined for a clean end, null when the provider
 // went quiet, else a message). `onDone()` runs once, last. A client that goes away (a write
@@ -69,7 +95,7 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs)
   };
   if (idleMs > 0) idle = setTimeout(watch, idleMs);
   const done = (async () => {
-    let ended = false;
+    let ended = false, complete = false;
     try {
       await write(prefix);
       for (;;) {
@@ -91,8 +117,7 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs)
         if (next.done) break;
         const bytes = core(onChunk, next.value);
         if (bytes === null || Array.isArray(bytes)) {
-          ended = true; // nothing more to send: the provider's request is cancelled
-          reader.cancel().catch(() => {});
+          ended = complete = true; // nothing more to send
           if (bytes) await write(bytes[0] ?? next.value);
           break;
         }
@@ -101,6 +126,10 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs)
       if (left) return writer.close().catch(() => {});
       if (!ended) await write(core(onEnd, undefined));
       await writer.close();
+      if (complete) {
+        clearTimeout(idle);
+        await drainRest(reader);
+      }
     } catch (e) {
       try { await reader.cancel(e); } catch {}
       // Not a silent cut even here: if the client's side still takes bytes, end the stream

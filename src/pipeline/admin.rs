@@ -156,6 +156,27 @@ async fn load<P: Kv>(p: &P, id: &str) -> Result<KeyRecord, GatewayError> {
         .ok_or_else(|| GatewayError::not_found(format!("No gateway key has the id `{id}`.")))
 }
 
+/// Deletes a revoked key's entries, the lookup entry first; a refusal is tried again a little
+/// later (KV takes one write a second per key: a delete right after an update's write may be
+/// refused), so that a key revoked here does not come back elsewhere.
+async fn purge<P: Kv + Clock>(p: &P, rec: &KeyRecord, rounds: u32) -> Result<(), GatewayError> {
+    let mut failure = None;
+    for round in 0..rounds {
+        if round > 0 {
+            p.sleep(1_100).await;
+        }
+        let deleted = match p.delete(&format!("{BY_HASH}{}", rec.hash)).await {
+            Ok(()) => p.delete(&format!("{BY_ID}{}", rec.id)).await,
+            Err(e) => Err(e),
+        };
+        match deleted {
+            Ok(()) => return Ok(()),
+            Err(e) => failure = Some(e),
+        }
+    }
+    Err(GatewayError::key_store(failure.expect("tried")))
+}
+
 /// Looks a secret's record up by its digest (uncached; the caller caches).
 pub(super) async fn lookup<P: Kv>(p: &P, hash: &str) -> Result<Option<KeyRecord>, GatewayError> {
     let json = p.get(&format!("{BY_HASH}{hash}")).await?;
@@ -268,11 +289,16 @@ impl Gateway {
         };
         // A key whose lookup entry is gone was revoked (its listing entry outlived a failed
         // delete, or KV still shows a deletion made here): updating it must not bring it back.
-        if revoked_here()
-            || lookup(p, &rec.hash)
-                .await
-                .map_err(GatewayError::key_store)?
-                .is_none()
+        if revoked_here() {
+            // (An earlier update's clean-up below may have failed: one more go at it, the
+            // answer the same either way.)
+            let _ = purge(p, &rec, 1).await;
+            return Err(not_found());
+        }
+        if lookup(p, &rec.hash)
+            .await
+            .map_err(GatewayError::key_store)?
+            .is_none()
         {
             return Err(not_found());
         }
@@ -280,12 +306,7 @@ impl Gateway {
         if revoked_here() {
             // Deleted in this isolate while this update was writing: the write brought the
             // lookup entry back, so it goes again.
-            p.delete(&format!("{BY_HASH}{}", rec.hash))
-                .await
-                .map_err(GatewayError::key_store)?;
-            p.delete(&format!("{BY_ID}{}", rec.id))
-                .await
-                .map_err(GatewayError::key_store)?;
+            purge(p, &rec, 3).await?;
             return Err(not_found());
         }
         self.key_cache.borrow_mut().forget(&rec.hash);

@@ -108,6 +108,8 @@ struct Entry {
     tries: u32,
     /// When a deferred retry's backoff (or Retry-After) ends.
     not_before: u64,
+    /// A refused cached Vertex token has been given back its try (once per target).
+    token_refreshed: bool,
 }
 
 /// A credential taken out since the plan was made (by the request's own failures or others', or
@@ -321,7 +323,11 @@ impl Gateway {
                     p.sleep(left).await;
                     continue;
                 }
+                // (Not the same target again at once after its cached token was refused: its
+                // own half-open trial, say, would put it behind the others.)
+                let refreshing = state[i].token_refreshed && tries == 0;
                 if tries == 0
+                    && !refreshing
                     && defer(
                         &plan,
                         &self.breakers.borrow(),
@@ -369,12 +375,16 @@ impl Gateway {
                     }
                     Err(failure) => {
                         report.record(attempt, failure.outcome, latency);
-                        if failure.outcome == AttemptOutcome::StaleToken {
+                        if failure.outcome == AttemptOutcome::StaleToken
+                            && !state[i].token_refreshed
+                        {
                             // The cached Vertex token was refused, and dropped: the same target
-                            // again at once with a new one, not as one of its tries (the cap on
-                            // calls still bounds it; a new token refused is final).
+                            // again at once with a new one, not as one of its tries (once: a
+                            // token cached by another request meanwhile and refused again is an
+                            // ordinary retryable failure; a new token refused is final).
                             tries -= 1;
                             state[i].tries = tries;
+                            state[i].token_refreshed = true;
                             last.get_or_insert(failure.error);
                             continue;
                         }
@@ -1045,14 +1055,13 @@ fn credential_refused(target: &routing::Target) -> GatewayError {
     ))
 }
 
-/// An error answer from an OpenAI-compatible provider, kept in OpenAI's shape: its status, message,
-/// param and code, the provider named. The provider's credential is scrubbed from the message in
-/// case the provider echoes it.
 /// A 400 that is the provider refusing the gateway's key (xAI answers a wrong key so, where
 /// OpenAI answers 401, with the same words and part of the key).
 fn refuses_key(error: &GatewayError) -> bool {
     error.status == 400
-        && (error.message.starts_with("Incorrect API key provided")
+        && (error.message.contains("Incorrect API key provided")
+            // (also sent percent-encoded)
+            || error.message.contains("Incorrect%20API%20key%20provided")
             || error.code.as_deref() == Some("invalid_api_key"))
 }
 
@@ -1068,6 +1077,9 @@ fn for_want_of_payment(status: u16, error: &GatewayError) -> bool {
     }
 }
 
+/// An error answer from an OpenAI-compatible provider, kept in OpenAI's shape: its status, message,
+/// param and code, the provider named. The provider's credential is scrubbed from the message in
+/// case the provider echoes it.
 pub(crate) fn upstream_error(
     provider: &'static ProviderSpec,
     status: u16,

@@ -195,6 +195,19 @@ impl Route {
 }
 
 /// The path of a URL (`https://h/p?q` or `/p?q` → `/p`).
+/// A path as error messages show it: a segment that looks like a secret (`sk-…`: a gateway
+/// key, or a provider's, pasted in the wrong place) is left out.
+fn shown_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains("sk-") {
+        return path.into();
+    }
+    path.split('/')
+        .map(|seg| if seg.starts_with("sk-") { "…" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+        .into()
+}
+
 fn path_of(url: &str) -> &str {
     let rest = match url.find("://") {
         Some(i) => {
@@ -360,7 +373,7 @@ impl Gateway {
         P: Clock + Upstream + Kv,
         R: InboundBody,
     {
-        let path = path_of(req.url);
+        let path = shown_path(path_of(req.url));
         if route == Route::NotFound {
             return Err(GatewayError::not_found(format!(
                 "No route for {} {path}.",
@@ -374,7 +387,7 @@ impl Gateway {
             m => m,
         };
         if !allow.split(", ").any(|m| m == method) {
-            let mut out = error_response(&GatewayError::method_not_allowed(req.method, path));
+            let mut out = error_response(&GatewayError::method_not_allowed(req.method, &path));
             let head = if allow.contains("GET") { ", HEAD" } else { "" };
             out.headers
                 .push(("allow", format!("{allow}{head}, OPTIONS")));

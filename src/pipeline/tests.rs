@@ -18,6 +18,9 @@ struct Fake {
     cancelled: Cell<usize>,
     /// KV deletes of keys with this prefix fail (a KV outage mid-revocation).
     kv_delete_fails: Cell<Option<&'static str>>,
+    /// KV deletes made so far, and which one (1-based) fails, if any.
+    kv_deletes: Cell<usize>,
+    kv_delete_fails_at: Cell<Option<usize>>,
     /// Key lookups (`keys/hash/…`) read their value, then let other requests run before they
     /// answer with it (a lookup in flight while an admin call changes the key).
     kv_lookups_yield: Cell<bool>,
@@ -132,10 +135,12 @@ impl Kv for Fake {
     }
     async fn delete(&self, key: &str) -> Result<(), GatewayError> {
         kv_key_fits(key)?;
+        self.kv_deletes.set(self.kv_deletes.get() + 1);
         if self
             .kv_delete_fails
             .get()
             .is_some_and(|p| key.starts_with(p))
+            || self.kv_delete_fails_at.get() == Some(self.kv_deletes.get())
         {
             return Err(GatewayError::internal("KV is unavailable"));
         }
@@ -446,6 +451,35 @@ fn a_key_id_that_is_not_one_of_ours_is_a_404_without_a_lookup_or_an_echo() {
             assert!(!a.text().contains(bad), "{method}: the id is not echoed");
         }
     }
+    // Nor is a secret pasted into a path where no route or method takes it.
+    for (method, path) in [
+        ("GET", format!("/admin/keys/{key}")),
+        ("DELETE", format!("/admin/keys/{key}/x")),
+        ("GET", format!("/v1/{key}")),
+        ("GET", "/v1/sk-proj-abcdefghijklmnop".to_owned()),
+    ] {
+        let a = w.call(method, &path, Some(ADMIN), "");
+        assert!(
+            matches!(a.status, 404 | 405),
+            "{method} {path}: {}",
+            a.text()
+        );
+        assert!(!a.text().contains("sk-"), "{method} {path}: {}", a.text());
+    }
+    assert!(w
+        .call("GET", "/v1/nothing-here", None, "")
+        .text()
+        .contains("/v1/nothing-here"));
+    // An id as issued, in lower case, names no key: no look-up.
+    let reads = w.p.kv_reads.get();
+    let a = w.call(
+        "DELETE",
+        &format!("/admin/keys/{}", id.to_lowercase()),
+        Some(ADMIN),
+        "",
+    );
+    assert_eq!(a.status, 404);
+    assert_eq!(w.p.kv_reads.get(), reads, "not looked up");
     // The real id still works.
     let a = w.call("DELETE", &format!("/admin/keys/{id}"), Some(ADMIN), "");
     assert_eq!(a.status, 200, "{}", a.text());
@@ -631,6 +665,15 @@ fn mistral_and_deepseek_get_their_own_names_for_the_fields_they_refuse_or_ignore
         sent.contains(r#""random_seed":3"#) && !sent.contains("\"seed\""),
         "{sent}"
     );
+    // A null one beside `seed` is not sent as a second key.
+    w.reply(reply(200, "text/event-stream", "data: [DONE]\n\n"));
+    w.chat(
+        &key,
+        r#"{"model":"mistral/mistral-large-latest","messages":[{"role":"user","content":"hi"}],"stream":true,"random_seed":null,"seed":7}"#,
+    );
+    let sent = String::from_utf8(w.p.sent.borrow().last().unwrap().body.clone()).unwrap();
+    assert_eq!(sent.matches("random_seed").count(), 1, "{sent}");
+    assert!(sent.contains(r#""random_seed":7"#), "{sent}");
     // DeepSeek takes the budget as `max_tokens` only (it ignores the other name).
     let w2 = World::with(&[("DEEPSEEK_API_KEY", "deepseek-secret")]);
     let (_, key2) = w2.new_key();
@@ -1399,6 +1442,38 @@ fn vertex_token_trouble_is_retried_a_refused_token_renewed_and_bad_settings_skip
         Some("vertex:token_refused,vertex:503,vertex:200")
     );
     assert_eq!(w.p.slept.borrow().len(), 1, "one backoff: the 503's");
+    // The same as a half-open trial: the refused cached token does not send the trial behind
+    // the other providers (its own breaker reads open while it runs).
+    let w = vertex(&[
+        ("ANTHROPIC_API_KEY", "sk-ant-secret"),
+        ("BREAKER_THRESHOLD", "1"),
+    ]);
+    let (_, key) = w.new_key();
+    let vertex_first = r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}],"providerOptions":{"gateway":{"order":["vertex","anthropic"]}}}"#;
+    w.reply(token("ya29.cached"));
+    w.reply(reply(503, "application/json", "{}"));
+    w.reply(reply(200, "application/json", answer));
+    let a = w.chat(&key, vertex_first);
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("vertex:503,anthropic:200")
+    );
+    w.p.now.set(w.p.now.get() + 31_000); // past the cool-down, the token still fresh
+    w.reply(unauthenticated());
+    w.reply(token("ya29.new"));
+    w.reply(reply(200, "application/json", answer));
+    let a = w.chat(&key, vertex_first);
+    assert_eq!(
+        a.header("x-switchyard-attempts"),
+        Some("vertex:token_refused,vertex:200"),
+        "{}",
+        a.text()
+    );
+    let w = vertex(&[]);
+    let (_, key) = w.new_key();
+    w.reply(token("ya29.two"));
+    w.reply(reply(200, "application/json", answer));
+    assert_eq!(w.chat(&key, claude).status, 200);
     w.p.now.set(w.p.now.get() + 3_600_000); // the cached token has expired
     w.reply(token("ya29.three"));
     w.reply(unauthenticated());
@@ -2240,6 +2315,14 @@ fn xais_400_for_a_wrong_key_is_a_refused_credential() {
     assert_eq!(a.json()["error"]["code"], "upstream_authentication_failed");
     let m = a.json()["error"]["message"].as_str().unwrap().to_owned();
     assert!(m.contains("XAI_API_KEY") && !m.contains("xa***"), "{m}");
+    // As xAI has also sent it, percent-encoded.
+    w.reply(reply(
+        400,
+        "application/json",
+        r#"{"code":"Client specified an invalid argument","error":"Incorrect%20API%20key%20provided:%20xa***et."}"#,
+    ));
+    let a = w.chat(&key, grok);
+    assert_eq!(a.json()["error"]["code"], "upstream_authentication_failed");
 }
 
 #[test]
@@ -2889,6 +2972,35 @@ fn a_revocation_holds_against_requests_already_under_way() {
     assert_eq!(w.chat(&key3, &gpt("")).status, 401);
     let listed = w.call("GET", "/admin/keys", Some(ADMIN), "");
     assert_eq!(listed.json()["data"], json!([]));
+
+    // The same, the update's clean-up refused once by KV (a delete right after its write): it
+    // is tried again a second later, and nothing of the key is left.
+    let (id4, key4) = w.new_key();
+    let path4 = format!("/admin/keys/{id4}");
+    w.p.kv_lookups_yield.set(true);
+    // (The DELETE's two deletes come first; the update's first clean-up delete is the third.)
+    w.p.kv_delete_fails_at.set(Some(w.p.kv_deletes.get() + 3));
+    w.p.slept.borrow_mut().clear();
+    let (patched, deleted) = w.call_both(
+        ["PATCH", &path4, ADMIN, r#"{"name":"renamed"}"#],
+        ["DELETE", &path4, ADMIN, ""],
+    );
+    w.p.kv_lookups_yield.set(false);
+    w.p.kv_delete_fails_at.set(None);
+    assert_eq!(
+        (patched.status, deleted.status),
+        (404, 200),
+        "{}",
+        patched.text()
+    );
+    assert_eq!(*w.p.slept.borrow(), [1_100], "one refusal, one wait");
+    assert!(
+        !w.p.kv
+            .borrow()
+            .keys()
+            .any(|k| k.contains(&id4) || k.ends_with(&auth::hash_secret(&key4))),
+        "nothing of the key is left in KV"
+    );
 }
 
 #[test]

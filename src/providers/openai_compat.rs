@@ -28,6 +28,8 @@ pub fn request_field<'k>(
     match (provider, key) {
         ("mistral", "stream_options") => None,
         ("mistral", "seed") => (!sets("random_seed")).then_some("random_seed"),
+        // (A null one beside a `seed` would be a second key of that name.)
+        ("mistral", "random_seed") if !sets("random_seed") => None,
         ("mistral" | "deepseek", "max_tokens") if sets("max_completion_tokens") => None,
         ("mistral" | "deepseek", "max_completion_tokens") => {
             sets("max_completion_tokens").then_some("max_tokens")
