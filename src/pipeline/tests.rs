@@ -339,6 +339,21 @@ impl World {
         }
     }
 
+    /// A chat completion's outbound answer as handed to the edge, its stream not yet read.
+    fn chat_handed_off(&self, key: &str, body: &str) -> Outbound<FakeBody> {
+        let auth = bearer(key);
+        let req = Inbound {
+            method: "POST",
+            url: "/v1/chat/completions",
+            authorization: Some(&auth),
+            ..Default::default()
+        };
+        block_on(
+            self.gw
+                .handle(&self.p, &req, Body(body.as_bytes().to_vec())),
+        )
+    }
+
     /// Queues the provider's next reply.
     fn reply(&self, r: Result<UpstreamResponse<FakeBody>, FetchError>) {
         self.p.replies.borrow_mut().push_back(r);
@@ -3627,16 +3642,7 @@ fn streams_report_to_the_breaker_how_they_ended() {
     // and its clean end closes the breaker.
     w.p.now.set(w.p.now.get() + 31_000);
     w.reply(stream_reply(OK_STREAM, false));
-    let out = block_on(w.gw.handle(
-        &w.p,
-        &Inbound {
-            method: "POST",
-            url: "/v1/chat/completions",
-            authorization: Some(&bearer(&key)),
-            ..Default::default()
-        },
-        Body(gpt(r#","stream":true"#).into_bytes()),
-    ));
+    let out = w.chat_handed_off(&key, &gpt(r#","stream":true"#));
     assert!(open(), "the trial is running: others keep away");
     let a = World::answer(out);
     assert!(a.text().ends_with("data: [DONE]\n\n") && !a.text().contains("error"));
@@ -3648,16 +3654,7 @@ fn streams_report_to_the_breaker_how_they_ended() {
     assert!(!open());
     // A client that leaves mid-stream is no failure of the provider's: the count starts over.
     w.reply(stream_reply(&[CHUNK_ROLE, CHUNK_HI, CHUNK_HI], true));
-    let out = block_on(w.gw.handle(
-        &w.p,
-        &Inbound {
-            method: "POST",
-            url: "/v1/chat/completions",
-            authorization: Some(&bearer(&key)),
-            ..Default::default()
-        },
-        Body(gpt(r#","stream":true"#).into_bytes()),
-    ));
+    let out = w.chat_handed_off(&key, &gpt(r#","stream":true"#));
     drop(out); // (the client went away before the provider's cut)
     w.reply(stream_reply(&[CHUNK_ROLE, CHUNK_HI], true));
     w.stream_with_xai_fallback(&key);
