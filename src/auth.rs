@@ -134,7 +134,9 @@ impl KeyCache {
             }
             None => {
                 if self.misses.len() >= KEY_CACHE_CAPACITY {
-                    self.misses.retain(|_, at| fresh(at));
+                    let miss_ttl = ttl_ms.min(MISS_TTL_MS);
+                    self.misses
+                        .retain(|_, at| now_ms.saturating_sub(*at) < miss_ttl);
                     if self.misses.len() >= KEY_CACHE_CAPACITY {
                         self.misses.clear();
                     }
@@ -250,6 +252,16 @@ mod tests {
             c.get("h5", 1000 + MISS_TTL_MS, 60_000),
             Cached::Valid(&rec("k5"))
         );
+        // A full table of misses drops the ones that no longer answer, not the recent ones.
+        let mut c = KeyCache::default();
+        for i in 0..KEY_CACHE_CAPACITY - 10 {
+            c.put(format!("old{i}"), None, 0, 60_000);
+        }
+        for i in 0..10 {
+            c.put(format!("new{i}"), None, MISS_TTL_MS + 500, 60_000);
+        }
+        c.put("last".into(), None, MISS_TTL_MS + 1000, 60_000);
+        assert_eq!(c.get("new3", MISS_TTL_MS + 1000, 60_000), Cached::Invalid);
     }
 
     #[test]

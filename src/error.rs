@@ -34,6 +34,12 @@ pub enum ErrorKind {
 
 /// The code of an error that says a provider refused the gateway's credential.
 pub const CREDENTIAL_REFUSED: &str = "upstream_authentication_failed";
+/// Whether `text` holds what looks like an API secret (`sk-…`: a gateway key, or a provider's),
+/// which error messages must not echo.
+pub fn looks_secret(text: &str) -> bool {
+    text.contains("sk-")
+}
+
 /// The code of the error for a provider that answered 402 (the account behind the gateway's
 /// credential cannot pay): a 502, final, naming the credential's variable.
 pub const PAYMENT_REQUIRED: &str = "upstream_payment_required";
@@ -83,10 +89,15 @@ impl GatewayError {
     }
 
     pub fn model_not_found(model: &str) -> Self {
+        let named = if looks_secret(model) {
+            "named".to_owned() // (a secret pasted in the wrong place is not echoed)
+        } else {
+            format!("`{model}`")
+        };
         Self::new(
             ErrorKind::NotFound,
             404,
-            format!("The model `{model}` does not exist or is not served by this gateway."),
+            format!("The model {named} does not exist or is not served by this gateway."),
         )
         .with_param("model")
         .with_code("model_not_found")

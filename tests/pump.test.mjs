@@ -19,6 +19,16 @@ export default {
   async fetch(request, env, ctx) {
     const which = new URL(request.url).searchParams.get('case');
     if (which === 'ends') return new Response(String(ends));
+    if (which === 'done' || which === 'cut') {
+      // A provider whose first chunk completes the client's stream and that then says nothing
+      // more, its connection open: read on for a while (\`done\`), or let go at once when the
+      // gateway cut the stream short (\`cut\`).
+      const upstream = await fetch(new URL(request.url).searchParams.get('upstream'));
+      const last = () => [enc.encode('data: [DONE]\\n\\n'), which === 'cut'];
+      const [body, finished] = pump(upstream.body, enc.encode(''), last, () => enc.encode(''), () => {}, request.signal);
+      ctx.waitUntil(finished);
+      return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
+    }
     if (which === 'quiet') {
       // A provider that sends one event, then says nothing more until it is let go.
       const upstream = await fetch(new URL(request.url).searchParams.get('upstream'));
@@ -131,6 +141,33 @@ for (const gone of ['later', 'before']) test(`pump: a client that leaves (${gone
     // made for a client that left.
     for (;;) if ((await reader.read()).done) break;
     assert.equal(await (await fetch(`${url}/?case=ends`)).text(), '0');
+  } finally {
+    provider.closeAllConnections?.();
+    await new Promise((r) => provider.close(r));
+  }
+});
+
+for (const which of ['done', 'cut']) test(`pump: a stream complete at its first chunk (${which}): the client's ends at once, the provider's body is ${which === 'done' ? 'read on for a second, then let go' : 'let go at once'}`, async () => {
+  let closed = null;
+  const provider = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write('data: 1\n\n');
+    res.on('close', () => (closed = Date.now()));
+  });
+  await new Promise((r) => provider.listen(0, '127.0.0.1', r));
+  try {
+    const upstream = `http://127.0.0.1:${provider.address().port}/`;
+    const started = Date.now();
+    const res = await fetch(`${url}/?case=${which}&upstream=${encodeURIComponent(upstream)}`);
+    assert.equal(await res.text(), 'data: [DONE]\n\n');
+    const answered = Date.now();
+    for (let i = 0; i < 60 && closed === null; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(closed !== null, 'the provider was let go');
+    if (which === 'done') {
+      assert.ok(closed - started >= 900, `the rest of its body was waited for (${closed - started} ms)`);
+    } else {
+      assert.ok(closed - answered < 800, `let go without the drain's wait (${closed - answered} ms)`);
+    }
   } finally {
     provider.closeAllConnections?.();
     await new Promise((r) => provider.close(r));

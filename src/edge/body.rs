@@ -35,6 +35,9 @@ extern "C" {
     /// See `pump.js`: reads what is left of a provider's body, for at most a second.
     #[wasm_bindgen(js_name = drainBody)]
     fn drain_body(source: &web_sys::ReadableStream) -> js_sys::Promise;
+    /// See `pump.js`: cancels a provider's body, whatever that answers.
+    #[wasm_bindgen(js_name = letGo)]
+    fn let_go(source: &web_sys::ReadableStream);
     /// See `pump.js`: returns `[readable, done]`.
     fn pump(
         source: &web_sys::ReadableStream,
@@ -67,7 +70,11 @@ pub fn client_stream(
         // Its body is read to its end (briefly; see `pump.js`), so that its connection serves
         // again.
         let drained = match response.body() {
-            Some(source) => drain_body(&source),
+            Some(source) if transform.failure().is_none() => drain_body(&source),
+            Some(source) => {
+                let_go(&source); // (ended by the gateway: the provider is mid-answer)
+                js_sys::Promise::resolve(&JsValue::UNDEFINED)
+            }
             None => js_sys::Promise::resolve(&JsValue::UNDEFINED),
         };
         drop(transform); // (its end has been reported)
@@ -99,8 +106,11 @@ pub fn client_stream(
                 };
                 if t.closed() {
                     // The last bytes: the pump closes the client's stream after them, even if
-                    // the provider holds its connection open.
-                    js_sys::Array::of1(&bytes).into()
+                    // the provider holds its connection open, and reads the rest of the
+                    // provider's body for its connection's sake unless the gateway ended the
+                    // stream itself (the provider is mid-answer: let it go at once).
+                    let cut_short = JsValue::from_bool(t.failure().is_some());
+                    js_sys::Array::of2(&bytes, &cut_short).into()
                 } else {
                     bytes
                 }

@@ -1058,10 +1058,13 @@ fn credential_refused(target: &routing::Target) -> GatewayError {
 /// A 400 that is the provider refusing the gateway's key (xAI answers a wrong key so, where
 /// OpenAI answers 401, with the same words and part of the key).
 fn refuses_key(error: &GatewayError) -> bool {
+    // (The start of the message only: a client's own words quoted back in a 400 must not
+    // count against the gateway's keys.)
+    let message = error.message.trim_start();
     error.status == 400
-        && (error.message.contains("Incorrect API key provided")
+        && (message.starts_with("Incorrect API key provided")
             // (also sent percent-encoded)
-            || error.message.contains("Incorrect%20API%20key%20provided")
+            || message.starts_with("Incorrect%20API%20key%20provided")
             || error.code.as_deref() == Some("invalid_api_key"))
 }
 

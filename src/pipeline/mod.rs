@@ -194,20 +194,26 @@ impl Route {
     }
 }
 
-/// The path of a URL (`https://h/p?q` or `/p?q` → `/p`).
-/// A path as error messages show it: a segment that looks like a secret (`sk-…`: a gateway
-/// key, or a provider's, pasted in the wrong place) is left out.
+/// A path as error messages show it: a segment that holds what looks like a secret (`sk-…`: a
+/// gateway key, or a provider's, pasted in the wrong place) is left out.
 fn shown_path(path: &str) -> std::borrow::Cow<'_, str> {
-    if !path.contains("sk-") {
+    if !crate::error::looks_secret(path) {
         return path.into();
     }
     path.split('/')
-        .map(|seg| if seg.starts_with("sk-") { "…" } else { seg })
+        .map(|seg| {
+            if crate::error::looks_secret(seg) {
+                "…"
+            } else {
+                seg
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
         .into()
 }
 
+/// The path of a URL (`https://h/p?q` or `/p?q` → `/p`).
 fn path_of(url: &str) -> &str {
     let rest = match url.find("://") {
         Some(i) => {

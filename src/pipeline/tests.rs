@@ -472,6 +472,7 @@ fn a_key_id_that_is_not_one_of_ours_is_a_404_without_a_lookup_or_an_echo() {
         ("DELETE", format!("/admin/keys/{key}/x")),
         ("GET", format!("/v1/{key}")),
         ("GET", "/v1/sk-proj-abcdefghijklmnop".to_owned()),
+        ("GET", format!("/v1/Bearer%20{key}")),
     ] {
         let a = w.call(method, &path, Some(ADMIN), "");
         assert!(
@@ -485,6 +486,12 @@ fn a_key_id_that_is_not_one_of_ours_is_a_404_without_a_lookup_or_an_echo() {
         .call("GET", "/v1/nothing-here", None, "")
         .text()
         .contains("/v1/nothing-here"));
+    // Nor as a model id.
+    let a = w.call("GET", &format!("/v1/models/{key}"), Some(&bearer(&key)), "");
+    assert_eq!(a.status, 404);
+    assert!(!a.text().contains("sk-"), "{}", a.text());
+    let a = w.chat(&key, &format!(r#"{{"model":"{key}","messages":[]}}"#));
+    assert!(!a.text().contains("sk-"), "{}", a.text());
     // An id as issued, in lower case, names no key: no look-up.
     let reads = w.p.kv_reads.get();
     let a = w.call(
@@ -2338,6 +2345,22 @@ fn xais_400_for_a_wrong_key_is_a_refused_credential() {
     ));
     let a = w.chat(&key, grok);
     assert_eq!(a.json()["error"]["code"], "upstream_authentication_failed");
+    // A client's own words quoted back in a 400 are the request's fault: no key counted.
+    let w = World::with(&[("BREAKER_THRESHOLD", "1")]);
+    let (_, key) = w.new_key();
+    w.reply(reply(
+        400,
+        "application/json",
+        r#"{"error":{"message":"Invalid value: 'Incorrect API key provided'. Supported values are: 'low', 'medium', and 'high'.","type":"invalid_request_error","param":"reasoning_effort","code":"invalid_value"}}"#,
+    ));
+    let a = w.chat(
+        &key,
+        &gpt(r#","reasoning_effort":"Incorrect API key provided""#),
+    );
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert_eq!(a.json()["error"]["code"], "invalid_value");
+    assert_eq!(a.header("x-switchyard-attempts"), Some("openai:400"));
+    assert!(!w.gw.breakers.borrow().is_open(("openai", 0), w.p.now.get()));
 }
 
 #[test]
