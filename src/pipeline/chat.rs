@@ -1075,7 +1075,11 @@ fn for_want_of_payment(status: u16, error: &GatewayError) -> bool {
     match status {
         402 => true,
         429 => error.code.as_deref() == Some("insufficient_quota"),
-        400 => error.message.contains("credit balance is too low"),
+        // (The start only: a client's words quoted back must not count against a key.)
+        400 => error
+            .message
+            .trim_start_matches("Anthropic: ")
+            .starts_with("Your credit balance is too low"),
         _ => false,
     }
 }

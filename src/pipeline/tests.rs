@@ -2305,6 +2305,18 @@ fn quota_exhausted_and_low_credit_are_accounts_that_cannot_pay() {
         a.header("x-switchyard-attempts"),
         Some("anthropic:400,openai:200")
     );
+    // The same words quoted from the request are the request's fault: final, not counted.
+    w.reply(reply(
+        400,
+        "application/json",
+        r#"{"type":"error","error":{"type":"invalid_request_error","message":"stop_sequences: 'Your credit balance is too low' is not allowed"}}"#,
+    ));
+    let a = w.chat(
+        &key,
+        r#"{"model":"anthropic/claude-sonnet-4-6","messages":[{"role":"user","content":"hi"}],"providerOptions":{"gateway":{"models":["openai/gpt-4o"]}}}"#,
+    );
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert_eq!(a.header("x-switchyard-attempts"), Some("anthropic:400"));
 }
 
 /// xAI answers a wrong key with a 400 (OpenAI's words, part of the key): the gateway's key was
