@@ -103,15 +103,24 @@ pub enum Cached<'a> {
     Unknown,
 }
 
+/// Whether a lookup made at `at` is still trusted at `now_ms`.
+fn fresh(at: u64, now_ms: u64, ttl_ms: u64) -> bool {
+    now_ms.saturating_sub(at) < ttl_ms
+}
+
+/// How long a miss is trusted ([`MISS_TTL_MS`] at most).
+fn miss_ttl(ttl_ms: u64) -> u64 {
+    ttl_ms.min(MISS_TTL_MS)
+}
+
 impl KeyCache {
     pub fn get(&self, hash: &str, now_ms: u64, ttl_ms: u64) -> Cached<'_> {
         if self.is_revoked(hash, now_ms, ttl_ms) {
             return Cached::Invalid;
         }
-        let fresh = |at: u64, ttl: u64| now_ms.saturating_sub(at) < ttl;
         match (self.entries.get(hash), self.misses.get(hash)) {
-            (Some((rec, at)), _) if fresh(*at, ttl_ms) => Cached::Valid(rec),
-            (_, Some(at)) if fresh(*at, ttl_ms.min(MISS_TTL_MS)) => Cached::Invalid,
+            (Some((rec, at)), _) if fresh(*at, now_ms, ttl_ms) => Cached::Valid(rec),
+            (_, Some(at)) if fresh(*at, now_ms, miss_ttl(ttl_ms)) => Cached::Invalid,
             _ => Cached::Unknown,
         }
     }
@@ -119,12 +128,11 @@ impl KeyCache {
     /// Caches a lookup made at `now_ms`. A record for a digest revoked here is not taken: the
     /// revocation answers.
     pub fn put(&mut self, hash: String, record: Option<KeyRecord>, now_ms: u64, ttl_ms: u64) {
-        let fresh = |at: &u64| now_ms.saturating_sub(*at) < ttl_ms;
         match record {
             Some(_) if self.is_revoked(&hash, now_ms, ttl_ms) => {}
             Some(record) => {
                 if self.entries.len() >= KEY_CACHE_CAPACITY {
-                    self.entries.retain(|_, (_, at)| fresh(at));
+                    self.entries.retain(|_, (_, at)| fresh(*at, now_ms, ttl_ms));
                     if self.entries.len() >= KEY_CACHE_CAPACITY {
                         self.entries.clear();
                     }
@@ -134,9 +142,8 @@ impl KeyCache {
             }
             None => {
                 if self.misses.len() >= KEY_CACHE_CAPACITY {
-                    let miss_ttl = ttl_ms.min(MISS_TTL_MS);
                     self.misses
-                        .retain(|_, at| now_ms.saturating_sub(*at) < miss_ttl);
+                        .retain(|_, at| fresh(*at, now_ms, miss_ttl(ttl_ms)));
                     if self.misses.len() >= KEY_CACHE_CAPACITY {
                         self.misses.clear();
                     }

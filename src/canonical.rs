@@ -464,9 +464,14 @@ pub enum Stop {
 impl Stop {
     /// The stop sequences as a list.
     pub fn to_vec(&self) -> Vec<String> {
+        self.as_slice().to_vec()
+    }
+
+    /// The stop sequences, borrowed.
+    pub fn as_slice(&self) -> &[String] {
         match self {
-            Stop::One(s) => vec![s.clone()],
-            Stop::Many(v) => v.clone(),
+            Stop::One(s) => std::slice::from_ref(s),
+            Stop::Many(v) => v,
         }
     }
 }

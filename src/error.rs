@@ -34,10 +34,25 @@ pub enum ErrorKind {
 
 /// The code of an error that says a provider refused the gateway's credential.
 pub const CREDENTIAL_REFUSED: &str = "upstream_authentication_failed";
-/// Whether `text` holds what looks like an API secret (`sk-…`: a gateway key, or a provider's),
-/// which error messages must not echo.
+/// Whether `text` holds what looks like an API secret, which error messages must not echo: a
+/// part (between `/`) that starts as keys do (`sk-…`: the gateway's, OpenAI's, Anthropic's;
+/// Groq's `gsk_`, xAI's `xai-`, Google's `AIza`, Fireworks' `fw_`), or `sk-` anywhere.
 pub fn looks_secret(text: &str) -> bool {
+    const STARTS: [&str; 5] = ["sk-", "gsk_", "xai-", "AIza", "fw_"];
     text.contains("sk-")
+        || text
+            .split('/')
+            .any(|part| STARTS.iter().any(|s| part.starts_with(s)))
+}
+
+/// A model id as error messages name it: quoted, or not at all when it looks like a secret
+/// pasted in the wrong place ([`looks_secret`]).
+pub fn shown_model(model: &str) -> String {
+    if looks_secret(model) {
+        "named".to_owned()
+    } else {
+        format!("`{model}`")
+    }
 }
 
 /// The code of the error for a provider that answered 402 (the account behind the gateway's
@@ -89,15 +104,13 @@ impl GatewayError {
     }
 
     pub fn model_not_found(model: &str) -> Self {
-        let named = if looks_secret(model) {
-            "named".to_owned() // (a secret pasted in the wrong place is not echoed)
-        } else {
-            format!("`{model}`")
-        };
         Self::new(
             ErrorKind::NotFound,
             404,
-            format!("The model {named} does not exist or is not served by this gateway."),
+            format!(
+                "The model {} does not exist or is not served by this gateway.",
+                shown_model(model)
+            ),
         )
         .with_param("model")
         .with_code("model_not_found")

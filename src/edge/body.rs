@@ -93,7 +93,12 @@ pub fn client_stream(
             move |chunk: js_sys::Uint8Array| {
                 let mut t = transform.borrow_mut();
                 if t.closed() {
-                    return JsValue::NULL; // the client's stream is complete: stop reading
+                    // (Complete already: nothing more to send. The pump stops at the chunk
+                    // that completes a stream and a stream complete at hand-off never gets
+                    // here, so this is only a guard.)
+                    let nothing = js_sys::Uint8Array::new_with_length(0);
+                    let cut_short = JsValue::from_bool(t.failure().is_some());
+                    return js_sys::Array::of2(&nothing, &cut_short).into();
                 }
                 chunk_buf.resize(chunk.length() as usize, 0);
                 chunk.copy_to(&mut chunk_buf);

@@ -40,10 +40,10 @@ export function letGo(source) {
 
 // Moves a provider's stream to the client: each chunk read from `source` goes through
 // `onChunk` (one synchronous call into the core; it returns the bytes to send, undefined to
-// send the chunk unchanged, `[bytes or undefined, cutShort]` when those complete the client's
-// stream, or null when it was complete already; a complete stream closes the client's at once,
-// and what is left of the provider's is read and dropped for at most DRAIN_MS, then cancelled,
-// or cancelled at once when the gateway cut the stream short) into workerd's
+// send the chunk unchanged, or `[bytes or undefined, cutShort]` when those complete the
+// client's stream: it is closed at once, and what is left of the provider's is read and dropped
+// for at most DRAIN_MS, then cancelled, or cancelled at once when the gateway cut the stream
+// short) into workerd's
 // native IdentityTransformStream, whose readable side is the response body. `onEnd(error)`
 // gives the stream's closing bytes (error: undefined for a clean end, null when the provider
 // went quiet, else a message). `onDone()` runs once, last. A client that goes away (a write
@@ -126,11 +126,11 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs)
         }
         if (next.done) break;
         const bytes = core(onChunk, next.value);
-        if (bytes === null || Array.isArray(bytes)) {
+        if (Array.isArray(bytes)) {
           ended = true; // nothing more to send
-          if (bytes?.[1]) reader.cancel().catch(() => {});
+          if (bytes[1]) reader.cancel().catch(() => {});
           else complete = true;
-          if (bytes) await write(bytes[0] ?? next.value);
+          await write(bytes[0] ?? next.value);
           break;
         }
         await write(bytes === undefined ? next.value : bytes);

@@ -490,8 +490,24 @@ fn a_key_id_that_is_not_one_of_ours_is_a_404_without_a_lookup_or_an_echo() {
     let a = w.call("GET", &format!("/v1/models/{key}"), Some(&bearer(&key)), "");
     assert_eq!(a.status, 404);
     assert!(!a.text().contains("sk-"), "{}", a.text());
-    let a = w.chat(&key, &format!(r#"{{"model":"{key}","messages":[]}}"#));
-    assert!(!a.text().contains("sk-"), "{}", a.text());
+    let hi = r#""messages":[{"role":"user","content":"hi"}]"#;
+    for body in [
+        format!(r#"{{"model":"{key}",{hi}}}"#),
+        format!(r#"{{"model":"openai/{key}",{hi}}}"#),
+        format!(r#"{{"model":"perplexity/{key}",{hi}}}"#),
+        format!(
+            r#"{{"model":"openai/gpt-4o",{hi},"providerOptions":{{"gateway":{{"models":["{key}"]}}}}}}"#
+        ),
+        format!(r#"{{"model":"gsk_{}",{hi}}}"#, "a".repeat(40)),
+    ] {
+        let a = w.chat(&key, &body);
+        assert!(matches!(a.status, 400 | 404), "{body}: {}", a.text());
+        assert!(
+            !a.text().contains("sk-") && !a.text().contains("gsk_"),
+            "{body}: {}",
+            a.text()
+        );
+    }
     // An id as issued, in lower case, names no key: no look-up.
     let reads = w.p.kv_reads.get();
     let a = w.call(

@@ -207,7 +207,7 @@ fn check_supported(req: &ChatRequest) -> Result<(), GatewayError> {
     if req
         .stop
         .as_ref()
-        .is_some_and(|s| s.to_vec().iter().any(|s| s.trim().is_empty()))
+        .is_some_and(|s| s.as_slice().iter().any(|s| s.trim().is_empty()))
     {
         return Err(GatewayError::invalid_param(
             "stop",

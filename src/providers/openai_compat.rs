@@ -44,20 +44,28 @@ pub fn request_field<'k>(
 /// fallback from a translated model), and for Mistral, which refuses every field its schema
 /// lacks, the `refusal` and `annotations` of OpenAI's answers given back as they came.
 fn fields_not_sent(provider: &str) -> &'static [&'static str] {
-    const REASONING: &[&str] = &["reasoning", "reasoning_details"];
-    const MISTRAL: &[&str] = &["reasoning", "reasoning_details", "refusal", "annotations"];
     match provider {
-        "mistral" => MISTRAL,
-        _ => REASONING,
+        "mistral" => &FIELDS_NOT_SENT[..4],
+        _ => &FIELDS_NOT_SENT[..2],
     }
 }
+
+/// The fields [`fields_not_sent`] takes out, and each as a quoted JSON key (what the body is
+/// searched for first; no allocation on the hot path).
+const FIELDS_NOT_SENT: [&str; 4] = ["reasoning", "reasoning_details", "refusal", "annotations"];
+const QUOTED_NOT_SENT: [&[u8]; 4] = [
+    b"\"reasoning\"",
+    b"\"reasoning_details\"",
+    b"\"refusal\"",
+    b"\"annotations\"",
+];
 
 /// `body` without the message fields `fields_not_sent` names for `provider`, every other byte as
 /// sent. `None`: nothing to take out (the usual case costs a substring search or three).
 pub fn without_fields_not_sent(provider: &str, body: &[u8]) -> Option<Vec<u8>> {
     let fields = fields_not_sent(provider);
-    let present = |f: &str| memchr::memmem::find(body, format!("\"{f}\"").as_bytes()).is_some();
-    if !fields.iter().any(|f| present(f)) {
+    let present = |quoted: &&[u8]| memchr::memmem::find(body, quoted).is_some();
+    if !QUOTED_NOT_SENT[..fields.len()].iter().any(present) {
         return None;
     }
     crate::chat_body::without_message_fields(body, fields)

@@ -83,8 +83,8 @@ impl Breakers {
 /// attempt loop would count (a cut, a silence, a translated retryable error event; a
 /// passed-through stream's own events are not judged after content) counts against the
 /// target, the end of an answer (or a client that left while it was served) is the target's
-/// success. Until then the breaker stands as it was: a half-open trial stays the one trial for
-/// as long as its stream runs.
+/// success. Until then the breaker stands as it was: a half-open trial reports only then (others
+/// keep away for the time [`Breakers::admit`] gave it).
 pub struct Watched {
     inner: Box<dyn StreamTransform>,
     breakers: Rc<RefCell<Breakers>>,

@@ -100,21 +100,17 @@ impl RoutingOptions {
         // The Vercel AI Gateway's `user` and `tags` attribute usage in its dashboard: they ask
         // for nothing an answer shows, so they are taken (checked) without effect.
         const ATTRIBUTION: &[&str] = &["user", "tags"];
-        const KNOWN: &[&str] = &[
-            "order",
-            "only",
-            "models",
-            "timeoutMs",
-            "totalTimeoutMs",
-            "user",
-            "tags",
-        ];
+        const ROUTING: &[&str] = &["order", "only", "models", "timeoutMs", "totalTimeoutMs"];
         for (name, value) in &fields {
             let field = format!("{param}.{name}");
-            if !KNOWN.contains(&name.as_str()) {
+            if !ROUTING.contains(&name.as_str()) && !ATTRIBUTION.contains(&name.as_str()) {
                 return Err(GatewayError::invalid_param(
                     &field,
-                    format!("Unknown option `{field}`; known: {}.", KNOWN.join(", ")),
+                    format!(
+                        "Unknown option `{field}`; known: {}, {}.",
+                        ROUTING.join(", "),
+                        ATTRIBUTION.join(", ")
+                    ),
                 ));
             }
             let ok = match name.as_str() {

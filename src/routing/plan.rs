@@ -71,8 +71,9 @@ pub fn plan(
                     return Err(GatewayError::invalid_param(
                         "providerOptions.gateway.models",
                         format!(
-                            "Unknown fallback model `{model_id}` (from the request's \
-                             `providerOptions.gateway.models` or the key's routing defaults)."
+                            "Unknown fallback model {} (from the request's \
+                             `providerOptions.gateway.models` or the key's routing defaults).",
+                            crate::error::shown_model(model_id)
                         ),
                     ));
                 }

@@ -108,11 +108,19 @@ pub fn resolve_allowed(
         .ok_or_else(|| unprefixed(model_id))?;
     if let Some(why) = providers::retired(provider_name) {
         let mut e = GatewayError::model_not_found(model_id);
-        e.message = format!("The model `{model_id}` is not served: {why}");
+        e.message = format!(
+            "The model {} is not served: {why}",
+            crate::error::shown_model(model_id)
+        );
         return Err(e);
     }
+    // (A model id that looks like a key, pasted in the wrong place, is sent nowhere.)
     let provider = providers::find(provider_name)
-        .filter(|p| !native.is_empty() && p.protocol.accepts_model_id(native))
+        .filter(|p| {
+            !native.is_empty()
+                && p.protocol.accepts_model_id(native)
+                && !crate::error::looks_secret(native)
+        })
         .ok_or_else(|| GatewayError::model_not_found(model_id))?;
     if !allowed(provider.name) {
         return Ok(Vec::new());
@@ -144,14 +152,15 @@ fn unprefixed(model_id: &str) -> GatewayError {
         .take(3)
         .collect();
     let mut e = GatewayError::model_not_found(model_id);
+    let named = crate::error::shown_model(model_id);
     e.message = if meant.is_empty() {
         format!(
-            "The model `{model_id}` does not exist or is not served by this gateway; model ids \
+            "The model {named} does not exist or is not served by this gateway; model ids \
              are `provider/model` (`openai/gpt-4o`)."
         )
     } else {
         format!(
-            "The model `{model_id}` does not exist on this gateway, whose model ids are \
+            "The model {named} does not exist on this gateway, whose model ids are \
              `provider/model`: did you mean `{}`?",
             meant.join("` or `")
         )

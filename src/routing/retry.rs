@@ -69,7 +69,7 @@ impl AttemptOutcome {
         match self {
             AttemptOutcome::Status(200..=299) => None,
             AttemptOutcome::Status(429) => Some("rate_limited"),
-            AttemptOutcome::Status(402) | AttemptOutcome::Unpaid(_) => Some("payment_required"),
+            AttemptOutcome::Unpaid(_) => Some("payment_required"),
             AttemptOutcome::Status(498) => Some("capacity_exceeded"),
             AttemptOutcome::Status(s) if s >= 500 => Some("upstream_error"),
             AttemptOutcome::Status(_) => Some("client_error"),
