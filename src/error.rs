@@ -35,14 +35,18 @@ pub enum ErrorKind {
 /// The code of an error that says a provider refused the gateway's credential.
 pub const CREDENTIAL_REFUSED: &str = "upstream_authentication_failed";
 /// Whether `text` holds what looks like an API secret, which error messages must not echo: a
-/// part (between `/`) that starts as keys do (`sk-…`: the gateway's, OpenAI's, Anthropic's;
-/// Groq's `gsk_`, xAI's `xai-`, Google's `AIza`, Fireworks' `fw_`), or `sk-` anywhere.
+/// word (a run of the characters keys are made of, also after a percent-encoded space) that
+/// starts as keys do (`sk-…`: the gateway's, OpenAI's, Anthropic's; Groq's `gsk_`, xAI's
+/// `xai-`, Google's `AIza`, Fireworks' `fw_`). (`my-task-model` is no secret.)
 pub fn looks_secret(text: &str) -> bool {
     const STARTS: [&str; 5] = ["sk-", "gsk_", "xai-", "AIza", "fw_"];
-    text.contains("sk-")
-        || text
-            .split('/')
-            .any(|part| STARTS.iter().any(|s| part.starts_with(s)))
+    let text: std::borrow::Cow<'_, str> = if text.contains("%20") {
+        text.replace("%20", " ").into()
+    } else {
+        text.into() // (the usual case: no allocation)
+    };
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .any(|word| STARTS.iter().any(|s| word.starts_with(s)))
 }
 
 /// A model id as error messages name it: quoted, or not at all when it looks like a secret
@@ -318,6 +322,31 @@ impl std::error::Error for GatewayError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_told_from_words_that_contain_their_prefix() {
+        for secret in [
+            "sk-sy-0123",
+            "openai/sk-proj-abc",
+            "Bearer%20sk-sy-0123",
+            "Bearer sk-ant-api03-x",
+            "gsk_abc",
+            "google/AIzaSyabc",
+            "/v1/xai-abc/x",
+            "fw_abc",
+        ] {
+            assert!(looks_secret(secret), "{secret}");
+        }
+        for word in [
+            "openai/my-task-model",
+            "desk-",
+            "gpt-4o",
+            "xai/grok-3",
+            "risk-sky-model",
+        ] {
+            assert!(!looks_secret(word), "{word}");
+        }
+    }
     use serde_json::{json, Value};
 
     fn body(e: &GatewayError) -> Value {

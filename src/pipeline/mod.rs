@@ -198,7 +198,7 @@ impl Route {
 /// gateway key, or a provider's, pasted in the wrong place) is left out.
 fn shown_path(path: &str) -> std::borrow::Cow<'_, str> {
     if !crate::error::looks_secret(path) {
-        return path.into();
+        return path.into(); // (the usual case: no allocation)
     }
     path.split('/')
         .map(|seg| {
