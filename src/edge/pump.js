@@ -8,6 +8,8 @@ const FAILED_TAIL = new TextEncoder().encode(
 // its connection serve the next request, one cancelled closes it. One that has not ended by
 // then (a provider holding its connection open) is cancelled.
 const DRAIN_MS = 1000;
+// How long the client's end waits for the provider's (see below).
+const END_WAIT_MS = 50;
 
 async function drainRest(reader) {
   const timer = setTimeout(() => reader.cancel().catch(() => {}), DRAIN_MS);
@@ -41,9 +43,9 @@ export function letGo(source) {
 // Moves a provider's stream to the client: each chunk read from `source` goes through
 // `onChunk` (one synchronous call into the core; it returns the bytes to send, undefined to
 // send the chunk unchanged, or `[bytes or undefined, cutShort]` when those complete the
-// client's stream: it is closed at once, and what is left of the provider's is read and dropped
-// for at most DRAIN_MS, then cancelled, or cancelled at once when the gateway cut the stream
-// short) into workerd's
+// client's stream: it is closed as soon as the provider's body ends (END_WAIT_MS at most), and
+// what is left of the provider's is read and dropped for at most DRAIN_MS, then cancelled, or
+// cancelled at once when the gateway cut the stream short) into workerd's
 // native IdentityTransformStream, whose readable side is the response body. `onEnd(error)`
 // gives the stream's closing bytes (error: undefined for a clean end, null when the provider
 // went quiet, else a message). `onDone()` runs once, last. A client that goes away (a write
@@ -137,10 +139,19 @@ export function pump(source, prefix, onChunk, onEnd, onDone, clientGone, idleMs)
       }
       if (left) return writer.close().catch(() => {});
       if (!ended) await write(core(onEnd, undefined));
-      await writer.close();
       if (complete) {
         clearTimeout(idle);
-        await drainRest(reader);
+        // The provider's own end follows its last event at once, as a rule: wait for it (at
+        // most END_WAIT_MS) before ending the client's stream, so that the connection is back
+        // for the client's next request; a provider that holds it open holds no one.
+        const drained = drainRest(reader);
+        let waited;
+        await Promise.race([drained, new Promise((r) => (waited = setTimeout(r, END_WAIT_MS)))]);
+        clearTimeout(waited);
+        await writer.close();
+        await drained;
+      } else {
+        await writer.close();
       }
     } catch (e) {
       try { await reader.cancel(e); } catch {}
