@@ -115,8 +115,11 @@ test('pump: a source it cannot read after an answer that already ended adds noth
   assert.equal(await res.text(), 'data: prefix\n\ndata: [DONE]\n\n');
 });
 
-for (const gone of ['later', 'before']) test(`pump: a client that leaves (${gone}) while the provider is quiet lets the provider go at once (its signal)`, async () => {
-  // The provider: one event, then silence; it records when its connection is closed.
+/**
+ * Runs `body(upstream, closedAt)` against a provider that sends one event and then nothing, its
+ * connection open until let go; `closedAt()` is when that happened (null until then).
+ */
+async function withQuietProvider(body) {
   let closed = null;
   const provider = createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -125,7 +128,19 @@ for (const gone of ['later', 'before']) test(`pump: a client that leaves (${gone
   });
   await new Promise((r) => provider.listen(0, '127.0.0.1', r));
   try {
-    const upstream = `http://127.0.0.1:${provider.address().port}/`;
+    await body(`http://127.0.0.1:${provider.address().port}/`, () => closed);
+  } finally {
+    provider.closeAllConnections?.();
+    await new Promise((r) => provider.close(r));
+  }
+}
+
+const waitUntilClosed = async (closedAt, tries) => {
+  for (let i = 0; i < tries && closedAt() === null; i++) await new Promise((r) => setTimeout(r, 50));
+};
+
+for (const gone of ['later', 'before']) test(`pump: a client that leaves (${gone}) while the provider is quiet lets the provider go at once (its signal)`, () =>
+  withQuietProvider(async (upstream, closedAt) => {
     const res = await fetch(`${url}/?case=quiet&gone=${gone}&upstream=${encodeURIComponent(upstream)}`);
     const reader = res.body.getReader();
     const read = Date.now();
@@ -134,42 +149,28 @@ for (const gone of ['later', 'before']) test(`pump: a client that leaves (${gone
       assert.equal(new TextDecoder().decode(first.value), 'data: 1\n\n');
     }
     // No further event will come to make a write fail: only the signal can tell the pump.
-    for (let i = 0; i < 40 && closed === null; i++) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(closed !== null, 'the provider was let go within 2 s of the client leaving');
-    assert.ok(closed - read < 2000);
+    await waitUntilClosed(closedAt, 40);
+    assert.ok(closedAt() !== null, 'the provider was let go within 2 s of the client leaving');
+    assert.ok(closedAt() - read < 2000);
     // The client's side ends too (its stream is closed, not left hanging), and no end was
     // made for a client that left.
     for (;;) if ((await reader.read()).done) break;
     assert.equal(await (await fetch(`${url}/?case=ends`)).text(), '0');
-  } finally {
-    provider.closeAllConnections?.();
-    await new Promise((r) => provider.close(r));
-  }
-});
+  }),
+);
 
-for (const which of ['done', 'cut']) test(`pump: a stream complete at its first chunk (${which}): the client's ends at once, the provider's body is ${which === 'done' ? 'read on for a second, then let go' : 'let go at once'}`, async () => {
-  let closed = null;
-  const provider = createServer((req, res) => {
-    res.writeHead(200, { 'content-type': 'text/event-stream' });
-    res.write('data: 1\n\n');
-    res.on('close', () => (closed = Date.now()));
-  });
-  await new Promise((r) => provider.listen(0, '127.0.0.1', r));
-  try {
-    const upstream = `http://127.0.0.1:${provider.address().port}/`;
+for (const which of ['done', 'cut']) test(`pump: a stream complete at its first chunk (${which}): the client's ends at once, the provider's body is ${which === 'done' ? 'read on for a second, then let go' : 'let go at once'}`, () =>
+  withQuietProvider(async (upstream, closedAt) => {
     const started = Date.now();
     const res = await fetch(`${url}/?case=${which}&upstream=${encodeURIComponent(upstream)}`);
     assert.equal(await res.text(), 'data: [DONE]\n\n');
     const answered = Date.now();
-    for (let i = 0; i < 60 && closed === null; i++) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(closed !== null, 'the provider was let go');
+    await waitUntilClosed(closedAt, 60);
+    assert.ok(closedAt() !== null, 'the provider was let go');
     if (which === 'done') {
-      assert.ok(closed - started >= 900, `the rest of its body was waited for (${closed - started} ms)`);
+      assert.ok(closedAt() - started >= 900, `the rest of its body was waited for (${closedAt() - started} ms)`);
     } else {
-      assert.ok(closed - answered < 800, `let go without the drain's wait (${closed - answered} ms)`);
+      assert.ok(closedAt() - answered < 800, `let go without the drain's wait (${closedAt() - answered} ms)`);
     }
-  } finally {
-    provider.closeAllConnections?.();
-    await new Promise((r) => provider.close(r));
-  }
-});
+  }),
+);
