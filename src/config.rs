@@ -445,6 +445,7 @@ fn provider_config(
     for odd in [
         format!("{}_API_KEY_1", spec.env),
         format!("{}_API_KEY_0", spec.env),
+        format!("{}_API_KEY_10", spec.env),
     ] {
         if non_empty(&odd).is_some() {
             warnings.push(format!(
@@ -701,7 +702,14 @@ pub(crate) mod tests {
         assert_eq!(c.provider("xai").unwrap().api_keys, ["xai-only-second"]);
         assert_eq!(c.credential_numbers("xai")[0], 2);
         assert_eq!(c.credentials("groq"), 0);
-        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // A tenth key is not read, and the settings say so (naming the variable only).
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("`OPENAI_API_KEY_10` is not read")
+                && !c.warnings[0].contains("beyond"),
+            "{:?}",
+            c.warnings
+        );
         let s = format!("{:?}", c.provider("openai").unwrap());
         assert!(s.contains("<3 redacted>") && !s.contains("sk-"), "{s}");
     }

@@ -192,6 +192,13 @@ impl Route {
             Route::NotFound => "",
         }
     }
+
+    /// The `Allow` header's value: the route's methods, HEAD with GET, and OPTIONS.
+    fn allow_header(&self) -> String {
+        let allow = self.allow();
+        let head = if allow.contains("GET") { ", HEAD" } else { "" };
+        format!("{allow}{head}, OPTIONS")
+    }
 }
 
 /// A path as error messages show it: a segment that holds what looks like a secret (`sk-…`: a
@@ -287,9 +294,11 @@ impl Gateway {
         let generation_id = (route == Route::ChatCompletions && req.method == "POST")
             .then(|| self.new_id(p, "gen"));
         let mut out = if req.method == "OPTIONS" {
+            // (What the route takes, as RFC 9110 has OPTIONS answer; CORS adds its own below.)
+            let allow = (route != Route::NotFound).then(|| ("allow", route.allow_header()));
             Outbound {
                 status: 204,
-                headers: Vec::new(),
+                headers: allow.into_iter().collect(),
                 body: OutBody::Empty,
             }
         } else {
@@ -394,9 +403,7 @@ impl Gateway {
         };
         if !allow.split(", ").any(|m| m == method) {
             let mut out = error_response(&GatewayError::method_not_allowed(req.method, &path));
-            let head = if allow.contains("GET") { ", HEAD" } else { "" };
-            out.headers
-                .push(("allow", format!("{allow}{head}, OPTIONS")));
+            out.headers.push(("allow", route.allow_header()));
             return Ok(out);
         }
         match route {

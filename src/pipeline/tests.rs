@@ -1026,10 +1026,32 @@ fn cors_for_allowed_origins_only_and_preflight() {
         "",
     );
     assert_eq!(pre.status, 204);
+    assert_eq!(pre.header("allow"), Some("POST, OPTIONS"));
     assert_eq!(
         pre.header("access-control-allow-origin"),
         Some("https://app.example")
     );
+    // Without CORS (and for any route) OPTIONS says what the route takes.
+    let plain = World::with(&[("CORS_ORIGINS", "")]);
+    let options = |url: &str| {
+        plain.call_with(
+            Inbound {
+                method: "OPTIONS",
+                url,
+                ..Default::default()
+            },
+            "",
+        )
+    };
+    assert_eq!(
+        options("/v1/models").header("allow"),
+        Some("GET, HEAD, OPTIONS")
+    );
+    assert_eq!(
+        options("/admin/keys").header("allow"),
+        Some("GET, POST, HEAD, OPTIONS")
+    );
+    assert_eq!(options("/nowhere").header("allow"), None);
     assert!(pre
         .header("access-control-allow-headers")
         .unwrap()
