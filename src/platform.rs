@@ -167,6 +167,12 @@ pub trait StreamTransform {
     fn failure(&self) -> Option<&crate::error::GatewayError> {
         None
     }
+    /// Whether what is left of the provider's body is worth reading once the client's stream is
+    /// complete (so that its connection serves again): not when the stream failed (a cut, or the
+    /// gateway ending it mid-answer: the provider is then let go at once).
+    fn drain_provider(&self) -> bool {
+        self.failure().is_none()
+    }
     /// The `id`, `model` and `created` the provider's own chunks carry, when they pass through:
     /// a chunk the gateway adds takes them (one completion's chunks share them, and the SDKs'
     /// stream helpers take the last chunk's). `None`: the gateway's own.

@@ -30,6 +30,13 @@ impl InboundBody for RequestBody {
     }
 }
 
+/// The pump's marker for the bytes that complete the client's stream: `[bytes, cutShort]` (it
+/// closes the client's stream after them, even if the provider holds its connection open, and
+/// reads the rest of the provider's body for its connection's sake, or lets it go at once).
+fn last_bytes(bytes: &JsValue, t: &dyn StreamTransform) -> JsValue {
+    js_sys::Array::of2(bytes, &JsValue::from_bool(!t.drain_provider())).into()
+}
+
 #[wasm_bindgen::prelude::wasm_bindgen(module = "/src/edge/pump.js")]
 extern "C" {
     /// See `pump.js`: reads what is left of a provider's body, for at most a second.
@@ -70,7 +77,7 @@ pub fn client_stream(
         // Its body is read to its end (briefly; see `pump.js`), so that its connection serves
         // again.
         let drained = match response.body() {
-            Some(source) if transform.failure().is_none() => drain_body(&source),
+            Some(source) if transform.drain_provider() => drain_body(&source),
             Some(source) => {
                 let_go(&source); // (ended by the gateway: the provider is mid-answer)
                 js_sys::Promise::resolve(&JsValue::UNDEFINED)
@@ -97,8 +104,7 @@ pub fn client_stream(
                     // that completes a stream and a stream complete at hand-off never gets
                     // here, so this is only a guard.)
                     let nothing = js_sys::Uint8Array::new_with_length(0);
-                    let cut_short = JsValue::from_bool(t.failure().is_some());
-                    return js_sys::Array::of2(&nothing, &cut_short).into();
+                    return last_bytes(&nothing, t.as_ref());
                 }
                 chunk_buf.resize(chunk.length() as usize, 0);
                 chunk.copy_to(&mut chunk_buf);
@@ -110,12 +116,7 @@ pub fn client_stream(
                     js_sys::Uint8Array::from(out.as_slice()).into()
                 };
                 if t.closed() {
-                    // The last bytes: the pump closes the client's stream after them, even if
-                    // the provider holds its connection open, and reads the rest of the
-                    // provider's body for its connection's sake unless the gateway ended the
-                    // stream itself (the provider is mid-answer: let it go at once).
-                    let cut_short = JsValue::from_bool(t.failure().is_some());
-                    js_sys::Array::of2(&bytes, &cut_short).into()
+                    last_bytes(&bytes, t.as_ref())
                 } else {
                     bytes
                 }

@@ -423,6 +423,14 @@ mod tests {
 
     #[test]
     fn a_cut_stream_ends_in_an_error_event_not_a_finish() {
+        let mut t = TranslatedStream::new(Native::Anthropic, ChunkEncoder::new("g", "m", 1, false));
+        let mut out = Vec::new();
+        t.push(&ANTHROPIC[..ANTHROPIC.len() / 2], &mut out);
+        t.finish(&mut out, None);
+        assert!(
+            t.closed() && !t.drain_provider(),
+            "a failed stream's provider is let go"
+        );
         let cut = &ANTHROPIC[..ANTHROPIC.len() / 2];
         let chunks = run(Native::Anthropic, cut, 3, true);
         assert!(
@@ -470,6 +478,10 @@ mod tests {
             let mut out = Vec::new();
             t.push(ANTHROPIC, &mut out);
             assert!(t.closed(), "{native:?}");
+            assert!(
+                t.drain_provider(),
+                "ended well: its connection is worth keeping"
+            );
             assert!(out.ends_with(b"data: [DONE]\n\n"));
             // (What the provider might still send is not read.)
             let before = out.len();
